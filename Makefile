@@ -1,0 +1,83 @@
+# noiseshim build.  `make` builds into $(BUILD); `make test` runs every suite;
+# `make sanitize` runs the unit and integration suites under ASan+UBSan.
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2 -g
+SANFLAGS ?=
+CFLAGS   += $(OPT) $(SANFLAGS) -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
+            -fPIC -fvisibility=hidden -MMD -MP -Ilib
+LDFLAGS  += $(SANFLAGS)
+CRYPTO_LIBS := -lsodium -lcrypto
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CORE     := $(BUILD)/libnoisecore.a
+
+CLI_SRC  := $(wildcard cli/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI      := $(BUILD)/noiseshim
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+INTEROP_C   := $(BUILD)/tests/interop_peer
+GOPEER      := $(BUILD)/tests/gopeer
+GOPATH_DIR  := $(abspath $(BUILD))/gopath
+
+.PHONY: all test test-unit test-interop sanitize bench clean
+all: $(CORE) $(CLI)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(CORE): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CLI): $(CLI_OBJ) $(CORE)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE) $(CRYPTO_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(CORE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) -lcmocka $(CRYPTO_LIBS)
+
+$(INTEROP_C): $(BUILD)/tests/interop/interop_peer.o $(CORE)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
+
+# The independent peer: Go's flynn/noise from Debian, GOPATH mode, no network.
+$(GOPEER): $(wildcard tests/interop/gopeer/*.go)
+	@mkdir -p $(GOPATH_DIR)/src $(dir $@)
+	rm -rf $(GOPATH_DIR)/src/gopeer && cp -r tests/interop/gopeer $(GOPATH_DIR)/src/gopeer
+	cd $(GOPATH_DIR)/src/gopeer && GO111MODULE=off GOFLAGS=-mod=mod GOPROXY=off \
+	    GOPATH=/usr/share/gocode:$(GOPATH_DIR) GOCACHE=$(GOPATH_DIR)/cache \
+	    go build -o $(abspath $@) .
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
+
+test: test-unit test-interop
+
+test-unit: $(UNIT_BIN)
+	tests/run-unit.sh $(UNIT_BIN)
+
+test-interop: $(INTEROP_C) $(GOPEER)
+	tests/interop/run.sh $(INTEROP_C) $(GOPEER)
+
+sanitize:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
+	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    test-unit test-interop
+
+bench: $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
