@@ -47,7 +47,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(CORE)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) -lcmocka $(CRYPTO_LIBS)
 
 $(INTEROP_C): $(BUILD)/tests/interop/interop_peer.o $(CORE)
-	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lpthread
 
 # The independent peer: Go's flynn/noise from Debian, GOPATH mode, no network.
 $(GOPEER): $(wildcard tests/interop/gopeer/*.go)

@@ -1,0 +1,208 @@
+/*
+ * Core benchmark, run on one core by `make bench`: Noise_IK handshakes per
+ * second for each role, and framed AEAD throughput next to raw OpenSSL EVP
+ * measured in the same run, for both suites.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#include "frame.h"
+#include "noise.h"
+
+enum { RUN_NS = 400 * 1000 * 1000 };
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "bench_core: %s\n", what);
+	exit(1);
+}
+
+struct keys {
+	uint8_t init_s[NS_KEY_LEN], resp_s[NS_KEY_LEN], resp_pub[NS_KEY_LEN];
+	uint8_t init_e[NS_KEY_LEN];
+	uint8_t msg1[NS_MSG1_OVERHEAD], msg2[NS_MSG2_OVERHEAD];
+};
+
+/* A matching msg1/msg2 pair; the initiator's ephemeral is fixed so msg2 stays valid. */
+static void
+make_keys(struct keys *k, enum ns_suite suite)
+{
+	struct ns_handshake *ini, *resp;
+	uint8_t scratch[NS_MSG1_OVERHEAD];
+
+	randombytes_buf(k->init_s, NS_KEY_LEN);
+	randombytes_buf(k->resp_s, NS_KEY_LEN);
+	randombytes_buf(k->init_e, NS_KEY_LEN);
+	crypto_scalarmult_base(k->resp_pub, k->resp_s);
+	ini = ns_handshake_new_initiator(suite, k->init_s, k->resp_pub, NULL, 0);
+	resp = ns_handshake_new_responder(suite, k->resp_s, NULL, 0);
+	ns_handshake_fix_ephemeral(ini, k->init_e);
+	if (ns_handshake_write_msg1(ini, NULL, 0, k->msg1) != NS_MSG1_OVERHEAD ||
+	    ns_handshake_read_msg1(resp, k->msg1, NS_MSG1_OVERHEAD, scratch) != 0 ||
+	    ns_handshake_write_msg2(resp, NULL, 0, k->msg2) != NS_MSG2_OVERHEAD)
+		die("handshake setup failed");
+	ns_handshake_free(ini);
+	ns_handshake_free(resp);
+}
+
+static void
+finish(struct ns_handshake *hs)
+{
+	struct ns_cipher *send, *recv;
+
+	if (ns_handshake_split(hs, &send, &recv))
+		die("split failed");
+	ns_cipher_free(send);
+	ns_cipher_free(recv);
+	ns_handshake_free(hs);
+}
+
+/* X25519 alone: each side of Noise_IK does 5 (one key generation, four DH). */
+static double
+x25519_ceiling(void)
+{
+	uint8_t priv[NS_KEY_LEN], pub[NS_KEY_LEN], shared[NS_KEY_LEN];
+	double start = now_s(), end;
+	long n = 0;
+
+	randombytes_buf(priv, sizeof(priv));
+	crypto_scalarmult_base(pub, priv);
+	do {
+		if (crypto_scalarmult(shared, priv, pub) != 0)
+			die("X25519 failed");
+		n++;
+	} while ((end = now_s()) - start < RUN_NS / 1e9);
+	return (double)n / 5 / (end - start);
+}
+
+/* Full responder work per connection: read msg1, write msg2, split. */
+static double
+responder_rate(enum ns_suite suite)
+{
+	uint8_t out[NS_MSG1_OVERHEAD];
+	struct keys k;
+	double start = now_s(), end;
+	long n = 0;
+
+	make_keys(&k, suite);
+	do {
+		struct ns_handshake *hs = ns_handshake_new_responder(suite, k.resp_s, NULL, 0);
+		if (ns_handshake_read_msg1(hs, k.msg1, sizeof(k.msg1), out) != 0 ||
+		    ns_handshake_write_msg2(hs, NULL, 0, out) != NS_MSG2_OVERHEAD)
+			die("responder failed");
+		finish(hs);
+		n++;
+	} while ((end = now_s()) - start < RUN_NS / 1e9);
+	return (double)n / (end - start);
+}
+
+/* Full initiator work per connection: write msg1, read msg2, split. */
+static double
+initiator_rate(enum ns_suite suite)
+{
+	uint8_t out[NS_MSG1_OVERHEAD];
+	struct keys k;
+	double start = now_s(), end;
+	long n = 0;
+
+	make_keys(&k, suite);
+	do {
+		struct ns_handshake *hs =
+			ns_handshake_new_initiator(suite, k.init_s, k.resp_pub, NULL, 0);
+		ns_handshake_fix_ephemeral(hs, k.init_e);
+		if (ns_handshake_write_msg1(hs, NULL, 0, out) != NS_MSG1_OVERHEAD ||
+		    ns_handshake_read_msg2(hs, k.msg2, sizeof(k.msg2), out) != 0)
+			die("initiator failed");
+		finish(hs);
+		n++;
+	} while ((end = now_s()) - start < RUN_NS / 1e9);
+	return (double)n / (end - start);
+}
+
+/* The raw rate: one EVP context, nonce set per record, no framing. */
+static double
+raw_evp_rate(enum ns_suite suite, size_t len, uint8_t *in, uint8_t *out)
+{
+	const EVP_CIPHER *cipher = suite == NS_SUITE_AESGCM ? EVP_aes_256_gcm()
+	                                                    : EVP_chacha20_poly1305();
+	uint8_t key[NS_KEY_LEN] = {1}, iv[NS_NONCE_LEN] = {0};
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	double start = now_s(), end;
+	uint64_t n = 0;
+	int outl;
+
+	EVP_EncryptInit_ex(ctx, cipher, NULL, key, NULL);
+	do {
+		memcpy(iv + 4, &n, sizeof(n));
+		if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1 ||
+		    EVP_EncryptUpdate(ctx, out, &outl, in, (int)len) != 1 ||
+		    EVP_EncryptFinal_ex(ctx, out + len, &outl) != 1 ||
+		    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, NS_TAG_LEN, out + len) != 1)
+			die("EVP failed");
+		n++;
+	} while ((end = now_s()) - start < RUN_NS / 1e9);
+	EVP_CIPHER_CTX_free(ctx);
+	return (double)n * (double)len / (end - start);
+}
+
+/* Our record path: frame header plus ns_cipher_seal. */
+static double
+framed_rate(enum ns_suite suite, size_t len, uint8_t *in, uint8_t *out)
+{
+	uint8_t key[NS_KEY_LEN] = {1};
+	struct ns_cipher *c = ns_cipher_new(suite, key);
+	double start = now_s(), end;
+	long n = 0;
+
+	do {
+		ns_frame_header_put(out, len + NS_TAG_LEN);
+		if (ns_cipher_seal(c, NULL, 0, in, len, out + NS_FRAME_HEADER_LEN))
+			die("seal failed");
+		n++;
+	} while ((end = now_s()) - start < RUN_NS / 1e9);
+	ns_cipher_free(c);
+	return (double)n * (double)len / (end - start);
+}
+
+int
+main(void)
+{
+	const enum ns_suite suites[] = {NS_SUITE_CHACHAPOLY, NS_SUITE_AESGCM};
+	const size_t sizes[] = {1024, 16384, NS_MAX_PLAINTEXT};
+	static uint8_t in[NS_MAX_PLAINTEXT], out[NS_MAX_FRAME];
+
+	if (sodium_init() < 0)
+		die("libsodium init failed");
+	randombytes_buf(in, sizeof(in));
+	printf("handshakes per second (one core):\n");
+	printf("  X25519 ceiling       %7.0f/s (5 scalar multiplications each)\n", x25519_ceiling());
+	for (int s = 0; s < 2; s++)
+		printf("  %-10s responder %7.0f/s   initiator %7.0f/s\n", ns_suite_name(suites[s]),
+		       responder_rate(suites[s]), initiator_rate(suites[s]));
+	printf("framed AEAD throughput vs raw OpenSSL EVP (MB/s, one core):\n");
+	for (int s = 0; s < 2; s++) {
+		for (int i = 0; i < 3; i++) {
+			double raw = raw_evp_rate(suites[s], sizes[i], in, out);
+			double framed = framed_rate(suites[s], sizes[i], in, out);
+			printf("  %-10s %6zu B  framed %8.1f  raw %8.1f  ratio %.3f\n",
+			       ns_suite_name(suites[s]), sizes[i], framed / 1e6, raw / 1e6,
+			       framed / raw);
+		}
+	}
+	return 0;
+}
