@@ -1,9 +1,14 @@
 /*
- * The NodeURL cache: a text file, one NodeURL per line, '#' comments,
- * indexed by address and port.  A line that does not parse is reported
- * with its file:line and skipped.  A table is immutable once loaded; the
- * watcher swaps in a new one when the file changes and keeps the last good
- * table when the new file cannot be read.
+ * The NodeURL cache: a text file, one NodeURL per line, indexed by address
+ * and port.  '#' starts a comment that runs to the end of the line (it never
+ * occurs in a NodeURL); blank lines are skipped.  Entries are matched
+ * against connect() addresses and start Noise_IK, so each needs an IP
+ * address (not a host name), a port and a noise_pub.  A line that does not
+ * parse, lacks one of those, or repeats an earlier line's address and port
+ * is reported with its file:line and skipped (the first line is kept).  A
+ * table is immutable once loaded; the watcher swaps in a new one when the
+ * file changes and keeps the last good table when the new file cannot be
+ * read.
  */
 #ifndef NOISESHIM_CACHE_H
 #define NOISESHIM_CACHE_H
