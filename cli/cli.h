@@ -1,0 +1,34 @@
+/*
+ * The noiseshim command: shared pieces of the subcommands.
+ *
+ * Exit codes: 0 success, 1 the work failed, 2 the command line was wrong.
+ */
+#ifndef NOISESHIM_CLI_H
+#define NOISESHIM_CLI_H
+
+enum {
+	EXIT_USAGE = 2,
+};
+
+/* One subcommand: argv[0] is its name. */
+typedef int cli_command_fn(int argc, char **argv);
+
+cli_command_fn cmd_keygen;
+cli_command_fn cmd_pubkey;
+cli_command_fn cmd_nodeurl;
+cli_command_fn cmd_cache;
+
+/* Print "noiseshim: <message>" and a newline to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Report a getopt failure (c is '?' or ':') for command cmd, show usage; returns EXIT_USAGE. */
+int cli_option_error(const char *cmd, const char *usage, int c, char **argv);
+
+/* Report a command-line mistake for cmd, show usage; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Print usage to stdout for --help; returns 0. */
+int cli_help(const char *usage);
+
+#endif

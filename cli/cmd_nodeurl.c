@@ -1,0 +1,156 @@
+/*
+ * noiseshim nodeurl: the NodeURL of a server, for clients' caches.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+#include "keys.h"
+#include "nodeurl.h"
+
+static const char USAGE[] =
+	"usage: noiseshim nodeurl --key FILE --addr HOST:PORT [--proto 1|2] [--tfo]\n"
+	"\n"
+	"Print the NodeURL of a server whose private key is FILE and which clients\n"
+	"reach at HOST:PORT (an IPv6 address in brackets: [::1]:7777).  Add the\n"
+	"output to a client's cache with 'noiseshim cache add'.\n"
+	"\n"
+	"  --key FILE         the server's private key file\n"
+	"  --addr HOST:PORT   where clients connect\n"
+	"  --proto 1|2        1: ChaChaPoly (default), 2: AESGCM\n"
+	"  --tfo              the server accepts TCP Fast Open (sets f=1)\n";
+
+static const struct option OPTIONS[] = {
+	{ "key", required_argument, NULL, 'k' },
+	{ "addr", required_argument, NULL, 'a' },
+	{ "proto", required_argument, NULL, 'p' },
+	{ "tfo", no_argument, NULL, 't' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+enum {
+	PROTO_CHACHAPOLY = 1,
+	PROTO_AESGCM = 2,
+};
+
+struct nodeurl_args {
+	const char *key_path;
+	const char *addr;
+	int proto;
+	int tfo;
+};
+
+/* Parse the command line: 0 to go on, -1 when *done holds the exit code. */
+static int parse_args(int argc, char **argv, struct nodeurl_args *a, int *done)
+{
+	int c;
+
+	*a = (struct nodeurl_args){ .proto = PROTO_CHACHAPOLY };
+	while ((c = getopt_long(argc, argv, ":k:a:p:th", OPTIONS, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			a->key_path = optarg;
+			break;
+		case 'a':
+			a->addr = optarg;
+			break;
+		case 'p':
+			if (strcmp(optarg, "1") != 0 && strcmp(optarg, "2") != 0) {
+				*done = cli_usage_error(argv[0], USAGE,
+				                        "--proto must be 1 or 2, not '%s'", optarg);
+				return -1;
+			}
+			a->proto = optarg[0] - '0';
+			break;
+		case 't':
+			a->tfo = 1;
+			break;
+		case 'h':
+			*done = cli_help(USAGE);
+			return -1;
+		default:
+			*done = cli_option_error(argv[0], USAGE, c, argv);
+			return -1;
+		}
+	}
+	if (optind < argc)
+		*done = cli_usage_error(argv[0], USAGE, "unexpected argument '%s'", argv[optind]);
+	else if (a->key_path == NULL || a->addr == NULL)
+		*done = cli_usage_error(argv[0], USAGE, "--key and --addr are required");
+	else
+		return 0;
+	return -1;
+}
+
+/* Fill u's host and port from HOST:PORT text.  -1 with an error printed. */
+static int parse_addr(const char *addr, struct ns_nodeurl *u)
+{
+	enum ns_nodeurl_status status;
+
+	if (strpbrk(addr, "@?,") != NULL) {
+		cli_error("--addr '%s': expected HOST:PORT, without node id or parameters", addr);
+		return -1;
+	}
+	status = ns_nodeurl_parse(addr, strlen(addr), u);
+	if (status != NS_NODEURL_OK) {
+		cli_error("--addr '%s': %s", addr, ns_nodeurl_strerror(status));
+		return -1;
+	}
+	if (u->port == 0) {
+		cli_error("--addr '%s': no port; expected HOST:PORT", addr);
+		return -1;
+	}
+	return 0;
+}
+
+/* Set u's noise_pub to the public key of the key file at path.  -1 with an error printed. */
+static int set_noise_pub(const char *path, struct ns_nodeurl *u)
+{
+	uint8_t priv[NS_KEY_LEN];
+	char err[512];
+	int derived;
+
+	if (ns_key_load(path, priv, err, sizeof err) < 0) {
+		cli_error("%s", err);
+		return -1;
+	}
+	derived = ns_key_public(priv, u->noise_pub);
+	sodium_memzero(priv, sizeof priv);
+	if (derived < 0) {
+		cli_error("%s: the key is degenerate (its public key is zero)", path);
+		return -1;
+	}
+	u->has_noise_pub = 1;
+	return 0;
+}
+
+int cmd_nodeurl(int argc, char **argv)
+{
+	struct nodeurl_args args;
+	struct ns_nodeurl u;
+	char text[NS_NODEURL_STR_MAX];
+	int done;
+
+	if (parse_args(argc, argv, &args, &done) < 0)
+		return done;
+	if (parse_addr(args.addr, &u) < 0)
+		return EXIT_USAGE;
+	if (set_noise_pub(args.key_path, &u) < 0)
+		return 1;
+	u.noise_proto = args.proto;
+	if (args.tfo) {
+		u.has_features = 1;
+		u.features = NS_FEATURE_TCP_FASTOPEN;
+	}
+	if (ns_nodeurl_format(&u, text, sizeof text) == 0) {
+		cli_error("--addr '%s': the NodeURL does not fit %d bytes", args.addr,
+		          NS_NODEURL_STR_MAX);
+		return 1;
+	}
+	printf("%s\n", text);
+	return 0;
+}
