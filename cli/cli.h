@@ -13,9 +13,16 @@ enum {
 /* One subcommand: argv[0] is its name. */
 typedef int cli_command_fn(int argc, char **argv);
 
+/* noiseshim keygen [FILE]: write a new key file, print its public key. */
 cli_command_fn cmd_keygen;
+
+/* noiseshim pubkey FILE: print the public key of a key file. */
 cli_command_fn cmd_pubkey;
+
+/* noiseshim nodeurl --key FILE --addr HOST:PORT: print the server's NodeURL. */
 cli_command_fn cmd_nodeurl;
+
+/* noiseshim cache add|remove|list|check: edit or check a NodeURL cache. */
 cli_command_fn cmd_cache;
 
 /* Print "noiseshim: <message>" and a newline to stderr. */

@@ -427,6 +427,7 @@ static const struct action *parse_action(int argc, char **argv, int *done)
 	return a;
 }
 
+/* noiseshim cache add|remove|list|check: edit or check a NodeURL cache. */
 int cmd_cache(int argc, char **argv)
 {
 	const char *cache_path = NULL;

@@ -58,6 +58,7 @@ static int print_noise_pub(const uint8_t pub[NS_KEY_LEN])
 	return 0;
 }
 
+/* noiseshim keygen [FILE]: write a new key file, print its public key. */
 int cmd_keygen(int argc, char **argv)
 {
 	uint8_t priv[NS_KEY_LEN], pub[NS_KEY_LEN];
@@ -82,6 +83,7 @@ int cmd_keygen(int argc, char **argv)
 	return print_noise_pub(pub);
 }
 
+/* noiseshim pubkey FILE: print the public key of a key file. */
 int cmd_pubkey(int argc, char **argv)
 {
 	uint8_t priv[NS_KEY_LEN], pub[NS_KEY_LEN];

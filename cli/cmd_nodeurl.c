@@ -128,6 +128,7 @@ static int set_noise_pub(const char *path, struct ns_nodeurl *u)
 	return 0;
 }
 
+/* noiseshim nodeurl --key FILE --addr HOST:PORT: print the server's NodeURL. */
 int cmd_nodeurl(int argc, char **argv)
 {
 	struct nodeurl_args args;
