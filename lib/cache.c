@@ -4,6 +4,8 @@
  */
 #include "cache.h"
 
+#include "cipher.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -135,6 +137,8 @@ static const char *unusable_reason(const struct ns_nodeurl *u)
 		return "no port";
 	if (!u->has_noise_pub)
 		return "no noise_pub";
+	if (u->noise_proto != 0 && ns_suite_from_proto(u->noise_proto) == 0)
+		return "unsupported noise_proto (1 = ChaChaPoly, 2 = AESGCM)";
 	return NULL;
 }
 

@@ -157,6 +157,21 @@ static void test_parse_reports_bad_lines(void **state)
 	ns_cache_table_free(t);
 }
 
+static void test_unsupported_noise_proto_is_reported(void **state)
+{
+	static const char text[] = "127.0.0.1:7777?noise_proto=9&noise_pub=" NOISE_PUB "\n"
+	                           "127.0.0.1:7778?noise_proto=2&noise_pub=" NOISE_PUB "\n";
+	struct fixture *f = *state;
+	struct ns_cache_table *t;
+
+	t = ns_cache_table_parse(text, strlen(text), "c", record, &f->reports);
+	assert_int_equal(ns_cache_table_count(t), 1);
+	assert_int_equal(f->reports.n, 1);
+	assert_int_equal(f->reports.line[0], 1);
+	assert_non_null(strstr(f->reports.reason[0], "unsupported noise_proto"));
+	ns_cache_table_free(t);
+}
+
 static void test_long_line_is_shortened_in_report(void **state)
 {
 	struct fixture *f = *state;
@@ -336,7 +351,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_parse_reports_bad_lines, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_long_line_is_shortened_in_report, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unsupported_noise_proto_is_reported, setup, teardown),
+cmocka_unit_test_setup_teardown(test_long_line_is_shortened_in_report, setup, teardown),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_lookup_rejects_odd_addresses),
 		cmocka_unit_test_setup_teardown(test_empty_and_comment_only, setup, teardown),
