@@ -28,7 +28,7 @@ INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 
-.PHONY: all test test-unit test-interop sanitize bench clean
+.PHONY: all test test-unit test-cli test-interop sanitize bench clean
 all: $(CORE) $(CLI)
 
 $(BUILD)/%.o: %.c
@@ -53,7 +53,7 @@ $(INTEROP_C): $(BUILD)/tests/interop/interop_peer.o $(CORE)
 $(GOPEER): $(wildcard tests/interop/gopeer/*.go)
 	@mkdir -p $(GOPATH_DIR)/src $(dir $@)
 	rm -rf $(GOPATH_DIR)/src/gopeer && cp -r tests/interop/gopeer $(GOPATH_DIR)/src/gopeer
-	cd $(GOPATH_DIR)/src/gopeer && GO111MODULE=off GOFLAGS=-mod=mod GOPROXY=off \
+	cd $(GOPATH_DIR)/src/gopeer && GO111MODULE=off GOPROXY=off \
 	    GOPATH=/usr/share/gocode:$(GOPATH_DIR) GOCACHE=$(GOPATH_DIR)/cache \
 	    go build -o $(abspath $@) .
 
@@ -61,18 +61,23 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
 
-test: test-unit test-interop
+test: test-unit test-cli test-interop
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
 
+test-cli: $(CLI)
+	tests/cli/test_cli.sh $(CLI)
+
 test-interop: $(INTEROP_C) $(GOPEER)
+	cd $(GOPATH_DIR)/src/gopeer && GO111MODULE=off GOPROXY=off \
+	    GOPATH=/usr/share/gocode:$(GOPATH_DIR) GOCACHE=$(GOPATH_DIR)/cache go test .
 	tests/interop/run.sh $(INTEROP_C) $(GOPEER)
 
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-interop
+	    test-unit test-cli test-interop
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done

@@ -34,6 +34,9 @@ enum {
 	/* Biggest body any frame may carry; sizes every receive buffer. */
 	NS_MAX_FRAME_BODY = NS_MAX_MSG1_BODY,
 	NS_MAX_FRAME = NS_FRAME_HEADER_LEN + NS_MAX_FRAME_BODY,
+
+	/* The client's first write: prefix, header, msg1. */
+	NS_MAX_FIRST_FLIGHT = NS_ROUTE_PREFIX_LEN + NS_MAX_FRAME,
 };
 
 /* Default route prefix a client sends before msg1 (not NUL-terminated on the wire). */

@@ -31,7 +31,7 @@ struct peer {
 	struct ns_cipher *send, *recv;
 	struct ns_frame_reader reader;
 	uint8_t body[NS_MAX_FRAME_BODY];
-	uint8_t out[NS_MAX_FRAME];
+	uint8_t out[NS_MAX_FIRST_FLIGHT];
 };
 
 static void

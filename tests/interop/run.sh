@@ -62,5 +62,25 @@ for suite in chachapoly aesgcm; do
 	done
 done
 
+# A peer holding another key must be refused by both implementations.
+wrong_pub=0000000000000000000000000000000000000000000000000000000000000009
+refused() {
+	local name=$1
+	shift
+	if timeout 60 "$@" >/dev/null 2>&1; then
+		failed=$((failed + 1))
+		echo "FAIL $name: succeeded"
+	else
+		passed=$((passed + 1))
+		echo "ok   $name"
+	fi
+}
+start_responder "$theirs" chachapoly --mode echo || exit 1
+refused "our initiator with the wrong responder key is refused" \
+	"$ours" initiate --connect 127.0.0.1:$port --remote-pub $wrong_pub --size 10
+start_responder "$ours" chachapoly || exit 1
+refused "flynn initiator with the wrong responder key is refused" \
+	"$theirs" initiate --connect 127.0.0.1:$port --remote-pub $wrong_pub --size 10
+
 echo "interop: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
