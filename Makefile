@@ -59,7 +59,7 @@ $(GOPEER): $(wildcard tests/interop/gopeer/*.go)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
 
 test: test-unit test-cli test-interop
 
