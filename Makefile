@@ -28,7 +28,7 @@ INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 
-.PHONY: all test test-unit test-cli test-interop sanitize bench clean
+.PHONY: all demo test test-unit test-cli test-interop sanitize bench clean
 all: $(CORE) $(CLI)
 
 $(BUILD)/%.o: %.c
@@ -60,6 +60,9 @@ $(GOPEER): $(wildcard tests/interop/gopeer/*.go)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
+
+demo: all $(INTEROP_C) $(GOPEER)
+	examples/demo.sh $(BUILD)
 
 test: test-unit test-cli test-interop
 

@@ -3,7 +3,7 @@
  * the core library, speaking Storj's wire.
  *
  *   interop_peer respond  --listen HOST:PORT --key HEX [--suite chachapoly|aesgcm]
- *   interop_peer initiate --connect HOST:PORT --remote-pub HEX --size N [--suite S]
+ *   interop_peer initiate --connect HOST:PORT --remote-pub KEY --size N [--suite S]
  *
  * The responder echoes every byte; the initiator sends N random bytes as its
  * 0-RTT first write and checks the echo byte for byte.
@@ -24,6 +24,7 @@
 
 #include "frame.h"
 #include "noise.h"
+#include "nodeurl.h"
 #include "prefix.h"
 
 struct peer {
@@ -116,14 +117,20 @@ parse_addr(const char *text, struct sockaddr_in *sa)
 		die("bad IPv4 address");
 }
 
+/* A key as 64 hex digits, or a public key in NodeURL noise_pub form. */
 static void
-parse_key(const char *hex, uint8_t key[NS_KEY_LEN])
+parse_key(const char *text, uint8_t key[NS_KEY_LEN])
 {
 	size_t len;
 
-	if (hex == NULL || sodium_hex2bin(key, NS_KEY_LEN, hex, strlen(hex), NULL, &len, NULL) ||
-	    len != NS_KEY_LEN)
-		die("keys are 64 hex digits");
+	if (text == NULL)
+		die("a key is missing");
+	if (strlen(text) == 2 * NS_KEY_LEN &&
+	    sodium_hex2bin(key, NS_KEY_LEN, text, strlen(text), NULL, &len, NULL) == 0 &&
+	    len == NS_KEY_LEN)
+		return;
+	if (ns_noise_pub_decode(text, strlen(text), key) != NS_NODEURL_OK)
+		die("keys are 64 hex digits or a noise_pub string");
 }
 
 static enum ns_suite
