@@ -21,14 +21,16 @@ CLI      := $(BUILD)/noiseshim
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-BENCH_SRC := $(wildcard bench/*.c)
+# nfq_delay is the WAN emulator's delay line, not a benchmark of the core.
+BENCH_SRC := $(filter-out bench/nfq_delay.c,$(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+NFQ_DELAY := $(BUILD)/bench/nfq_delay
 
 INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 
-.PHONY: all demo test test-unit test-cli test-interop sanitize bench clean
+.PHONY: all demo test test-unit test-cli test-interop test-netns sanitize bench clean
 all: $(CORE) $(CLI)
 
 $(BUILD)/%.o: %.c
@@ -61,6 +63,9 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
 
+$(NFQ_DELAY): $(BUILD)/bench/nfq_delay.o
+	$(CC) $(LDFLAGS) -o $@ $< -lnetfilter_queue -lmnl
+
 demo: all $(INTEROP_C) $(GOPEER)
 	examples/demo.sh $(BUILD)
 
@@ -76,6 +81,10 @@ test-interop: $(INTEROP_C) $(GOPEER)
 	cd $(GOPATH_DIR)/src/gopeer && GO111MODULE=off GOPROXY=off \
 	    GOPATH=/usr/share/gocode:$(GOPATH_DIR) GOCACHE=$(GOPATH_DIR)/cache go test .
 	tests/interop/run.sh $(INTEROP_C) $(GOPEER)
+
+# Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
+test-netns: $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
 
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
