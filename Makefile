@@ -6,13 +6,18 @@ CC       ?= cc
 OPT      ?= -O2 -g
 SANFLAGS ?=
 CFLAGS   += $(OPT) $(SANFLAGS) -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
-            -fPIC -fvisibility=hidden -MMD -MP -Ilib
+            -D_GNU_SOURCE -fPIC -fvisibility=hidden -MMD -MP -Ilib
 LDFLAGS  += $(SANFLAGS)
 CRYPTO_LIBS := -lsodium -lcrypto
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CORE     := $(BUILD)/libnoisecore.a
+
+SHIM_COMMON := $(filter-out shim/client.c shim/server.c,$(wildcard shim/*.c))
+CLIENT_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/client.o
+CLIENT_SO   := $(BUILD)/libnoiseshim.so
+SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread
 
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -29,9 +34,10 @@ NFQ_DELAY := $(BUILD)/bench/nfq_delay
 INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
+CLIENT_MODES := $(BUILD)/tests/client_modes
 
 .PHONY: all demo test test-unit test-cli test-interop test-netns sanitize bench clean
-all: $(CORE) $(CLI)
+all: $(CORE) $(CLI) $(CLIENT_SO)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -40,6 +46,10 @@ $(BUILD)/%.o: %.c
 $(CORE): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+# Only the wrapped libc entry points are exported (NS_EXPORT); the core stays hidden.
+$(CLIENT_SO): $(CLIENT_OBJ) $(CORE)
+	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $(CLIENT_OBJ) $(CORE) $(SHIM_LIBS)
 
 $(CLI): $(CLI_OBJ) $(CORE)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE) $(CRYPTO_LIBS)
@@ -58,6 +68,12 @@ $(GOPEER): $(wildcard tests/interop/gopeer/*.go)
 	cd $(GOPATH_DIR)/src/gopeer && GO111MODULE=off GOPROXY=off \
 	    GOPATH=/usr/share/gocode:$(GOPATH_DIR) GOCACHE=$(GOPATH_DIR)/cache \
 	    go build -o $(abspath $@) .
+
+# A plain socket program that the client-shim tests run under LD_PRELOAD:
+# it must stay free of anything of ours.
+$(CLIENT_MODES): tests/integration/client_modes.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)

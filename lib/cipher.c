@@ -149,6 +149,18 @@ ns_cipher_open(struct ns_cipher *c, const uint8_t *ad, size_t adlen, const uint8
 	return aead(c, 0, ad, adlen, ct, len - NS_TAG_LEN, out, tag);
 }
 
+/*
+ * Take back the last seal: its nonce is used again by the next one.  Only
+ * for a record whose ciphertext never left the process (the kernel refused
+ * it), so no two ciphertexts under one nonce are ever seen.
+ */
+void
+ns_cipher_retract(struct ns_cipher *c)
+{
+	if (c->nonce > 0)
+		c->nonce--;
+}
+
 /* The next nonce the cipher will use. */
 uint64_t
 ns_cipher_nonce(const struct ns_cipher *c)

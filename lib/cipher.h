@@ -45,6 +45,13 @@ int ns_cipher_seal(struct ns_cipher *c, const uint8_t *ad, size_t adlen, const u
 int ns_cipher_open(struct ns_cipher *c, const uint8_t *ad, size_t adlen, const uint8_t *ct,
                    size_t len, uint8_t *out);
 
+/*
+ * Take back the last seal: its nonce is used again by the next one.  Only
+ * for a record whose ciphertext never left the process (the kernel refused
+ * it), so no two ciphertexts under one nonce are ever seen.
+ */
+void ns_cipher_retract(struct ns_cipher *c);
+
 /* The next nonce the cipher will use. */
 uint64_t ns_cipher_nonce(const struct ns_cipher *c);
 

@@ -1,0 +1,257 @@
+/*
+ * Client side: connect() to a destination in the NodeURL cache turns on
+ * TCP Fast Open and makes the socket a Noise_IK initiator.  Every other
+ * connect() goes straight to libc.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "client.h"
+#include "conn.h"
+#include "fdtable.h"
+#include "log.h"
+#include "real.h"
+#include "shim.h"
+
+enum { CACHE_CHECK_INTERVAL_MS = 1000 };
+
+static uint64_t cache_checked_ms;
+
+static void
+report_cache_problem(void *ctx, const char *file, unsigned line, const char *reason)
+{
+	if (line == 0)
+		ns_log(NS_LOG_ERROR, "%s: %s", file, reason);
+	else
+		ns_log(NS_LOG_WARN, "%s:%u: %s", file, line, reason);
+}
+
+/* The cache file: NOISESHIM_CACHE, else the default the CLI uses if it exists. */
+static const char *
+cache_path(char *buf, size_t cap, int *explicit)
+{
+	const char *home = getenv("HOME");
+
+	*explicit = ns_shim.config.cache[0] != '\0';
+	if (*explicit)
+		return ns_shim.config.cache;
+	if (home == NULL)
+		return NULL;
+	snprintf(buf, cap, "%s/.config/noiseshim/cache", home);
+	return access(buf, F_OK) == 0 ? buf : NULL;
+}
+
+enum lookup_result { LOOKUP_MISS, LOOKUP_HIT, LOOKUP_BROKEN };
+
+/* Find addr in the cache (re-read at most once a second); *entry gets a copy on a hit. */
+static enum lookup_result
+lookup(const struct sockaddr *addr, socklen_t len, struct ns_nodeurl *entry)
+{
+	char buf[PATH_MAX];
+	const struct ns_cache_table *table;
+	const struct ns_nodeurl *hit;
+	enum lookup_result result = LOOKUP_MISS;
+	const char *path;
+	int explicit;
+	uint64_t now = ns_now_ms();
+
+	pthread_mutex_lock(&ns_shim.cache_lock);
+	if (ns_shim.cache == NULL) {
+		if ((path = cache_path(buf, sizeof(buf), &explicit)) == NULL)
+			goto out;
+		ns_shim.cache = ns_cache_open(path, report_cache_problem, NULL);
+		cache_checked_ms = now;
+		if (ns_shim.cache == NULL)
+			goto broken;
+	} else if (now - cache_checked_ms >= CACHE_CHECK_INTERVAL_MS) {
+		cache_checked_ms = now;
+		ns_cache_refresh(ns_shim.cache, report_cache_problem, NULL);
+	}
+	if ((table = ns_cache_current(ns_shim.cache)) == NULL)
+		goto broken;
+	if ((hit = ns_cache_table_lookup(table, addr, len)) != NULL) {
+		*entry = *hit;
+		result = LOOKUP_HIT;
+	}
+	goto out;
+broken:
+	/* A configured cache that never loaded: refuse rather than send plaintext. */
+	result = LOOKUP_BROKEN;
+out:
+	pthread_mutex_unlock(&ns_shim.cache_lock);
+	return result;
+}
+
+static void
+describe(const struct sockaddr *addr, char *out, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(out, cap, "%s:%u", host, port);
+	} else {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(out, cap, "[%s]:%u", host, port);
+	}
+}
+
+static int
+is_stream_socket(int fd)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+
+	return REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+}
+
+static int
+wants_tfo(const struct ns_nodeurl *entry)
+{
+	switch (ns_shim.config.tfo) {
+	case NS_TFO_ON:
+		return 1;
+	case NS_TFO_OFF:
+		return 0;
+	default:
+		return entry->has_features && (entry->features & NS_FEATURE_TCP_FASTOPEN);
+	}
+}
+
+static void
+enable_tfo(int fd, const char *peer)
+{
+	int one = 1;
+
+	if (REAL(setsockopt)(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one)) != 0)
+		ns_log(NS_LOG_WARN, "fd %d, %s: TCP Fast Open unavailable (%s); connecting without it",
+		       fd, peer, strerror(errno));
+}
+
+/* Start tracking fd as an initiator towards entry.  0, or -1 with errno set. */
+static int
+track(int fd, const struct ns_nodeurl *entry, const char *peer)
+{
+	enum ns_suite suite = entry->noise_proto ? ns_suite_from_proto(entry->noise_proto)
+	                                         : NS_SUITE_CHACHAPOLY;
+	struct ns_handshake *hs;
+	struct ns_conn *c;
+	int flags;
+
+	if (!ns_shim.have_key) {
+		ns_log(NS_LOG_ERROR, "fd %d, %s: refused: no usable static key (%s)", fd, peer,
+		       ns_shim.key_error);
+		errno = EACCES;
+		return -1;
+	}
+	if ((hs = ns_handshake_new_initiator(suite, ns_shim.static_priv, entry->noise_pub, NULL,
+	                                     0)) == NULL)
+		goto nomem;
+	flags = REAL(fcntl)(fd, F_GETFL);
+	if ((c = ns_conn_new(NS_ROLE_INITIATOR, hs, suite, peer, flags >= 0 && (flags & O_NONBLOCK)))
+	    == NULL) {
+		ns_handshake_free(hs);
+		goto nomem;
+	}
+	c->zero_rtt = ns_shim.config.zero_rtt;
+	if (ns_fd_set(fd, c)) {
+		ns_conn_unref(c);
+		ns_log(NS_LOG_ERROR, "fd %d, %s: refused: fd beyond what the shim can track", fd, peer);
+		errno = EMFILE;
+		return -1;
+	}
+	ns_conn_unref(c);  /* the table holds it now */
+	return 0;
+nomem:
+	errno = ENOMEM;
+	return -1;
+}
+
+/* Drop tracking after a connect() that failed for good. */
+static void
+untrack(int fd)
+{
+	ns_conn_unref(ns_fd_take(fd));
+}
+
+/*
+ * connect() for the client shim: wrap a cached destination, refuse one we
+ * cannot wrap, pass anything else to libc.
+ */
+int
+ns_client_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct ns_conn *existing;
+	struct ns_nodeurl entry;
+	char peer[64];
+	int ret;
+
+	if (addr == NULL || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+		return REAL(connect)(fd, addr, len);
+	ns_shim_init();
+	if (ns_shim.config.transport == NS_TRANSPORT_OFF)
+		return REAL(connect)(fd, addr, len);
+	/* A second connect() on a tracked fd asks how the first is going. */
+	if ((existing = ns_fd_get(fd)) != NULL) {
+		ns_conn_unref(existing);
+		return REAL(connect)(fd, addr, len);
+	}
+	switch (lookup(addr, len, &entry)) {
+	case LOOKUP_MISS:
+		return REAL(connect)(fd, addr, len);
+	case LOOKUP_BROKEN:
+		if (!is_stream_socket(fd))
+			return REAL(connect)(fd, addr, len);
+		describe(addr, peer, sizeof(peer));
+		ns_log(NS_LOG_ERROR, "connect to %s refused: the NodeURL cache %s cannot be read",
+		       peer, ns_shim.config.cache);
+		errno = EACCES;
+		return -1;
+	case LOOKUP_HIT:
+		break;
+	}
+	describe(addr, peer, sizeof(peer));
+	if (!is_stream_socket(fd)) {
+		ns_log(NS_LOG_ERROR, "connect to %s refused: it is a Noise node, and this is not a "
+		       "TCP socket", peer);
+		errno = EPROTONOSUPPORT;
+		return -1;
+	}
+	if (wants_tfo(&entry))
+		enable_tfo(fd, peer);
+	if (ns_shim.config.transport == NS_TRANSPORT_NOISE && track(fd, &entry, peer))
+		return -1;
+	ret = REAL(connect)(fd, addr, len);
+	if (ret < 0 && errno != EINPROGRESS && errno != EINTR && errno != EALREADY) {
+		int saved = errno;
+		untrack(fd);
+		errno = saved;
+		return -1;
+	}
+	ns_log(NS_LOG_INFO, "fd %d, %s: %s, TCP Fast Open %s, 0-RTT %s", fd, peer,
+	       ns_shim.config.transport == NS_TRANSPORT_TCP
+	               ? "plain TCP (NOISESHIM_TRANSPORT=tcp)"
+	               : (entry.noise_proto == 2 ? "Noise_IK_25519_AESGCM_BLAKE2b"
+	                                         : "Noise_IK_25519_ChaChaPoly_BLAKE2b"),
+	       wants_tfo(&entry) ? "on" : "off", ns_shim.config.zero_rtt ? "on" : "off");
+	return ret;
+}
+
+NS_EXPORT int
+connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	return ns_client_connect(fd, addr, len);
+}

@@ -1,0 +1,45 @@
+/*
+ * Shim configuration: NOISESHIM_* environment variables over an optional
+ * file named by NOISESHIM_CONFIG (same names, NAME=VALUE per line).
+ */
+#ifndef NOISESHIM_CONFIG_H
+#define NOISESHIM_CONFIG_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+enum ns_transport { NS_TRANSPORT_NOISE, NS_TRANSPORT_TCP, NS_TRANSPORT_OFF };
+enum ns_tfo_mode { NS_TFO_AUTO, NS_TFO_ON, NS_TFO_OFF };
+enum ns_accept_mode { NS_ACCEPT_NOISE, NS_ACCEPT_MIXED };
+enum ns_log_level { NS_LOG_ERROR, NS_LOG_WARN, NS_LOG_INFO, NS_LOG_DEBUG };
+
+enum { NS_CONFIG_TEXT_MAX = 1024 };
+
+struct ns_config {
+	enum ns_transport transport;
+	char cache[PATH_MAX];                  /* empty: no cache configured */
+	enum ns_tfo_mode tfo;
+	int zero_rtt;
+	char key[PATH_MAX];                    /* empty: none */
+	char listen[NS_CONFIG_TEXT_MAX];
+	enum ns_accept_mode accept;
+	enum ns_log_level log_level;
+	char log_file[PATH_MAX];
+	uint8_t prefix[NS_ROUTE_PREFIX_LEN];
+	unsigned handshake_timeout_ms;
+	unsigned replay_window_s;
+	unsigned replay_capacity;
+};
+
+/* Called for each problem: the variable (or FILE:LINE) at fault and why. */
+typedef void ns_config_report_fn(const char *where, const char *problem);
+
+/*
+ * Fill c from the defaults, then the config file, then the environment.
+ * A bad value is reported and replaced by the safer choice.
+ */
+void ns_config_load(struct ns_config *c, ns_config_report_fn *report);
+
+#endif

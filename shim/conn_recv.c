@@ -1,0 +1,311 @@
+/*
+ * Receive path.  Records are pulled from the kernel one at a time and at
+ * most one record's plaintext is held, so readiness stays in the kernel:
+ * SO_RCVLOWAT covers a partial record, and a kept-back last byte covers
+ * held plaintext.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "log.h"
+#include "real.h"
+#include "shim.h"
+
+enum pull_result { PULL_READY, PULL_AGAIN, PULL_EOF, PULL_ERROR };
+
+/* What the record being read is, by phase. */
+struct record_kind {
+	size_t min_body, max_body;
+	size_t overhead;               /* body bytes that are not plaintext */
+};
+
+static const struct record_kind msg2_kind = {NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY, NS_MSG2_OVERHEAD};
+static const struct record_kind transport_kind = {NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY,
+                                                  NS_TAG_LEN};
+
+static void
+set_kernel_lowat(struct ns_conn *c, int fd, int lowat)
+{
+	if (c->kernel_lowat != lowat &&
+	    REAL(setsockopt)(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
+		c->kernel_lowat = lowat;
+}
+
+/*
+ * Pull the current record from the kernel.  When its plaintext will not
+ * fit in room, the last byte is only peeked, so it stays in the kernel.
+ * block: wait for data, as a blocking socket does.
+ */
+static enum pull_result
+pull(struct ns_conn *c, int fd, const struct record_kind *kind, size_t room, int block)
+{
+	size_t want, len;
+	uint8_t *space;
+	ssize_t n;
+
+	ns_frame_reader_limits(&c->reader, kind->min_body, kind->max_body);
+	while (!ns_frame_reader_ready(&c->reader, &len)) {
+		int header_done = c->reader.header_have == NS_FRAME_HEADER_LEN;
+		int keep_last = header_done && c->reader.body_len - kind->overhead > room;
+
+		space = ns_frame_reader_space(&c->reader, &want);
+		if (keep_last && want == 1)
+			n = REAL(recv)(fd, space, 1, MSG_PEEK | (block ? 0 : MSG_DONTWAIT));
+		else
+			n = REAL(recv)(fd, space, keep_last ? want - 1 : want, block ? 0 : MSG_DONTWAIT);
+		if (n > 0) {
+			c->kernel_byte_held = keep_last && want == 1;
+			if (ns_frame_reader_commit(&c->reader, (size_t)n)) {
+				ns_conn_fail(c, fd, EPROTO, ns_frame_strerror(c->reader.error));
+				errno = EPROTO;
+				return PULL_ERROR;
+			}
+			continue;
+		}
+		if (n == 0) {
+			if (c->reader.header_have == 0)
+				return PULL_EOF;
+			ns_conn_fail(c, fd, ECONNRESET, "stream ended inside a record");
+			errno = ECONNRESET;
+			return PULL_ERROR;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			/* Wake the program only once the rest of the record is there. */
+			set_kernel_lowat(c, fd, (int)ns_frame_reader_missing(&c->reader));
+			return PULL_AGAIN;
+		}
+		return PULL_ERROR;
+	}
+	set_kernel_lowat(c, fd, 1);
+	return PULL_READY;
+}
+
+/* The held plaintext is used up: take the kept-back byte out of the kernel. */
+static void
+release_kernel_byte(struct ns_conn *c, int fd)
+{
+	uint8_t byte;
+
+	if (c->kernel_byte_held && REAL(recv)(fd, &byte, 1, MSG_DONTWAIT) == 1)
+		c->kernel_byte_held = 0;
+}
+
+static void
+hold(struct ns_conn *c, size_t offset, size_t len)
+{
+	c->plain = c->rx_body + offset;
+	c->plain_len = len;
+	ns_frame_reader_next(&c->reader);
+}
+
+/* msg2 is whole in rx_body: finish the handshake.  0, or -1 with the connection failed. */
+static int
+complete_initiator(struct ns_conn *c, int fd, size_t len)
+{
+	struct ns_cipher *tx, *rx;
+	char why[160];
+	long n;
+
+	if ((n = ns_handshake_read_msg2(c->hs, c->rx_body, len, c->rx_body)) < 0 ||
+	    ns_handshake_split(c->hs, &tx, &rx)) {
+		snprintf(why, sizeof(why), "Noise handshake failed: %s", ns_handshake_error(c->hs));
+		ns_conn_fail(c, fd, EPROTO, why);
+		errno = EPROTO;
+		return -1;
+	}
+	ns_handshake_free(c->hs);
+	c->hs = NULL;
+	c->rx = rx;
+	hold(c, 0, (size_t)n);
+	pthread_mutex_lock(&c->hs_lock);
+	c->tx = tx;
+	__atomic_store_n(&c->phase, NS_PHASE_OPEN, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&c->hs_done);
+	pthread_mutex_unlock(&c->hs_lock);
+	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
+	return 0;
+}
+
+/* A transport record is whole in rx_body: decrypt it into held plaintext. */
+static int
+open_record(struct ns_conn *c, int fd, size_t len)
+{
+	if (ns_cipher_open(c->rx, NULL, 0, c->rx_body, len, c->rx_body)) {
+		ns_conn_fail(c, fd, EPROTO, "a record fails authentication");
+		errno = EPROTO;
+		return -1;
+	}
+	hold(c, 0, len - NS_TAG_LEN);
+	return 0;
+}
+
+/*
+ * Read one record and turn it into held plaintext (possibly empty).
+ * Returns PULL_READY when that happened.
+ */
+static enum pull_result
+next_record(struct ns_conn *c, int fd, size_t room, int block)
+{
+	enum ns_phase phase = __atomic_load_n(&c->phase, __ATOMIC_ACQUIRE);
+	const struct record_kind *kind = phase == NS_PHASE_OPEN ? &transport_kind : &msg2_kind;
+	enum pull_result r;
+	size_t len;
+
+	if (phase == NS_PHASE_FAILED) {
+		errno = c->error;
+		return PULL_ERROR;
+	}
+	if (c->rx_body == NULL) {
+		if ((c->rx_body = malloc(NS_MAX_FRAME_BODY)) == NULL) {
+			errno = ENOMEM;
+			return PULL_ERROR;
+		}
+		ns_frame_reader_init(&c->reader, c->rx_body, kind->min_body, kind->max_body);
+	}
+	if ((r = pull(c, fd, kind, room, block)) != PULL_READY)
+		return r;
+	ns_frame_reader_ready(&c->reader, &len);
+	if (phase == NS_PHASE_OPEN ? open_record(c, fd, len) : complete_initiator(c, fd, len))
+		return PULL_ERROR;
+	return PULL_READY;
+}
+
+/* Copy up to n bytes of src into iov starting at byte offset. */
+static void
+copy_to_iov(const struct iovec *iov, int iovcnt, size_t offset, const uint8_t *src, size_t n)
+{
+	for (int i = 0; i < iovcnt && n > 0; i++) {
+		if (offset >= iov[i].iov_len) {
+			offset -= iov[i].iov_len;
+			continue;
+		}
+		size_t take = iov[i].iov_len - offset < n ? iov[i].iov_len - offset : n;
+		memcpy((uint8_t *)iov[i].iov_base + offset, src, take);
+		src += take;
+		n -= take;
+		offset = 0;
+	}
+}
+
+static size_t
+iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	return total;
+}
+
+/* recv-like read of plaintext into iov. */
+ssize_t
+ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	const int supported = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_NOSIGNAL | MSG_CMSG_CLOEXEC;
+	size_t len = iov_total(iov, iovcnt), copied = 0;
+	int block = !c->nonblock && !(flags & MSG_DONTWAIT);
+	ssize_t ret = -1;
+
+	if (flags & ~supported) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	if (ns_conn_claim(c, fd))
+		return -1;
+	if (__atomic_load_n(&c->phase, __ATOMIC_ACQUIRE) == NS_PHASE_START)
+		ns_conn_start_empty(c, fd);
+	if (len == 0)
+		return 0;
+	pthread_mutex_lock(&c->rx_lock);
+	for (;;) {
+		if (c->plain_len > 0) {
+			size_t n = len - copied < c->plain_len ? len - copied : c->plain_len;
+
+			copy_to_iov(iov, iovcnt, copied, c->plain, n);
+			copied += n;
+			if (flags & MSG_PEEK)
+				break;
+			c->plain += n;
+			c->plain_len -= n;
+			if (c->plain_len == 0)
+				release_kernel_byte(c, fd);
+			if (copied == len)
+				break;
+		}
+		int wait = block && (copied == 0 || ((flags & MSG_WAITALL) && copied < len));
+		size_t room = flags & MSG_PEEK ? 0 : len - copied;
+		enum pull_result r = next_record(c, fd, room, wait);
+
+		if (r == PULL_READY)
+			continue;
+		if (r == PULL_EOF || copied > 0)
+			break;
+		if (r == PULL_AGAIN)
+			errno = EAGAIN;
+		goto out;
+	}
+	ret = (ssize_t)copied;
+out:
+	pthread_mutex_unlock(&c->rx_lock);
+	return ret;
+}
+
+/*
+ * For a writer that must wait for msg2: read it, unless a reader is already
+ * at it.  Returns once the phase has moved on or timeout_ms passed.
+ */
+void
+ns_conn_await_msg2(struct ns_conn *c, int fd, int timeout_ms)
+{
+	uint64_t deadline = ns_now_ms() + (uint64_t)timeout_ms;
+
+	while (__atomic_load_n(&c->phase, __ATOMIC_ACQUIRE) == NS_PHASE_AWAIT_MSG2) {
+		uint64_t now = ns_now_ms();
+
+		if (now >= deadline)
+			return;
+		if (pthread_mutex_trylock(&c->rx_lock) == 0) {
+			enum pull_result r = next_record(c, fd, 0, 0);
+			pthread_mutex_unlock(&c->rx_lock);
+			if (r == PULL_AGAIN) {
+				struct pollfd p = {.fd = fd, .events = POLLIN};
+				REAL(poll)(&p, 1, (int)(deadline - now));
+			} else if (r != PULL_READY) {
+				return;
+			}
+		} else {
+			/* A reader holds the receive side and will signal when msg2 is in. */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 20 * 1000 * 1000;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_mutex_lock(&c->hs_lock);
+			if (__atomic_load_n(&c->phase, __ATOMIC_ACQUIRE) == NS_PHASE_AWAIT_MSG2)
+				pthread_cond_timedwait(&c->hs_done, &c->hs_lock, &until);
+			pthread_mutex_unlock(&c->hs_lock);
+		}
+	}
+}
+
+/* Plaintext readable without blocking (FIONREAD). */
+int
+ns_conn_readable(struct ns_conn *c, int fd)
+{
+	size_t total;
+
+	pthread_mutex_lock(&c->rx_lock);
+	total = c->plain_len;
+	/* Decrypt the next whole record, if any, so its plaintext counts too. */
+	while (total == 0 && c->phase != NS_PHASE_START && next_record(c, fd, 0, 0) == PULL_READY)
+		total = c->plain_len;
+	pthread_mutex_unlock(&c->rx_lock);
+	return total > INT32_MAX ? INT32_MAX : (int)total;
+}

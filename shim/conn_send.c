@@ -1,0 +1,340 @@
+/*
+ * Send path.  Each record is sealed and handed to the kernel whole; the
+ * program is told about a record's plaintext only once all of it has left.
+ * A record the kernel took part of stays as the tail, and the program's
+ * retry (which starts with the same plaintext) pushes it out.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <sodium.h>
+
+#include "conn.h"
+#include "log.h"
+#include "real.h"
+#include "shim.h"
+
+static pthread_key_t buffer_key;
+static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+
+static void
+make_buffer_key(void)
+{
+	pthread_key_create(&buffer_key, free);
+}
+
+/* Room for one outgoing record: its plaintext, and its wire form (or the first flight). */
+struct record_buffer {
+	uint8_t plain[NS_MAX_PLAINTEXT];
+	uint8_t wire[NS_MAX_FIRST_FLIGHT];
+};
+
+/* This thread's record buffer, or NULL (errno ENOMEM). */
+static struct record_buffer *
+record_buffer(void)
+{
+	struct record_buffer *buf;
+
+	pthread_once(&buffer_once, make_buffer_key);
+	if ((buf = pthread_getspecific(buffer_key)) == NULL) {
+		if ((buf = malloc(sizeof(*buf))) == NULL)
+			errno = ENOMEM;
+		else
+			pthread_setspecific(buffer_key, buf);
+	}
+	return buf;
+}
+
+static size_t
+iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	return total;
+}
+
+/* Copy n bytes starting at byte offset of iov into dst. */
+static void
+gather(const struct iovec *iov, int iovcnt, size_t offset, uint8_t *dst, size_t n)
+{
+	for (int i = 0; i < iovcnt && n > 0; i++) {
+		if (offset >= iov[i].iov_len) {
+			offset -= iov[i].iov_len;
+			continue;
+		}
+		size_t take = iov[i].iov_len - offset < n ? iov[i].iov_len - offset : n;
+		memcpy(dst, (const uint8_t *)iov[i].iov_base + offset, take);
+		dst += take;
+		n -= take;
+		offset = 0;
+	}
+}
+
+/* Whether iov starts with the n bytes of plain. */
+static int
+starts_with(const struct iovec *iov, int iovcnt, const uint8_t *plain, size_t n)
+{
+	for (int i = 0; i < iovcnt && n > 0; i++) {
+		size_t take = iov[i].iov_len < n ? iov[i].iov_len : n;
+		if (memcmp(iov[i].iov_base, plain, take) != 0)
+			return 0;
+		plain += take;
+		n -= take;
+	}
+	return n == 0;
+}
+
+static void
+drop_tail(struct ns_conn *c)
+{
+	if (c->tail_plain != NULL)
+		sodium_memzero(c->tail_plain, c->tail_plain_len);
+	free(c->tail);
+	free(c->tail_plain);
+	c->tail = c->tail_plain = NULL;
+	c->tail_off = c->tail_len = c->tail_plain_len = 0;
+}
+
+static int
+keep_tail(struct ns_conn *c, const uint8_t *rest, size_t len, const uint8_t *plain,
+          size_t plain_len)
+{
+	int saved = errno;
+
+	if ((c->tail = malloc(len)) == NULL || (c->tail_plain = malloc(plain_len + 1)) == NULL) {
+		drop_tail(c);
+		return -1;
+	}
+	errno = saved;
+	memcpy(c->tail, rest, len);
+	memcpy(c->tail_plain, plain, plain_len);
+	c->tail_off = 0;
+	c->tail_len = len;
+	c->tail_plain_len = plain_len;
+	return 0;
+}
+
+/* Kernel flags: the program's, as far as they make sense for a record. */
+static int
+kernel_flags(int flags)
+{
+	return flags & (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE);
+}
+
+/*
+ * Hand len bytes of buf (one record carrying plain) to the kernel.  1: all
+ * of it left; 0: part left and the rest is now the tail; -1: none left
+ * (errno from the kernel).
+ */
+static int
+send_record(struct ns_conn *c, int fd, const uint8_t *buf, size_t len, const uint8_t *plain,
+            size_t plain_len, int flags)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < len) {
+		n = REAL(send)(fd, buf + off, len - off, kernel_flags(flags));
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	if (off == len)
+		return 1;
+	if (off == 0)
+		return -1;
+	if (keep_tail(c, buf + off, len - off, plain, plain_len)) {
+		/* Part of a record is on the wire and the rest cannot be kept: the stream is lost. */
+		ns_conn_fail(c, fd, ENOMEM, "out of memory holding a partly sent record");
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+/* Push the tail out.  0 once it is gone, -1 with errno otherwise. */
+static int
+flush_tail(struct ns_conn *c, int fd, int flags)
+{
+	while (c->tail_off < c->tail_len) {
+		ssize_t n = REAL(send)(fd, c->tail + c->tail_off, c->tail_len - c->tail_off,
+		                      kernel_flags(flags));
+		if (n <= 0)
+			return -1;
+		c->tail_off += (size_t)n;
+	}
+	return 0;
+}
+
+/* Wait up to timeout_ms for fd to take more data. */
+static void
+wait_writable(int fd, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+	REAL(poll)(&p, 1, timeout_ms);
+}
+
+/*
+ * Build and send the first flight: route prefix, then msg1 carrying
+ * payload_len bytes from iov.  Returns payload_len once all of it left, or
+ * -1 with errno (the payload is then not reported as sent).
+ */
+static ssize_t
+send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt,
+                  size_t payload_len, int flags)
+{
+	struct record_buffer *rb = record_buffer();
+	uint8_t *buf, *msg, *payload;
+	long n;
+	int r;
+
+	if (rb == NULL)
+		return -1;
+	buf = rb->wire;
+	msg = buf + NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN;
+	payload = rb->plain;
+	memcpy(buf, ns_shim.config.prefix, NS_ROUTE_PREFIX_LEN);
+	gather(iov, iovcnt, 0, payload, payload_len);
+	if ((n = ns_handshake_write_msg1(c->hs, payload, payload_len, msg)) < 0) {
+		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(c->hs));
+		errno = EPROTO;
+		return -1;
+	}
+	ns_frame_header_put(buf + NS_ROUTE_PREFIX_LEN, (size_t)n);
+	/* From here the handshake state has moved on: msg1 leaves whole or as a tail. */
+	__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->phase, NS_PHASE_AWAIT_MSG2, __ATOMIC_RELEASE);
+	r = send_record(c, fd, buf, NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n, payload,
+	                payload_len, flags);
+	if (r == 1)
+		return (ssize_t)payload_len;
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		/* Nothing left the process: keep msg1 whole as the tail, sent by the next call. */
+		keep_tail(c, buf, NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n, payload,
+		          payload_len);
+	else
+		ns_conn_fail(c, fd, errno, "the first flight could not be sent");
+	return -1;
+}
+
+/* The program waits for input before writing: send msg1 now, empty. */
+void
+ns_conn_start_empty(struct ns_conn *c, int fd)
+{
+	int timeout = (int)ns_shim.config.handshake_timeout_ms;
+
+	pthread_mutex_lock(&c->tx_lock);
+	if (c->phase == NS_PHASE_START)
+		send_first_flight(c, fd, NULL, 0, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+	/* A connect still in progress cannot take msg1 yet; it is due within a round trip. */
+	for (uint64_t end = ns_now_ms() + (uint64_t)timeout;
+	     c->tail_off < c->tail_len && c->phase != NS_PHASE_FAILED && ns_now_ms() < end;) {
+		if (flush_tail(c, fd, MSG_DONTWAIT | MSG_NOSIGNAL) == 0)
+			break;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			ns_conn_fail(c, fd, errno, "the first flight could not be sent");
+			break;
+		}
+		wait_writable(fd, (int)(end - ns_now_ms()));
+	}
+	if (c->tail_off == c->tail_len)
+		drop_tail(c);
+	pthread_mutex_unlock(&c->tx_lock);
+}
+
+/* Seal and send records of the len bytes in iov.  Bytes reported as sent, or -1. */
+static ssize_t
+send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len,
+             int flags)
+{
+	struct record_buffer *rb = record_buffer();
+	size_t sent = 0;
+
+	if (rb == NULL)
+		return -1;
+	while (sent < len) {
+		size_t chunk = len - sent < NS_MAX_PLAINTEXT ? len - sent : NS_MAX_PLAINTEXT;
+		int r;
+
+		gather(iov, iovcnt, sent, rb->plain, chunk);
+		ns_frame_header_put(rb->wire, chunk + NS_TAG_LEN);
+		if (ns_cipher_seal(c->tx, NULL, 0, rb->plain, chunk, rb->wire + NS_FRAME_HEADER_LEN)) {
+			ns_conn_fail(c, fd, EPROTO, "nonces exhausted");
+			errno = EPROTO;
+			break;
+		}
+		r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + chunk + NS_TAG_LEN, rb->plain,
+		                chunk, flags);
+		if (r == 1) {
+			sent += chunk;
+			continue;
+		}
+		if (r < 0 && c->phase != NS_PHASE_FAILED)
+			/* The kernel took none of it: the nonce can be used again. */
+			ns_cipher_retract(c->tx);
+		break;
+	}
+	return sent > 0 ? (ssize_t)sent : -1;
+}
+
+/* send-like write of plaintext from iov. */
+ssize_t
+ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	const int supported = MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE | MSG_EOR;
+	size_t len = iov_total(iov, iovcnt);
+	ssize_t ret = -1;
+
+	if (flags & ~supported) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	if (ns_conn_claim(c, fd))
+		return -1;
+	if (len == 0)
+		return 0;
+	pthread_mutex_lock(&c->tx_lock);
+	if (c->phase == NS_PHASE_START && c->zero_rtt) {
+		ret = send_first_flight(c, fd, iov, iovcnt,
+		                        len < NS_MAX_PLAINTEXT ? len : NS_MAX_PLAINTEXT, flags);
+		goto out;
+	}
+	if (c->phase == NS_PHASE_START && send_first_flight(c, fd, NULL, 0, 0, flags) < 0 &&
+	    c->tail_len == 0)
+		goto out;
+	if (c->tail_len > c->tail_off || c->tail != NULL) {
+		int same = starts_with(iov, iovcnt, c->tail_plain, c->tail_plain_len);
+
+		if (flush_tail(c, fd, flags) < 0)
+			goto out;
+		if (same && c->tail_plain_len > 0) {
+			ret = (ssize_t)c->tail_plain_len;
+			drop_tail(c);
+			goto out;
+		}
+		if (c->tail_plain_len > 0)
+			ns_log(NS_LOG_WARN, "fd %d, %s: the program did not retry a partly sent write; "
+			       "its first %zu bytes were delivered anyway", fd, c->peer, c->tail_plain_len);
+		drop_tail(c);
+	}
+	if (c->phase == NS_PHASE_AWAIT_MSG2) {
+		ns_conn_await_msg2(c, fd, (int)ns_shim.config.handshake_timeout_ms);
+		if (c->phase == NS_PHASE_AWAIT_MSG2)
+			ns_conn_fail(c, fd, ETIMEDOUT, "no handshake reply in time");
+	}
+	if (c->phase == NS_PHASE_FAILED) {
+		errno = c->error;
+		goto out;
+	}
+	ret = send_records(c, fd, iov, iovcnt, len, flags);
+out:
+	pthread_mutex_unlock(&c->tx_lock);
+	return ret;
+}

@@ -1,0 +1,242 @@
+/*
+ * fd bookkeeping entry points: close, dup, fcntl, ioctl, socket options,
+ * shutdown.  A dup'd fd shares its source's connection; an fd that is
+ * closed, or replaced by dup2, drops its share.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "fdtable.h"
+#include "real.h"
+#include "shim.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* How long close() and shutdown() may wait for a partly sent record to leave. */
+enum { FLUSH_TIMEOUT_MS = 2000 };
+
+/* Stop tracking fd; the last fd of a connection pushes out what the program was told left. */
+static void
+forget(int fd)
+{
+	struct ns_conn *c = ns_fd_take(fd);
+
+	if (c == NULL)
+		return;
+	if (__atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 1 && c->tail_len > c->tail_off &&
+	    (c->owner == NULL || *c->owner == (int)getpid()))
+		ns_conn_flush(c, fd, FLUSH_TIMEOUT_MS);
+	ns_conn_unref(c);
+}
+
+NS_EXPORT int
+close(int fd)
+{
+	forget(fd);
+	return REAL(close)(fd);
+}
+
+static void
+forget_range(unsigned int first, unsigned int last)
+{
+	for (unsigned int fd = first; fd <= last && fd < (1u << 20); fd++)
+		forget((int)fd);
+}
+
+NS_EXPORT int
+close_range(unsigned int first, unsigned int last, int flags)
+{
+	if (!(flags & CLOSE_RANGE_CLOEXEC))
+		forget_range(first, last);
+	return REAL(close_range)(first, last, flags);
+}
+
+NS_EXPORT void
+closefrom(int lowfd)
+{
+	forget_range(lowfd < 0 ? 0 : (unsigned int)lowfd, ~0u);
+	REAL(closefrom)(lowfd);
+}
+
+NS_EXPORT int
+shutdown(int fd, int how)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+
+	if (c == NULL)
+		return REAL(shutdown)(fd, how);
+	if (how != SHUT_RD && ns_conn_claim(c, fd) == 0) {
+		/* The peer must get msg1 and every whole record before the end of the stream. */
+		if (c->phase == NS_PHASE_START)
+			ns_conn_start_empty(c, fd);
+		ns_conn_flush(c, fd, FLUSH_TIMEOUT_MS);
+	}
+	ns_conn_unref(c);
+	return REAL(shutdown)(fd, how);
+}
+
+/* After a successful dup of old to new: share the connection, if any. */
+static int
+share(int old, int new)
+{
+	struct ns_conn *c;
+
+	if (new < 0 || (c = ns_fd_get(old)) == NULL)
+		return new;
+	if (ns_fd_set(new, c)) {
+		/* The copy cannot be tracked; it must not become a plaintext path. */
+		ns_conn_unref(c);
+		REAL(close)(new);
+		errno = EMFILE;
+		return -1;
+	}
+	ns_conn_unref(c);
+	return new;
+}
+
+NS_EXPORT int
+dup(int fd)
+{
+	return share(fd, REAL(dup)(fd));
+}
+
+NS_EXPORT int
+dup2(int old, int new)
+{
+	int ret;
+
+	if (old == new)
+		return REAL(dup2)(old, new);
+	/* The target's state goes whatever the source is: the fd is about to be replaced. */
+	forget(new);
+	ret = REAL(dup2)(old, new);
+	return share(old, ret);
+}
+
+NS_EXPORT int
+dup3(int old, int new, int flags)
+{
+	int ret;
+
+	if (old != new)
+		forget(new);
+	ret = REAL(dup3)(old, new, flags);
+	return share(old, ret);
+}
+
+/* fcntl for a tracked fd: dups share state, O_NONBLOCK is remembered. */
+static int
+fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void *arg)
+{
+	struct ns_conn *c;
+	int ret;
+
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC:
+		return share(fd, real(fd, cmd, arg));
+	case F_SETFL:
+		ret = real(fd, cmd, arg);
+		if (ret == 0 && (c = ns_fd_get(fd)) != NULL) {
+			c->nonblock = ((long)arg & O_NONBLOCK) != 0;
+			ns_conn_unref(c);
+		}
+		return ret;
+	default:
+		return real(fd, cmd, arg);
+	}
+}
+
+NS_EXPORT int
+fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return fcntl_common(REAL(fcntl), fd, cmd, arg);
+}
+
+NS_EXPORT int
+fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return fcntl_common(REAL(fcntl64), fd, cmd, arg);
+}
+
+NS_EXPORT int
+ioctl(int fd, unsigned long request, ...)
+{
+	struct ns_conn *c;
+	va_list ap;
+	void *arg;
+	int ret;
+
+	va_start(ap, request);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if ((c = ns_fd_get(fd)) == NULL)
+		return REAL(ioctl)(fd, request, arg);
+	switch (request) {
+	case FIONREAD:
+		/* Plaintext the program can read now, not ciphertext in the kernel. */
+		*(int *)arg = ns_conn_readable(c, fd);
+		ret = 0;
+		break;
+	case FIONBIO:
+		if ((ret = REAL(ioctl)(fd, request, arg)) == 0)
+			c->nonblock = *(int *)arg != 0;
+		break;
+	default:
+		ret = REAL(ioctl)(fd, request, arg);
+	}
+	ns_conn_unref(c);
+	return ret;
+}
+
+NS_EXPORT int
+getsockopt(int fd, int level, int name, void *value, socklen_t *len)
+{
+	struct ns_conn *c;
+
+	if (level != SOL_SOCKET || name != SO_RCVLOWAT || (c = ns_fd_get(fd)) == NULL)
+		return REAL(getsockopt)(fd, level, name, value, len);
+	/* The kernel's mark follows records; the program sees the one it set. */
+	if (*len >= sizeof(int)) {
+		*(int *)value = c->user_lowat;
+		*len = sizeof(int);
+	}
+	ns_conn_unref(c);
+	return 0;
+}
+
+NS_EXPORT int
+setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+{
+	struct ns_conn *c;
+
+	if (level != SOL_SOCKET || name != SO_RCVLOWAT || (c = ns_fd_get(fd)) == NULL)
+		return REAL(setsockopt)(fd, level, name, value, len);
+	if (len < sizeof(int)) {
+		ns_conn_unref(c);
+		errno = EINVAL;
+		return -1;
+	}
+	c->user_lowat = *(const int *)value < 1 ? 1 : *(const int *)value;
+	ns_conn_unref(c);
+	return 0;
+}

@@ -1,0 +1,245 @@
+/*
+ * Read and write entry points.  Each returns straight to libc for an fd
+ * the shim does not track; a tracked fd goes through its connection.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "client.h"
+#include "conn.h"
+#include "fdtable.h"
+#include "real.h"
+
+/* Only the client shim makes connections; in the accept shim this is NULL. */
+int ns_client_connect(int fd, const struct sockaddr *addr, socklen_t len) __attribute__((weak));
+
+static ssize_t
+conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	ssize_t n = ns_conn_recv(c, fd, iov, iovcnt, flags);
+	int saved = errno;
+
+	ns_conn_unref(c);
+	errno = saved;
+	return n;
+}
+
+static ssize_t
+conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	ssize_t n = ns_conn_send(c, fd, iov, iovcnt, flags);
+	int saved = errno;
+
+	ns_conn_unref(c);
+	errno = saved;
+	return n;
+}
+
+NS_EXPORT ssize_t
+read(int fd, void *buf, size_t len)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {buf, len};
+
+	if (c == NULL)
+		return REAL(read)(fd, buf, len);
+	return conn_recv(c, fd, &iov, 1, 0);
+}
+
+NS_EXPORT ssize_t
+__read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {buf, len};
+
+	if (c == NULL || len > buflen) {
+		ns_conn_unref(c);
+		return REAL(__read_chk)(fd, buf, len, buflen);
+	}
+	return conn_recv(c, fd, &iov, 1, 0);
+}
+
+NS_EXPORT ssize_t
+readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+
+	if (c == NULL)
+		return REAL(readv)(fd, iov, iovcnt);
+	return conn_recv(c, fd, iov, iovcnt, 0);
+}
+
+NS_EXPORT ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {buf, len};
+
+	if (c == NULL)
+		return REAL(recv)(fd, buf, len, flags);
+	return conn_recv(c, fd, &iov, 1, flags);
+}
+
+NS_EXPORT ssize_t
+__recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {buf, len};
+
+	if (c == NULL || len > buflen) {
+		ns_conn_unref(c);
+		return REAL(__recv_chk)(fd, buf, len, buflen, flags);
+	}
+	return conn_recv(c, fd, &iov, 1, flags);
+}
+
+NS_EXPORT ssize_t
+recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *addrlen)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {buf, len};
+
+	if (c == NULL)
+		return REAL(recvfrom)(fd, buf, len, flags, addr, addrlen);
+	/* A connected TCP socket reports no source address. */
+	if (addrlen != NULL)
+		*addrlen = 0;
+	return conn_recv(c, fd, &iov, 1, flags);
+}
+
+NS_EXPORT ssize_t
+__recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *addr,
+               socklen_t *addrlen)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {buf, len};
+
+	if (c == NULL || len > buflen) {
+		ns_conn_unref(c);
+		return REAL(__recvfrom_chk)(fd, buf, len, buflen, flags, addr, addrlen);
+	}
+	if (addrlen != NULL)
+		*addrlen = 0;
+	return conn_recv(c, fd, &iov, 1, flags);
+}
+
+NS_EXPORT ssize_t
+recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+
+	if (c == NULL)
+		return REAL(recvmsg)(fd, msg, flags);
+	msg->msg_namelen = 0;
+	msg->msg_controllen = 0;
+	msg->msg_flags = 0;
+	return conn_recv(c, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
+}
+
+NS_EXPORT int
+recvmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags, struct timespec *timeout)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	unsigned int i;
+
+	if (c == NULL)
+		return REAL(recvmmsg)(fd, msgs, vlen, flags, timeout);
+	ns_conn_unref(c);
+	/* Stream data has no message boundaries: fill the first message like recvmsg. */
+	for (i = 0; i < vlen; i++) {
+		ssize_t n = recvmsg(fd, &msgs[i].msg_hdr, (flags & ~MSG_WAITFORONE) |
+		                    (i > 0 && (flags & MSG_WAITFORONE) ? MSG_DONTWAIT : 0));
+		if (n < 0)
+			return i > 0 ? (int)i : -1;
+		msgs[i].msg_len = (unsigned int)n;
+		if (n == 0)
+			return (int)i + 1;
+	}
+	return (int)i;
+}
+
+NS_EXPORT ssize_t
+write(int fd, const void *buf, size_t len)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {(void *)buf, len};
+
+	if (c == NULL)
+		return REAL(write)(fd, buf, len);
+	return conn_send(c, fd, &iov, 1, 0);
+}
+
+NS_EXPORT ssize_t
+writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+
+	if (c == NULL)
+		return REAL(writev)(fd, iov, iovcnt);
+	return conn_send(c, fd, iov, iovcnt, 0);
+}
+
+NS_EXPORT ssize_t
+send(int fd, const void *buf, size_t len, int flags)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {(void *)buf, len};
+
+	if (c == NULL)
+		return REAL(send)(fd, buf, len, flags);
+	return conn_send(c, fd, &iov, 1, flags);
+}
+
+NS_EXPORT ssize_t
+sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+       socklen_t addrlen)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	struct iovec iov = {(void *)buf, len};
+
+	if (c == NULL && (flags & MSG_FASTOPEN) && addr != NULL && ns_client_connect != NULL) {
+		/* The program's own TFO connect: make it ours if the destination is cached. */
+		if (ns_client_connect(fd, addr, addrlen) < 0 && errno != EINPROGRESS)
+			return -1;
+		if ((c = ns_fd_get(fd)) == NULL)
+			return REAL(send)(fd, buf, len, flags & ~MSG_FASTOPEN);
+		flags &= ~MSG_FASTOPEN;
+	}
+	if (c == NULL)
+		return REAL(sendto)(fd, buf, len, flags, addr, addrlen);
+	return conn_send(c, fd, &iov, 1, flags);
+}
+
+NS_EXPORT ssize_t
+sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+
+	if (c == NULL)
+		return REAL(sendmsg)(fd, msg, flags);
+	return conn_send(c, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
+}
+
+NS_EXPORT int
+sendmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+	unsigned int i;
+
+	if (c == NULL)
+		return REAL(sendmmsg)(fd, msgs, vlen, flags);
+	for (i = 0; i < vlen; i++) {
+		ssize_t n = ns_conn_send(c, fd, msgs[i].msg_hdr.msg_iov,
+		                         (int)msgs[i].msg_hdr.msg_iovlen, flags);
+		if (n < 0)
+			break;
+		msgs[i].msg_len = (unsigned int)n;
+	}
+	int saved = errno;
+	ns_conn_unref(c);
+	errno = saved;
+	return i > 0 ? (int)i : -1;
+}

@@ -1,0 +1,57 @@
+/*
+ * Logging.  The file is opened for each line: a program may close any fd
+ * at any time (closefrom), and a log line is rare enough to afford it.
+ */
+#include "log.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "real.h"
+
+static enum ns_log_level log_level = NS_LOG_ERROR;
+static char log_path[PATH_MAX];
+
+/* Take the level and destination from the configuration. */
+void
+ns_log_configure(const struct ns_config *c)
+{
+	log_level = c->log_level;
+	snprintf(log_path, sizeof(log_path), "%s", c->log_file);
+}
+
+/* Whether messages at level are written. */
+int
+ns_log_enabled(enum ns_log_level level)
+{
+	return level <= log_level;
+}
+
+/* Write one line: "noiseshim[PID]: LEVEL: message". */
+void
+ns_log(enum ns_log_level level, const char *fmt, ...)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	char line[1024];
+	va_list ap;
+	int n, fd = STDERR_FILENO;
+
+	if (!ns_log_enabled(level))
+		return;
+	n = snprintf(line, sizeof(line), "noiseshim[%d]: %s: ", (int)getpid(), names[level]);
+	va_start(ap, fmt);
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof(line) - 1)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	if (log_path[0] != '\0' &&
+	    (fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		fd = STDERR_FILENO;
+	(void)!REAL(write)(fd, line, (size_t)n);
+	if (fd != STDERR_FILENO)
+		REAL(close)(fd);
+}

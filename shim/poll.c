@@ -1,0 +1,90 @@
+/*
+ * Waiting calls.  Readiness stays in the kernel; the only thing the shim
+ * does here is notice an initiator that waits for input before it has
+ * written anything (a server-speaks-first protocol) and send msg1 empty,
+ * so the server can answer.
+ */
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+
+#include "conn.h"
+#include "fdtable.h"
+#include "real.h"
+
+/* fd waits for input only: if it has not sent msg1 yet, send it now. */
+static void
+start_if_reading(int fd)
+{
+	struct ns_conn *c = ns_fd_get(fd);
+
+	if (c == NULL)
+		return;
+	if (c->phase == NS_PHASE_START && ns_conn_claim(c, fd) == 0)
+		ns_conn_start_empty(c, fd);
+	ns_conn_unref(c);
+}
+
+static int
+any_unstarted(void)
+{
+	return __atomic_load_n(&ns_conn_unstarted, __ATOMIC_RELAXED) > 0;
+}
+
+static void
+scan_pollfds(const struct pollfd *fds, nfds_t n)
+{
+	if (!any_unstarted())
+		return;
+	for (nfds_t i = 0; i < n; i++)
+		if ((fds[i].events & POLLIN) && !(fds[i].events & POLLOUT))
+			start_if_reading(fds[i].fd);
+}
+
+static void
+scan_fdsets(int nfds, const fd_set *readfds, const fd_set *writefds)
+{
+	if (!any_unstarted() || readfds == NULL)
+		return;
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
+		if (FD_ISSET(fd, readfds) && (writefds == NULL || !FD_ISSET(fd, writefds)))
+			start_if_reading(fd);
+}
+
+NS_EXPORT int
+poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	scan_pollfds(fds, n);
+	return REAL(poll)(fds, n, timeout);
+}
+
+NS_EXPORT int
+ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask)
+{
+	scan_pollfds(fds, n);
+	return REAL(ppoll)(fds, n, timeout, mask);
+}
+
+NS_EXPORT int
+select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds, struct timeval *timeout)
+{
+	scan_fdsets(nfds, readfds, writefds);
+	return REAL(select)(nfds, readfds, writefds, exceptfds, timeout);
+}
+
+NS_EXPORT int
+pselect(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds,
+        const struct timespec *timeout, const sigset_t *mask)
+{
+	scan_fdsets(nfds, readfds, writefds);
+	return REAL(pselect)(nfds, readfds, writefds, exceptfds, timeout, mask);
+}
+
+NS_EXPORT int
+epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
+{
+	if (any_unstarted() && (op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && event != NULL &&
+	    (event->events & EPOLLIN) && !(event->events & EPOLLOUT))
+		start_if_reading(fd);
+	return REAL(epoll_ctl)(epfd, op, fd, event);
+}

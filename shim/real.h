@@ -1,0 +1,77 @@
+/*
+ * The libc functions the shims wrap, resolved once with dlsym(RTLD_NEXT).
+ * Shim code calls these, never the wrapped names, so it cannot recurse.
+ */
+#ifndef NOISESHIM_REAL_H
+#define NOISESHIM_REAL_H
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* X(name, return type, parameter list) for every wrapped function. */
+#define NS_REAL_FUNCTIONS(X)                                                                  \
+	X(connect, int, (int, const struct sockaddr *, socklen_t))                            \
+	X(listen, int, (int, int))                                                            \
+	X(accept, int, (int, struct sockaddr *, socklen_t *))                                 \
+	X(accept4, int, (int, struct sockaddr *, socklen_t *, int))                           \
+	X(read, ssize_t, (int, void *, size_t))                                               \
+	X(write, ssize_t, (int, const void *, size_t))                                        \
+	X(readv, ssize_t, (int, const struct iovec *, int))                                   \
+	X(writev, ssize_t, (int, const struct iovec *, int))                                  \
+	X(recv, ssize_t, (int, void *, size_t, int))                                          \
+	X(send, ssize_t, (int, const void *, size_t, int))                                    \
+	X(recvfrom, ssize_t, (int, void *, size_t, int, struct sockaddr *, socklen_t *))      \
+	X(sendto, ssize_t, (int, const void *, size_t, int, const struct sockaddr *, socklen_t)) \
+	X(recvmsg, ssize_t, (int, struct msghdr *, int))                                      \
+	X(sendmsg, ssize_t, (int, const struct msghdr *, int))                                \
+	X(close, int, (int))                                                                  \
+	X(shutdown, int, (int, int))                                                          \
+	X(dup, int, (int))                                                                    \
+	X(dup2, int, (int, int))                                                              \
+	X(dup3, int, (int, int, int))                                                         \
+	X(fcntl, int, (int, int, ...))                                                        \
+	X(ioctl, int, (int, unsigned long, ...))                                              \
+	X(getsockopt, int, (int, int, int, void *, socklen_t *))                              \
+	X(setsockopt, int, (int, int, int, const void *, socklen_t))                          \
+	X(recvmmsg, int, (int, struct mmsghdr *, unsigned int, int, struct timespec *))      \
+	X(sendmmsg, int, (int, struct mmsghdr *, unsigned int, int))                          \
+	X(__read_chk, ssize_t, (int, void *, size_t, size_t))                                 \
+	X(__recv_chk, ssize_t, (int, void *, size_t, size_t, int))                            \
+	X(__recvfrom_chk, ssize_t, (int, void *, size_t, size_t, int, struct sockaddr *,      \
+	                            socklen_t *))                                             \
+	X(sendfile, ssize_t, (int, int, off_t *, size_t))                                     \
+	X(sendfile64, ssize_t, (int, int, off64_t *, size_t))                                 \
+	X(splice, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned int))              \
+	X(close_range, int, (unsigned int, unsigned int, int))                                \
+	X(closefrom, void, (int))                                                             \
+	X(fcntl64, int, (int, int, ...))                                                      \
+	X(poll, int, (struct pollfd *, nfds_t, int))                                          \
+	X(ppoll, int, (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))   \
+	X(select, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *))                 \
+	X(pselect, int, (int, fd_set *, fd_set *, fd_set *, const struct timespec *,          \
+	                 const sigset_t *))                                                   \
+	X(epoll_ctl, int, (int, int, int, struct epoll_event *))
+
+struct ns_real {
+#define NS_REAL_FIELD(name, ret, params) ret(*name) params;
+	NS_REAL_FUNCTIONS(NS_REAL_FIELD)
+#undef NS_REAL_FIELD
+};
+
+extern struct ns_real ns_real;
+
+/* Resolve every real function; safe to call more than once.  Aborts if one is missing. */
+void ns_real_init(void);
+
+/* The real function `name`, resolved on first use. */
+#define REAL(name) (__builtin_expect(ns_real.name == NULL, 0) ? ns_real_init() : (void)0, ns_real.name)
+
+/* Mark a wrapper as exported from the preload object. */
+#define NS_EXPORT __attribute__((visibility("default")))
+
+#endif

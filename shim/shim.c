@@ -1,0 +1,90 @@
+/*
+ * Process-wide set-up, done once: configuration, logging, the static key.
+ */
+#include "shim.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "fork.h"
+#include "keys.h"
+#include "log.h"
+#include "real.h"
+
+struct ns_shim ns_shim = {.cache_lock = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+enum { MAX_PROBLEMS = 16 };
+static char problems[MAX_PROBLEMS][NS_CONFIG_TEXT_MAX + 300];
+static int nproblems;
+
+/* Problems are kept until logging knows where to write. */
+static void
+keep_problem(const char *where, const char *problem)
+{
+	if (nproblems < MAX_PROBLEMS)
+		snprintf(problems[nproblems++], sizeof(problems[0]), "%s: %s", where, problem);
+}
+
+static void
+load_key(void)
+{
+	struct ns_config *c = &ns_shim.config;
+
+	if (c->key[0] == '\0') {
+		/* No key file: a fresh identity for this process, as a Storj uplink does per dial. */
+		uint8_t pub[NS_KEY_LEN];
+		ns_key_generate(ns_shim.static_priv, pub);
+		ns_shim.have_key = 1;
+		return;
+	}
+	if (ns_key_load(c->key, ns_shim.static_priv, ns_shim.key_error,
+	                sizeof(ns_shim.key_error)) == 0) {
+		ns_shim.have_key = 1;
+		return;
+	}
+	ns_log(NS_LOG_ERROR, "NOISESHIM_KEY: %s", ns_shim.key_error);
+}
+
+static void
+init(void)
+{
+	ns_real_init();
+	ns_config_load(&ns_shim.config, keep_problem);
+	ns_log_configure(&ns_shim.config);
+	for (int i = 0; i < nproblems; i++)
+		ns_log(NS_LOG_ERROR, "%s", problems[i]);
+	if (sodium_init() < 0) {
+		ns_log(NS_LOG_ERROR, "libsodium failed to initialise; no connection will be wrapped");
+		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error), "libsodium failed to initialise");
+		return;
+	}
+	load_key();
+}
+
+/* Load the configuration and key once; every wrapper that may track an fd calls it. */
+void
+ns_shim_init(void)
+{
+	pthread_once(&init_once, init);
+}
+
+/* Milliseconds on the monotonic clock. */
+uint64_t
+ns_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+__attribute__((constructor)) static void
+shim_constructor(void)
+{
+	ns_shim_init();
+	ns_fork_init();
+}

@@ -1,0 +1,33 @@
+/*
+ * Process-wide shim state: configuration, this side's static key, the
+ * client's NodeURL cache.  Set up once, on the first call that needs it.
+ */
+#ifndef NOISESHIM_SHIM_H
+#define NOISESHIM_SHIM_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "config.h"
+#include "wire.h"
+
+struct ns_shim {
+	struct ns_config config;
+	uint8_t static_priv[NS_KEY_LEN];
+	int have_key;                  /* static_priv is usable */
+	char key_error[256];           /* why not, when a key was required */
+
+	pthread_mutex_t cache_lock;
+	struct ns_cache *cache;        /* client: opened on the first connect() */
+};
+
+extern struct ns_shim ns_shim;
+
+/* Load the configuration and key once; every wrapper that may track an fd calls it. */
+void ns_shim_init(void);
+
+/* Milliseconds on the monotonic clock. */
+uint64_t ns_now_ms(void);
+
+#endif
