@@ -49,6 +49,7 @@ struct ns_conn {
 
 	struct ns_handshake *hs;
 	int zero_rtt;                  /* initiator: first bytes ride in msg1 */
+	uint64_t msg1_sent_ms;         /* initiator: when msg1 was built, for the handshake timeout */
 	struct ns_cipher *tx, *rx;
 
 	/* Receive side, under rx_lock. */

@@ -145,6 +145,46 @@ open_record(struct ns_conn *c, int fd, size_t len)
 }
 
 /*
+ * A blocking read waiting for msg2 waits no longer than the handshake
+ * timeout: a server that never answers must not hang the program.
+ */
+static int
+msg2_due(struct ns_conn *c, int fd)
+{
+	uint64_t deadline = c->msg1_sent_ms + ns_shim.config.handshake_timeout_ms, now;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	while ((now = ns_now_ms()) < deadline) {
+		int n = REAL(poll)(&p, 1, (int)(deadline - now));
+		if (n > 0)
+			return 1;
+		if (n < 0 && errno != EINTR)
+			return 1;  /* let the read itself report the problem */
+	}
+	ns_conn_fail(c, fd, ETIMEDOUT, "no handshake reply in time (is the server wrapped?)");
+	errno = ETIMEDOUT;
+	return 0;
+}
+
+/* The stream ended or broke before msg2: that is a failed handshake, never a clean end. */
+static enum pull_result
+handshake_cut(struct ns_conn *c, int fd, enum pull_result r)
+{
+	int err = r == PULL_EOF ? ECONNRESET : errno;
+	char why[160];
+
+	if (r == PULL_AGAIN || c->phase == NS_PHASE_FAILED)
+		return r;
+	snprintf(why, sizeof(why), "Noise handshake failed: %s",
+	         r == PULL_EOF ? "the server closed the connection instead of answering "
+	                         "(wrong key or suite?)"
+	                       : strerror(err));
+	ns_conn_fail(c, fd, err, why);
+	errno = c->error;
+	return PULL_ERROR;
+}
+
+/*
  * Read one record and turn it into held plaintext (possibly empty).
  * Returns PULL_READY when that happened.
  */
@@ -167,7 +207,12 @@ next_record(struct ns_conn *c, int fd, size_t room, int block)
 		}
 		ns_frame_reader_init(&c->reader, c->rx_body, kind->min_body, kind->max_body);
 	}
-	if ((r = pull(c, fd, kind, room, block)) != PULL_READY)
+	if (phase == NS_PHASE_AWAIT_MSG2 && block && !msg2_due(c, fd))
+		return PULL_ERROR;
+	r = pull(c, fd, kind, room, block);
+	if (r != PULL_READY && phase == NS_PHASE_AWAIT_MSG2)
+		return handshake_cut(c, fd, r);
+	if (r != PULL_READY)
 		return r;
 	ns_frame_reader_ready(&c->reader, &len);
 	if (phase == NS_PHASE_OPEN ? open_record(c, fd, len) : complete_initiator(c, fd, len))

@@ -209,6 +209,7 @@ send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 	}
 	ns_frame_header_put(buf + NS_ROUTE_PREFIX_LEN, (size_t)n);
 	/* From here the handshake state has moved on: msg1 leaves whole or as a tail. */
+	c->msg1_sent_ms = ns_now_ms();
 	__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->phase, NS_PHASE_AWAIT_MSG2, __ATOMIC_RELEASE);
 	r = send_record(c, fd, buf, NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n, payload,
