@@ -19,6 +19,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <sodium.h>
 
@@ -42,40 +43,64 @@ struct ns_replay {
 	uint8_t hash_key[crypto_shorthash_KEYBYTES];
 	struct replay_entry *ring;
 	uint32_t *slots; /* ring positions, or SLOT_EMPTY */
+	int shared;      /* the block is a shared mapping */
 };
+
+/* Bytes for the window, its ring and its index, laid out in one block. */
+static size_t block_size(size_t capacity)
+{
+	return sizeof(struct ns_replay) + capacity * sizeof(struct replay_entry) +
+	       2 * capacity * sizeof(uint32_t);
+}
+
+/* Set up a window in block (block_size(capacity) bytes, zeroed). */
+static struct ns_replay *init_block(void *block, uint64_t window_ms, size_t capacity, int shared)
+{
+	struct ns_replay *r = block;
+
+	r->window_ms = window_ms;
+	r->capacity = (uint32_t)capacity;
+	r->nslots = 2 * (uint32_t)capacity;
+	r->shared = shared;
+	r->ring = (struct replay_entry *)(r + 1);
+	r->slots = (uint32_t *)(r->ring + capacity);
+	memset(r->slots, 0xff, (size_t)r->nslots * sizeof *r->slots);
+	crypto_shorthash_keygen(r->hash_key);
+	return r;
+}
+
+static int capacity_ok(size_t capacity)
+{
+	/* Ring positions and SLOT_EMPTY must fit a slot. */
+	return capacity > 0 && capacity <= (SLOT_EMPTY - 1) / 2 && sodium_init() >= 0;
+}
 
 /* A window of window_ms milliseconds holding at most capacity entries; NULL on failure. */
 struct ns_replay *ns_replay_new(uint64_t window_ms, size_t capacity)
 {
-	struct ns_replay *r;
+	void *block;
 
-	/* Ring positions and SLOT_EMPTY must fit a slot. */
-	if (capacity == 0 || capacity > (SLOT_EMPTY - 1) / 2)
-		goto err0;
-	if (sodium_init() < 0)
-		goto err0;
-	r = calloc(1, sizeof *r);
-	if (r == NULL)
-		goto err0;
-	r->window_ms = window_ms;
-	r->capacity = (uint32_t)capacity;
-	r->nslots = 2 * (uint32_t)capacity;
-	r->ring = calloc(r->capacity, sizeof *r->ring);
-	if (r->ring == NULL)
-		goto err1;
-	r->slots = malloc((size_t)r->nslots * sizeof *r->slots);
-	if (r->slots == NULL)
-		goto err2;
-	memset(r->slots, 0xff, (size_t)r->nslots * sizeof *r->slots);
-	crypto_shorthash_keygen(r->hash_key);
-	return r;
+	if (!capacity_ok(capacity) || (block = calloc(1, block_size(capacity))) == NULL)
+		return NULL;
+	return init_block(block, window_ms, capacity, 0);
+}
 
-err2:
-	free(r->ring);
-err1:
-	free(r);
-err0:
-	return NULL;
+/*
+ * The same, in memory shared with processes forked later, so that workers
+ * of a pre-fork server see each other's entries.  Callers must lock.
+ */
+struct ns_replay *ns_replay_new_shared(uint64_t window_ms, size_t capacity)
+{
+	void *block;
+
+	if (!capacity_ok(capacity))
+		return NULL;
+	/* Anonymous mappings start zeroed and are backed only as entries arrive. */
+	block = mmap(NULL, block_size(capacity), PROT_READ | PROT_WRITE,
+	             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (block == MAP_FAILED)
+		return NULL;
+	return init_block(block, window_ms, capacity, 1);
 }
 
 static uint32_t home_slot(const struct ns_replay *r, const uint8_t key[STORED_KEY_LEN])
@@ -178,8 +203,7 @@ enum ns_replay_verdict ns_replay_check(struct ns_replay *r, const uint8_t key[NS
 /* Bytes of memory the window uses at its capacity. */
 size_t ns_replay_memory(const struct ns_replay *r)
 {
-	return sizeof *r + (size_t)r->capacity * sizeof *r->ring +
-	       (size_t)r->nslots * sizeof *r->slots;
+	return block_size(r->capacity);
 }
 
 /* Free the window; NULL is a no-op. */
@@ -187,8 +211,9 @@ void ns_replay_free(struct ns_replay *r)
 {
 	if (r == NULL)
 		return;
-	free(r->slots);
-	free(r->ring);
 	sodium_memzero(r->hash_key, sizeof r->hash_key);
-	free(r);
+	if (r->shared)
+		munmap(r, block_size(r->capacity));
+	else
+		free(r);
 }

@@ -21,6 +21,12 @@ struct ns_replay;
 /* A window of window_ms milliseconds holding at most capacity entries; NULL on failure. */
 struct ns_replay *ns_replay_new(uint64_t window_ms, size_t capacity);
 
+/*
+ * The same, in memory shared with processes forked later, so that workers
+ * of a pre-fork server see each other's entries.  Callers must lock.
+ */
+struct ns_replay *ns_replay_new_shared(uint64_t window_ms, size_t capacity);
+
 /* Check key at time now_ms (monotonic) and remember it if fresh. */
 enum ns_replay_verdict ns_replay_check(struct ns_replay *r, const uint8_t key[NS_KEY_LEN],
                                        uint64_t now_ms);

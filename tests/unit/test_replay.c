@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -146,6 +148,29 @@ static void test_memory_is_bounded(void **state)
 	ns_replay_free(r);
 }
 
+static void test_shared_window_spans_fork(void **state)
+{
+	struct ns_replay *r = ns_replay_new_shared(60000, 64);
+	uint8_t seen_by_child[NS_KEY_LEN], seen_by_parent[NS_KEY_LEN];
+	int status;
+	pid_t pid;
+
+	assert_non_null(r);
+	key_from_counter(1, seen_by_child);
+	key_from_counter(2, seen_by_parent);
+	assert_int_equal(ns_replay_check(r, seen_by_parent, 10), NS_REPLAY_FRESH);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(ns_replay_check(r, seen_by_child, 20) == NS_REPLAY_FRESH &&
+		      ns_replay_check(r, seen_by_parent, 20) == NS_REPLAY_REPEAT ? 0 : 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* What the child saw is a repeat here too. */
+	assert_int_equal(ns_replay_check(r, seen_by_child, 30), NS_REPLAY_REPEAT);
+	ns_replay_free(r);
+}
+
 static void test_bad_arguments(void **state)
 {
 	assert_null(ns_replay_new(1000, 0));
@@ -162,6 +187,7 @@ int main(void)
 		cmocka_unit_test(test_many_random_keys),
 		cmocka_unit_test(test_churn_keeps_live_entries),
 		cmocka_unit_test(test_memory_is_bounded),
+		cmocka_unit_test(test_shared_window_spans_fork),
 		cmocka_unit_test(test_bad_arguments),
 	};
 
