@@ -17,6 +17,8 @@ CORE     := $(BUILD)/libnoisecore.a
 SHIM_COMMON := $(filter-out shim/client.c shim/server.c,$(wildcard shim/*.c))
 CLIENT_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/client.o
 CLIENT_SO   := $(BUILD)/libnoiseshim.so
+SERVER_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/server.o
+SERVER_SO   := $(BUILD)/libnoiseshim-server.so
 SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread
 
 CLI_SRC  := $(wildcard cli/*.c)
@@ -37,7 +39,7 @@ GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
 
 .PHONY: all demo test test-unit test-cli test-interop test-netns sanitize bench clean
-all: $(CORE) $(CLI) $(CLIENT_SO)
+all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -50,6 +52,9 @@ $(CORE): $(LIB_OBJ)
 # Only the wrapped libc entry points are exported (NS_EXPORT); the core stays hidden.
 $(CLIENT_SO): $(CLIENT_OBJ) $(CORE)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $(CLIENT_OBJ) $(CORE) $(SHIM_LIBS)
+
+$(SERVER_SO): $(SERVER_OBJ) $(CORE)
+	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $(SERVER_OBJ) $(CORE) $(SHIM_LIBS)
 
 $(CLI): $(CLI_OBJ) $(CORE)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE) $(CRYPTO_LIBS)

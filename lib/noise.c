@@ -171,11 +171,15 @@ ns_handshake_write_msg1(struct ns_handshake *hs, const uint8_t *payload, size_t 
 	return p - out;
 }
 
-/* Responder: read msg1 of len bytes; out (may equal msg) gets the payload.  Its length or -1. */
+/*
+ * Responder: read msg1 of len bytes, decrypting in place; *payload points
+ * at the payload inside msg.  Its length, or -1.
+ */
 long
-ns_handshake_read_msg1(struct ns_handshake *hs, const uint8_t *msg, size_t len, uint8_t *out)
+ns_handshake_read_msg1(struct ns_handshake *hs, uint8_t *msg, size_t len,
+                       const uint8_t **payload)
 {
-	const uint8_t *p = msg;
+	uint8_t *p = msg;
 	long n;
 
 	if (expect_step(hs, READ_MSG1))
@@ -197,8 +201,9 @@ ns_handshake_read_msg1(struct ns_handshake *hs, const uint8_t *msg, size_t len, 
 	if (mix_dh(hs, hs->s_priv, hs->rs))
 		return fail(hs, NULL);
 	/* payload */
-	if ((n = ns_symmetric_decrypt_and_hash(&hs->ss, p, len - (size_t)(p - msg), out)) < 0)
+	if ((n = ns_symmetric_decrypt_and_hash(&hs->ss, p, len - (size_t)(p - msg), p)) < 0)
 		return fail(hs, "msg1 payload fails authentication");
+	*payload = p;
 	hs->step = WRITE_MSG2;
 	return n;
 }
@@ -234,11 +239,15 @@ ns_handshake_write_msg2(struct ns_handshake *hs, const uint8_t *payload, size_t 
 	return p - out;
 }
 
-/* Initiator: read msg2 of len bytes; out (may equal msg) gets the payload.  Its length or -1. */
+/*
+ * Initiator: read msg2 of len bytes, decrypting in place; *payload points
+ * at the payload inside msg.  Its length, or -1.
+ */
 long
-ns_handshake_read_msg2(struct ns_handshake *hs, const uint8_t *msg, size_t len, uint8_t *out)
+ns_handshake_read_msg2(struct ns_handshake *hs, uint8_t *msg, size_t len,
+                       const uint8_t **payload)
 {
-	const uint8_t *p = msg;
+	uint8_t *p = msg;
 	long n;
 
 	if (expect_step(hs, READ_MSG2))
@@ -256,8 +265,9 @@ ns_handshake_read_msg2(struct ns_handshake *hs, const uint8_t *msg, size_t len, 
 	if (mix_dh(hs, hs->s_priv, hs->re))
 		return fail(hs, NULL);
 	/* payload */
-	if ((n = ns_symmetric_decrypt_and_hash(&hs->ss, p, len - NS_KEY_LEN, out)) < 0)
+	if ((n = ns_symmetric_decrypt_and_hash(&hs->ss, p, len - NS_KEY_LEN, p)) < 0)
 		return fail(hs, "msg2 does not decrypt: the peer does not hold the expected key");
+	*payload = p;
 	hs->step = DONE;
 	return n;
 }

@@ -36,17 +36,23 @@ void ns_handshake_fix_ephemeral(struct ns_handshake *hs, const uint8_t e_priv[NS
 long ns_handshake_write_msg1(struct ns_handshake *hs, const uint8_t *payload, size_t len,
                              uint8_t *out);
 
-/* Responder: read msg1 of len bytes; out (may equal msg) gets the payload.  Its length or -1. */
-long ns_handshake_read_msg1(struct ns_handshake *hs, const uint8_t *msg, size_t len,
-                            uint8_t *out);
+/*
+ * Responder: read msg1 of len bytes, decrypting in place; *payload points
+ * at the payload inside msg.  Its length, or -1.
+ */
+long ns_handshake_read_msg1(struct ns_handshake *hs, uint8_t *msg, size_t len,
+                            const uint8_t **payload);
 
 /* Responder: write msg2 carrying len payload bytes into out (len + NS_MSG2_OVERHEAD).  Length or -1. */
 long ns_handshake_write_msg2(struct ns_handshake *hs, const uint8_t *payload, size_t len,
                              uint8_t *out);
 
-/* Initiator: read msg2 of len bytes; out (may equal msg) gets the payload.  Its length or -1. */
-long ns_handshake_read_msg2(struct ns_handshake *hs, const uint8_t *msg, size_t len,
-                            uint8_t *out);
+/*
+ * Initiator: read msg2 of len bytes, decrypting in place; *payload points
+ * at the payload inside msg.  Its length, or -1.
+ */
+long ns_handshake_read_msg2(struct ns_handshake *hs, uint8_t *msg, size_t len,
+                            const uint8_t **payload);
 
 /*
  * After msg2: hand over this side's sending and receiving ciphers (the

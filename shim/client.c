@@ -21,6 +21,8 @@
 #include "real.h"
 #include "shim.h"
 
+const enum ns_role ns_shim_role = NS_ROLE_INITIATOR;
+
 enum { CACHE_CHECK_INTERVAL_MS = 1000 };
 
 static uint64_t cache_checked_ms;

@@ -91,7 +91,9 @@ ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why)
 			__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&c->phase, NS_PHASE_FAILED, __ATOMIC_RELEASE);
 		c->error = err;
-		ns_log(NS_LOG_ERROR, "fd %d, %s: connection closed: %s", fd, c->peer, why);
+		/* A dial that fails is the program's problem; bad input to a server is routine. */
+		ns_log(c->role == NS_ROLE_INITIATOR ? NS_LOG_ERROR : NS_LOG_WARN,
+		       "fd %d, %s: connection closed: %s", fd, c->peer, why);
 		/* Nothing more may cross in either direction, not even plaintext by mistake. */
 		REAL(shutdown)(fd, SHUT_RDWR);
 	}

@@ -29,6 +29,7 @@ enum ns_phase {
 	NS_PHASE_START,        /* initiator: msg1 not sent yet */
 	NS_PHASE_AWAIT_MSG2,   /* initiator: msg1 sent */
 	NS_PHASE_AWAIT_MSG1,   /* responder: nothing read yet */
+	NS_PHASE_MSG2_DUE,     /* responder: msg1 read, msg2 not sent yet */
 	NS_PHASE_OPEN,         /* transport keys in place */
 	NS_PHASE_FAILED,       /* every call fails with conn->error */
 };
@@ -48,6 +49,9 @@ struct ns_conn {
 	pthread_cond_t hs_done;
 
 	struct ns_handshake *hs;
+	int mixed;                     /* responder: a client without the route prefix is plaintext */
+	int plaintext;                 /* mixed mode found a plaintext client: the shim lets go */
+	size_t prefix_have;            /* responder: route prefix bytes consumed */
 	int zero_rtt;                  /* initiator: first bytes ride in msg1 */
 	uint64_t msg1_sent_ms;         /* initiator: when msg1 was built, for the handshake timeout */
 	struct ns_cipher *tx, *rx;
@@ -73,6 +77,52 @@ struct ns_conn {
 	unsigned fork_mark;
 };
 
+/* What pulling a record from the kernel came to. */
+enum ns_pull {
+	NS_PULL_READY,      /* a whole record is in the reader */
+	NS_PULL_AGAIN,      /* not yet; SO_RCVLOWAT is set to the rest */
+	NS_PULL_EOF,        /* the stream ended at a record boundary */
+	NS_PULL_ERROR,      /* errno set; the connection may have failed */
+	NS_PULL_PLAINTEXT,  /* mixed mode: the client is not speaking Noise */
+};
+
+/* Limits of the record being read, by phase. */
+struct ns_record_kind {
+	size_t min_body, max_body;
+	size_t overhead;               /* body bytes that are not plaintext */
+};
+
+/*
+ * Pull the current record from the kernel.  When its plaintext will not
+ * fit in room, the last byte is only peeked, so it stays in the kernel.
+ * block: wait for data, as a blocking socket does.  Under rx_lock.
+ */
+enum ns_pull ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind,
+                          size_t room, int block);
+
+/* Make len bytes at offset in rx_body the held plaintext, and start on the next record. */
+void ns_conn_hold(struct ns_conn *c, size_t offset, size_t len);
+
+/*
+ * Responder, under rx_lock: take the route prefix and msg1 off the wire,
+ * check them, and send msg2 unless a writer is about to.
+ */
+enum ns_pull ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block);
+
+/*
+ * Responder, under tx_lock in NS_PHASE_MSG2_DUE: send msg2 carrying up to
+ * NS_MAX_PLAINTEXT bytes of iov (none for an empty msg2).  Payload bytes
+ * sent, or -1.
+ */
+ssize_t ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt,
+                          size_t len, int flags);
+
+/* Stop tracking a mixed-mode connection that turned out to be plaintext. */
+void ns_conn_release_plaintext(struct ns_conn *c, int fd);
+
+/* Set the kernel's SO_RCVLOWAT, if it differs. */
+void ns_conn_set_lowat(struct ns_conn *c, int fd, int lowat);
+
 /* A new connection in role with the given handshake (taken over); NULL on failure. */
 struct ns_conn *ns_conn_new(enum ns_role role, struct ns_handshake *hs, enum ns_suite suite,
                             const char *peer, int nonblock);
@@ -97,10 +147,11 @@ ssize_t ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iov
 ssize_t ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags);
 
 /*
- * For a writer that must wait for msg2: read it, unless a reader is already
- * at it.  Returns once the phase has moved on or timeout_ms passed.
+ * For a writer that must wait for the peer's handshake message: read it,
+ * unless a reader is already at it.  Returns once the phase has moved on
+ * or timeout_ms passed.
  */
-void ns_conn_await_msg2(struct ns_conn *c, int fd, int timeout_ms);
+void ns_conn_await_peer(struct ns_conn *c, int fd, int timeout_ms);
 
 /* The program waits for input before writing: send msg1 now, empty. */
 void ns_conn_start_empty(struct ns_conn *c, int fd);

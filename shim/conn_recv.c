@@ -16,20 +16,14 @@
 #include "real.h"
 #include "shim.h"
 
-enum pull_result { PULL_READY, PULL_AGAIN, PULL_EOF, PULL_ERROR };
+static const struct ns_record_kind msg2_kind = {NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY,
+                                                NS_MSG2_OVERHEAD};
+static const struct ns_record_kind transport_kind = {NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY,
+                                                     NS_TAG_LEN};
 
-/* What the record being read is, by phase. */
-struct record_kind {
-	size_t min_body, max_body;
-	size_t overhead;               /* body bytes that are not plaintext */
-};
-
-static const struct record_kind msg2_kind = {NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY, NS_MSG2_OVERHEAD};
-static const struct record_kind transport_kind = {NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY,
-                                                  NS_TAG_LEN};
-
-static void
-set_kernel_lowat(struct ns_conn *c, int fd, int lowat)
+/* Set the kernel's SO_RCVLOWAT, if it differs. */
+void
+ns_conn_set_lowat(struct ns_conn *c, int fd, int lowat)
 {
 	if (c->kernel_lowat != lowat &&
 	    REAL(setsockopt)(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
@@ -39,10 +33,11 @@ set_kernel_lowat(struct ns_conn *c, int fd, int lowat)
 /*
  * Pull the current record from the kernel.  When its plaintext will not
  * fit in room, the last byte is only peeked, so it stays in the kernel.
- * block: wait for data, as a blocking socket does.
+ * block: wait for data, as a blocking socket does.  Under rx_lock.
  */
-static enum pull_result
-pull(struct ns_conn *c, int fd, const struct record_kind *kind, size_t room, int block)
+enum ns_pull
+ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_t room,
+             int block)
 {
 	size_t want, len;
 	uint8_t *space;
@@ -63,26 +58,26 @@ pull(struct ns_conn *c, int fd, const struct record_kind *kind, size_t room, int
 			if (ns_frame_reader_commit(&c->reader, (size_t)n)) {
 				ns_conn_fail(c, fd, EPROTO, ns_frame_strerror(c->reader.error));
 				errno = EPROTO;
-				return PULL_ERROR;
+				return NS_PULL_ERROR;
 			}
 			continue;
 		}
 		if (n == 0) {
 			if (c->reader.header_have == 0)
-				return PULL_EOF;
+				return NS_PULL_EOF;
 			ns_conn_fail(c, fd, ECONNRESET, "stream ended inside a record");
 			errno = ECONNRESET;
-			return PULL_ERROR;
+			return NS_PULL_ERROR;
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			/* Wake the program only once the rest of the record is there. */
-			set_kernel_lowat(c, fd, (int)ns_frame_reader_missing(&c->reader));
-			return PULL_AGAIN;
+			ns_conn_set_lowat(c, fd, (int)ns_frame_reader_missing(&c->reader));
+			return NS_PULL_AGAIN;
 		}
-		return PULL_ERROR;
+		return NS_PULL_ERROR;
 	}
-	set_kernel_lowat(c, fd, 1);
-	return PULL_READY;
+	ns_conn_set_lowat(c, fd, 1);
+	return NS_PULL_READY;
 }
 
 /* The held plaintext is used up: take the kept-back byte out of the kernel. */
@@ -95,8 +90,9 @@ release_kernel_byte(struct ns_conn *c, int fd)
 		c->kernel_byte_held = 0;
 }
 
-static void
-hold(struct ns_conn *c, size_t offset, size_t len)
+/* Make len bytes at offset in rx_body the held plaintext, and start on the next record. */
+void
+ns_conn_hold(struct ns_conn *c, size_t offset, size_t len)
 {
 	c->plain = c->rx_body + offset;
 	c->plain_len = len;
@@ -108,10 +104,11 @@ static int
 complete_initiator(struct ns_conn *c, int fd, size_t len)
 {
 	struct ns_cipher *tx, *rx;
+	const uint8_t *payload;
 	char why[160];
 	long n;
 
-	if ((n = ns_handshake_read_msg2(c->hs, c->rx_body, len, c->rx_body)) < 0 ||
+	if ((n = ns_handshake_read_msg2(c->hs, c->rx_body, len, &payload)) < 0 ||
 	    ns_handshake_split(c->hs, &tx, &rx)) {
 		snprintf(why, sizeof(why), "Noise handshake failed: %s", ns_handshake_error(c->hs));
 		ns_conn_fail(c, fd, EPROTO, why);
@@ -121,7 +118,7 @@ complete_initiator(struct ns_conn *c, int fd, size_t len)
 	ns_handshake_free(c->hs);
 	c->hs = NULL;
 	c->rx = rx;
-	hold(c, 0, (size_t)n);
+	ns_conn_hold(c, (size_t)(payload - c->rx_body), (size_t)n);
 	pthread_mutex_lock(&c->hs_lock);
 	c->tx = tx;
 	__atomic_store_n(&c->phase, NS_PHASE_OPEN, __ATOMIC_RELEASE);
@@ -140,7 +137,7 @@ open_record(struct ns_conn *c, int fd, size_t len)
 		errno = EPROTO;
 		return -1;
 	}
-	hold(c, 0, len - NS_TAG_LEN);
+	ns_conn_hold(c, 0, len - NS_TAG_LEN);
 	return 0;
 }
 
@@ -167,57 +164,93 @@ msg2_due(struct ns_conn *c, int fd)
 }
 
 /* The stream ended or broke before msg2: that is a failed handshake, never a clean end. */
-static enum pull_result
-handshake_cut(struct ns_conn *c, int fd, enum pull_result r)
+static enum ns_pull
+handshake_cut(struct ns_conn *c, int fd, enum ns_pull r)
 {
-	int err = r == PULL_EOF ? ECONNRESET : errno;
+	int err = r == NS_PULL_EOF ? ECONNRESET : errno;
 	char why[160];
 
-	if (r == PULL_AGAIN || c->phase == NS_PHASE_FAILED)
+	if (r == NS_PULL_AGAIN || c->phase == NS_PHASE_FAILED)
 		return r;
 	snprintf(why, sizeof(why), "Noise handshake failed: %s",
-	         r == PULL_EOF ? "the server closed the connection instead of answering "
+	         r == NS_PULL_EOF ? "the server closed the connection instead of answering "
 	                         "(wrong key or suite?)"
 	                       : strerror(err));
 	ns_conn_fail(c, fd, err, why);
 	errno = c->error;
-	return PULL_ERROR;
+	return NS_PULL_ERROR;
+}
+
+/* Wait (blocking readers only) until a writer has sent msg2 and the transport keys exist. */
+static enum ns_pull
+await_msg2_sent(struct ns_conn *c, int block)
+{
+	pthread_mutex_lock(&c->hs_lock);
+	while (block && c->phase == NS_PHASE_MSG2_DUE)
+		pthread_cond_wait(&c->hs_done, &c->hs_lock);
+	pthread_mutex_unlock(&c->hs_lock);
+	if (c->phase == NS_PHASE_MSG2_DUE) {
+		errno = EAGAIN;
+		return NS_PULL_AGAIN;
+	}
+	return NS_PULL_READY;
+}
+
+static int
+ensure_rx_body(struct ns_conn *c)
+{
+	if (c->rx_body != NULL)
+		return 0;
+	if ((c->rx_body = malloc(NS_MAX_FRAME_BODY)) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	ns_frame_reader_init(&c->reader, c->rx_body, 0, 0);
+	return 0;
 }
 
 /*
  * Read one record and turn it into held plaintext (possibly empty).
- * Returns PULL_READY when that happened.
+ * Returns NS_PULL_READY when that happened.
  */
-static enum pull_result
+static enum ns_pull
 next_record(struct ns_conn *c, int fd, size_t room, int block)
 {
 	enum ns_phase phase = __atomic_load_n(&c->phase, __ATOMIC_ACQUIRE);
-	const struct record_kind *kind = phase == NS_PHASE_OPEN ? &transport_kind : &msg2_kind;
-	enum pull_result r;
+	enum ns_pull r;
 	size_t len;
 
-	if (phase == NS_PHASE_FAILED) {
+	if (ensure_rx_body(c))
+		return NS_PULL_ERROR;
+	switch (phase) {
+	case NS_PHASE_START:
+		errno = EAGAIN;
+		return NS_PULL_AGAIN;
+	case NS_PHASE_FAILED:
 		errno = c->error;
-		return PULL_ERROR;
+		return NS_PULL_ERROR;
+	case NS_PHASE_AWAIT_MSG1:
+		return ns_conn_respond(c, fd, room, block);
+	case NS_PHASE_MSG2_DUE:
+		/* The client cannot send records before it has msg2. */
+		if ((r = await_msg2_sent(c, block)) != NS_PULL_READY)
+			return r;
+		return next_record(c, fd, room, block);
+	case NS_PHASE_AWAIT_MSG2:
+		if (block && !msg2_due(c, fd))
+			return NS_PULL_ERROR;
+		r = ns_conn_pull(c, fd, &msg2_kind, room, block);
+		if (r != NS_PULL_READY)
+			return handshake_cut(c, fd, r);
+		ns_frame_reader_ready(&c->reader, &len);
+		return complete_initiator(c, fd, len) ? NS_PULL_ERROR : NS_PULL_READY;
+	case NS_PHASE_OPEN:
+		if ((r = ns_conn_pull(c, fd, &transport_kind, room, block)) != NS_PULL_READY)
+			return r;
+		ns_frame_reader_ready(&c->reader, &len);
+		return open_record(c, fd, len) ? NS_PULL_ERROR : NS_PULL_READY;
 	}
-	if (c->rx_body == NULL) {
-		if ((c->rx_body = malloc(NS_MAX_FRAME_BODY)) == NULL) {
-			errno = ENOMEM;
-			return PULL_ERROR;
-		}
-		ns_frame_reader_init(&c->reader, c->rx_body, kind->min_body, kind->max_body);
-	}
-	if (phase == NS_PHASE_AWAIT_MSG2 && block && !msg2_due(c, fd))
-		return PULL_ERROR;
-	r = pull(c, fd, kind, room, block);
-	if (r != PULL_READY && phase == NS_PHASE_AWAIT_MSG2)
-		return handshake_cut(c, fd, r);
-	if (r != PULL_READY)
-		return r;
-	ns_frame_reader_ready(&c->reader, &len);
-	if (phase == NS_PHASE_OPEN ? open_record(c, fd, len) : complete_initiator(c, fd, len))
-		return PULL_ERROR;
-	return PULL_READY;
+	return NS_PULL_ERROR;
 }
 
 /* Copy up to n bytes of src into iov starting at byte offset. */
@@ -284,13 +317,20 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		}
 		int wait = block && (copied == 0 || ((flags & MSG_WAITALL) && copied < len));
 		size_t room = flags & MSG_PEEK ? 0 : len - copied;
-		enum pull_result r = next_record(c, fd, room, wait);
+		enum ns_pull r = next_record(c, fd, room, wait);
 
-		if (r == PULL_READY)
+		if (r == NS_PULL_READY)
 			continue;
-		if (r == PULL_EOF || copied > 0)
+		if (r == NS_PULL_PLAINTEXT) {
+			/* Mixed mode, plaintext client: from now on the program has the bare socket. */
+			struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+			pthread_mutex_unlock(&c->rx_lock);
+			ns_conn_release_plaintext(c, fd);
+			return REAL(recvmsg)(fd, &m, flags);
+		}
+		if (r == NS_PULL_EOF || copied > 0)
 			break;
-		if (r == PULL_AGAIN)
+		if (r == NS_PULL_AGAIN)
 			errno = EAGAIN;
 		goto out;
 	}
@@ -300,31 +340,40 @@ out:
 	return ret;
 }
 
+static int
+awaiting_peer(const struct ns_conn *c)
+{
+	enum ns_phase phase = __atomic_load_n(&c->phase, __ATOMIC_ACQUIRE);
+
+	return phase == NS_PHASE_AWAIT_MSG2 || phase == NS_PHASE_AWAIT_MSG1;
+}
+
 /*
- * For a writer that must wait for msg2: read it, unless a reader is already
- * at it.  Returns once the phase has moved on or timeout_ms passed.
+ * For a writer that must wait for the peer's handshake message: read it,
+ * unless a reader is already at it.  Returns once the phase has moved on
+ * or timeout_ms passed.
  */
 void
-ns_conn_await_msg2(struct ns_conn *c, int fd, int timeout_ms)
+ns_conn_await_peer(struct ns_conn *c, int fd, int timeout_ms)
 {
 	uint64_t deadline = ns_now_ms() + (uint64_t)timeout_ms;
 
-	while (__atomic_load_n(&c->phase, __ATOMIC_ACQUIRE) == NS_PHASE_AWAIT_MSG2) {
+	while (awaiting_peer(c)) {
 		uint64_t now = ns_now_ms();
 
 		if (now >= deadline)
 			return;
 		if (pthread_mutex_trylock(&c->rx_lock) == 0) {
-			enum pull_result r = next_record(c, fd, 0, 0);
+			enum ns_pull r = next_record(c, fd, 0, 0);
 			pthread_mutex_unlock(&c->rx_lock);
-			if (r == PULL_AGAIN) {
+			if (r == NS_PULL_AGAIN) {
 				struct pollfd p = {.fd = fd, .events = POLLIN};
 				REAL(poll)(&p, 1, (int)(deadline - now));
-			} else if (r != PULL_READY) {
+			} else if (r != NS_PULL_READY) {
 				return;
 			}
 		} else {
-			/* A reader holds the receive side and will signal when msg2 is in. */
+			/* A reader holds the receive side and will signal when the message is in. */
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
 			until.tv_nsec += 20 * 1000 * 1000;
@@ -333,7 +382,7 @@ ns_conn_await_msg2(struct ns_conn *c, int fd, int timeout_ms)
 				until.tv_nsec -= 1000000000L;
 			}
 			pthread_mutex_lock(&c->hs_lock);
-			if (__atomic_load_n(&c->phase, __ATOMIC_ACQUIRE) == NS_PHASE_AWAIT_MSG2)
+			if (awaiting_peer(c))
 				pthread_cond_timedwait(&c->hs_done, &c->hs_lock, &until);
 			pthread_mutex_unlock(&c->hs_lock);
 		}
@@ -349,7 +398,7 @@ ns_conn_readable(struct ns_conn *c, int fd)
 	pthread_mutex_lock(&c->rx_lock);
 	total = c->plain_len;
 	/* Decrypt the next whole record, if any, so its plaintext counts too. */
-	while (total == 0 && c->phase != NS_PHASE_START && next_record(c, fd, 0, 0) == PULL_READY)
+	while (total == 0 && c->phase != NS_PHASE_START && next_record(c, fd, 0, 0) == NS_PULL_READY)
 		total = c->plain_len;
 	pthread_mutex_unlock(&c->rx_lock);
 	return total > INT32_MAX ? INT32_MAX : (int)total;

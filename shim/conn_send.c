@@ -250,6 +250,52 @@ ns_conn_start_empty(struct ns_conn *c, int fd)
 	pthread_mutex_unlock(&c->tx_lock);
 }
 
+/*
+ * Responder, under tx_lock in NS_PHASE_MSG2_DUE: send msg2 carrying up to
+ * NS_MAX_PLAINTEXT bytes of iov (none for an empty msg2).  Payload bytes
+ * sent, or -1.
+ */
+ssize_t
+ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len,
+                  int flags)
+{
+	struct record_buffer *rb = record_buffer();
+	size_t payload_len = len < NS_MAX_PLAINTEXT ? len : NS_MAX_PLAINTEXT;
+	struct ns_cipher *tx, *rx;
+	long n;
+	int r;
+
+	if (rb == NULL)
+		return -1;
+	gather(iov, iovcnt, 0, rb->plain, payload_len);
+	if ((n = ns_handshake_write_msg2(c->hs, rb->plain, payload_len,
+	                                 rb->wire + NS_FRAME_HEADER_LEN)) < 0 ||
+	    ns_handshake_split(c->hs, &tx, &rx)) {
+		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(c->hs));
+		errno = EPROTO;
+		return -1;
+	}
+	ns_frame_header_put(rb->wire, (size_t)n);
+	ns_handshake_free(c->hs);
+	c->hs = NULL;
+	pthread_mutex_lock(&c->hs_lock);
+	c->tx = tx;
+	c->rx = rx;
+	__atomic_store_n(&c->phase, NS_PHASE_OPEN, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&c->hs_done);
+	pthread_mutex_unlock(&c->hs_lock);
+	r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len,
+	                flags);
+	if (r == 1)
+		return (ssize_t)payload_len;
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		/* Nothing left the process: msg2 goes whole with the next call. */
+		keep_tail(c, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len);
+	else if (r < 0)
+		ns_conn_fail(c, fd, errno, "msg2 could not be sent");
+	return -1;
+}
+
 /* Seal and send records of the len bytes in iov.  Bytes reported as sent, or -1. */
 static ssize_t
 send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len,
@@ -325,10 +371,22 @@ ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 			       "its first %zu bytes were delivered anyway", fd, c->peer, c->tail_plain_len);
 		drop_tail(c);
 	}
-	if (c->phase == NS_PHASE_AWAIT_MSG2) {
-		ns_conn_await_msg2(c, fd, (int)ns_shim.config.handshake_timeout_ms);
-		if (c->phase == NS_PHASE_AWAIT_MSG2)
-			ns_conn_fail(c, fd, ETIMEDOUT, "no handshake reply in time");
+	if (c->phase == NS_PHASE_AWAIT_MSG2 || c->phase == NS_PHASE_AWAIT_MSG1) {
+		ns_conn_await_peer(c, fd, (int)ns_shim.config.handshake_timeout_ms);
+		if (c->plaintext) {
+			/* Mixed mode, plaintext client: the program has the bare socket from now on. */
+			struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+			pthread_mutex_unlock(&c->tx_lock);
+			ns_conn_release_plaintext(c, fd);
+			return REAL(sendmsg)(fd, &m, flags);
+		}
+		if (c->phase == NS_PHASE_AWAIT_MSG2 || c->phase == NS_PHASE_AWAIT_MSG1)
+			ns_conn_fail(c, fd, ETIMEDOUT, "no handshake message from the peer in time");
+	}
+	if (c->phase == NS_PHASE_MSG2_DUE) {
+		/* The program's first bytes ride in msg2, like a client's in msg1. */
+		ret = ns_conn_send_msg2(c, fd, iov, iovcnt, len, flags);
+		goto out;
 	}
 	if (c->phase == NS_PHASE_FAILED) {
 		errno = c->error;

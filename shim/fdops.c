@@ -28,6 +28,8 @@ forget(int fd)
 {
 	struct ns_conn *c = ns_fd_take(fd);
 
+	if (ns_fd_listener(fd) != NS_LISTENER_UNKNOWN)
+		ns_fd_set_listener(fd, NS_LISTENER_UNKNOWN);
 	if (c == NULL)
 		return;
 	if (__atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 1 && c->tail_len > c->tail_off &&

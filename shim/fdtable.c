@@ -6,6 +6,7 @@
 #include "fdtable.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "conn.h"
@@ -17,6 +18,9 @@ struct chunk {
 };
 
 static struct chunk *chunks[CHUNKS];
+
+/* Zero pages until touched: a server only touches the few listener fds it has. */
+static uint8_t listener_state[CHUNKS * CHUNK_SIZE];
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static struct ns_conn *
@@ -85,6 +89,23 @@ ns_fd_take(int fd)
 		                 __ATOMIC_RELEASE);
 	pthread_rwlock_unlock(&table_lock);
 	return conn;
+}
+
+/* The listener state of fd. */
+enum ns_listener
+ns_fd_listener(int fd)
+{
+	if (fd < 0 || fd >= CHUNKS * CHUNK_SIZE)
+		return NS_LISTENER_PLAIN;
+	return (enum ns_listener)__atomic_load_n(&listener_state[fd], __ATOMIC_ACQUIRE);
+}
+
+/* Record the listener state of fd (ignored for fds beyond the table). */
+void
+ns_fd_set_listener(int fd, enum ns_listener state)
+{
+	if (fd >= 0 && fd < CHUNKS * CHUNK_SIZE)
+		__atomic_store_n(&listener_state[fd], (uint8_t)state, __ATOMIC_RELEASE);
 }
 
 /* Call fn for every tracked fd while no entry can change. */

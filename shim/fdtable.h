@@ -17,6 +17,19 @@ int ns_fd_set(int fd, struct ns_conn *conn);
 /* Stop tracking fd; returns the connection with the table's reference, or NULL. */
 struct ns_conn *ns_fd_take(int fd);
 
+/* What the accept shim knows of a listening socket. */
+enum ns_listener {
+	NS_LISTENER_UNKNOWN,  /* not looked at yet (e.g. inherited, already listening) */
+	NS_LISTENER_PLAIN,    /* not named in NOISESHIM_LISTEN */
+	NS_LISTENER_NOISE,    /* accepted connections become responders */
+};
+
+/* The listener state of fd. */
+enum ns_listener ns_fd_listener(int fd);
+
+/* Record the listener state of fd (ignored for fds beyond the table). */
+void ns_fd_set_listener(int fd, enum ns_listener state);
+
 /* Call fn for every tracked fd while no entry can change. */
 void ns_fd_foreach(void (*fn)(int fd, struct ns_conn *conn, void *ctx), void *ctx);
 

@@ -34,6 +34,12 @@ load_key(void)
 {
 	struct ns_config *c = &ns_shim.config;
 
+	if (c->key[0] == '\0' && ns_shim_role == NS_ROLE_RESPONDER) {
+		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error),
+		         "NOISESHIM_KEY is not set; the accept shim needs the server's private key "
+		         "(make one with: noiseshim keygen FILE)");
+		return;
+	}
 	if (c->key[0] == '\0') {
 		/* No key file: a fresh identity for this process, as a Storj uplink does per dial. */
 		uint8_t pub[NS_KEY_LEN];

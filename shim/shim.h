@@ -10,6 +10,7 @@
 
 #include "cache.h"
 #include "config.h"
+#include "conn.h"
 #include "wire.h"
 
 struct ns_shim {
@@ -23,6 +24,9 @@ struct ns_shim {
 };
 
 extern struct ns_shim ns_shim;
+
+/* Which side this preload object is: the client shim initiates, the accept shim responds. */
+extern const enum ns_role ns_shim_role;
 
 /* Load the configuration and key once; every wrapper that may track an fd calls it. */
 void ns_shim_init(void);

@@ -151,6 +151,7 @@ serve(int fd, enum ns_suite suite, const uint8_t key[NS_KEY_LEN])
 	static struct peer p;
 	uint8_t prefix[NS_ROUTE_PREFIX_LEN];
 	struct ns_handshake *hs;
+	const uint8_t *payload;
 	size_t got = 0;
 	long n;
 
@@ -169,9 +170,10 @@ serve(int fd, enum ns_suite suite, const uint8_t key[NS_KEY_LEN])
 		die("handshake setup failed");
 	if ((n = read_frame(&p, NS_MSG1_OVERHEAD, NS_MAX_MSG1_BODY)) < 0)
 		die("connection closed before msg1");
-	if ((n = ns_handshake_read_msg1(hs, p.body, (size_t)n, p.body)) < 0)
+	if ((n = ns_handshake_read_msg1(hs, p.body, (size_t)n, &payload)) < 0)
 		die(ns_handshake_error(hs));
 	/* The 0-RTT payload stays in p.body while msg2 is built in p.out. */
+	memmove(p.body, payload, (size_t)n);
 	long m = ns_handshake_write_msg2(hs, NULL, 0, p.out + NS_FRAME_HEADER_LEN);
 	ns_frame_header_put(p.out, (size_t)m);
 	write_all(fd, p.out, NS_FRAME_HEADER_LEN + (size_t)m);
@@ -240,6 +242,7 @@ initiate(const char *connect_to, enum ns_suite suite, const uint8_t rs[NS_KEY_LE
 	uint8_t s_priv[NS_KEY_LEN], *data, *echo;
 	size_t first = size < NS_MAX_PLAINTEXT ? size : NS_MAX_PLAINTEXT, got = 0;
 	struct ns_handshake *hs;
+	const uint8_t *payload;
 	struct sockaddr_in sa;
 	struct sender s;
 	pthread_t tid;
@@ -265,7 +268,7 @@ initiate(const char *connect_to, enum ns_suite suite, const uint8_t rs[NS_KEY_LE
 
 	if ((n = read_frame(&p, NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY)) < 0)
 		die("connection closed before msg2");
-	if (ns_handshake_read_msg2(hs, p.body, (size_t)n, p.body) < 0)
+	if (ns_handshake_read_msg2(hs, p.body, (size_t)n, &payload) < 0)
 		die(ns_handshake_error(hs));
 	if (ns_handshake_split(hs, &p.send, &p.recv))
 		die("split failed");
