@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "keys.h"
 #include "nodeurl.h"
+#include "server_identity.h"
 
 #define DEFAULT_KEY_FILE "noiseshim.key"
 
@@ -86,9 +87,9 @@ int cmd_keygen(int argc, char **argv)
 /* noiseshim pubkey FILE: print the public key of a key file. */
 int cmd_pubkey(int argc, char **argv)
 {
-	uint8_t priv[NS_KEY_LEN], pub[NS_KEY_LEN];
+	uint8_t pub[NS_KEY_LEN];
 	char err[512];
-	int done, derived;
+	int done;
 
 	if (parse_help_only(argc, argv, PUBKEY_USAGE, &done) < 0)
 		return done;
@@ -96,14 +97,8 @@ int cmd_pubkey(int argc, char **argv)
 		return cli_usage_error(argv[0], PUBKEY_USAGE, "expected one key file, got %d arguments",
 		                       argc - optind);
 
-	if (ns_key_load(argv[optind], priv, err, sizeof err) < 0) {
+	if (server_identity_load(argv[optind], pub, err, sizeof err) < 0) {
 		cli_error("%s", err);
-		return 1;
-	}
-	derived = ns_key_public(priv, pub);
-	sodium_memzero(priv, sizeof priv);
-	if (derived < 0) {
-		cli_error("%s: the key is degenerate (its public key is zero)", argv[optind]);
 		return 1;
 	}
 	return print_noise_pub(pub);

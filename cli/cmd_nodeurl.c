@@ -5,11 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "cli.h"
-#include "keys.h"
 #include "nodeurl.h"
+#include "server_identity.h"
 
 static const char USAGE[] =
 	"usage: noiseshim nodeurl --key FILE --addr HOST:PORT [--proto 1|2] [--tfo]\n"
@@ -30,11 +28,6 @@ static const struct option OPTIONS[] = {
 	{ "tfo", no_argument, NULL, 't' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
-};
-
-enum {
-	PROTO_CHACHAPOLY = 1,
-	PROTO_AESGCM = 2,
 };
 
 struct nodeurl_args {
@@ -59,12 +52,12 @@ static int parse_args(int argc, char **argv, struct nodeurl_args *a, int *done)
 			a->addr = optarg;
 			break;
 		case 'p':
-			if (strcmp(optarg, "1") != 0 && strcmp(optarg, "2") != 0) {
+			a->proto = server_identity_parse_proto(optarg);
+			if (a->proto == 0) {
 				*done = cli_usage_error(argv[0], USAGE,
 				                        "--proto must be 1 or 2, not '%s'", optarg);
 				return -1;
 			}
-			a->proto = optarg[0] - '0';
 			break;
 		case 't':
 			a->tfo = 1;
@@ -107,46 +100,24 @@ static int parse_addr(const char *addr, struct ns_nodeurl *u)
 	return 0;
 }
 
-/* Set u's noise_pub to the public key of the key file at path.  -1 with an error printed. */
-static int set_noise_pub(const char *path, struct ns_nodeurl *u)
-{
-	uint8_t priv[NS_KEY_LEN];
-	char err[512];
-	int derived;
-
-	if (ns_key_load(path, priv, err, sizeof err) < 0) {
-		cli_error("%s", err);
-		return -1;
-	}
-	derived = ns_key_public(priv, u->noise_pub);
-	sodium_memzero(priv, sizeof priv);
-	if (derived < 0) {
-		cli_error("%s: the key is degenerate (its public key is zero)", path);
-		return -1;
-	}
-	u->has_noise_pub = 1;
-	return 0;
-}
-
 /* noiseshim nodeurl --key FILE --addr HOST:PORT: print the server's NodeURL. */
 int cmd_nodeurl(int argc, char **argv)
 {
 	struct nodeurl_args args;
 	struct ns_nodeurl u;
-	char text[NS_NODEURL_STR_MAX];
+	uint8_t pub[NS_KEY_LEN];
+	char text[NS_NODEURL_STR_MAX], err[512];
 	int done;
 
 	if (parse_args(argc, argv, &args, &done) < 0)
 		return done;
 	if (parse_addr(args.addr, &u) < 0)
 		return EXIT_USAGE;
-	if (set_noise_pub(args.key_path, &u) < 0)
+	if (server_identity_load(args.key_path, pub, err, sizeof err) < 0) {
+		cli_error("%s", err);
 		return 1;
-	u.noise_proto = args.proto;
-	if (args.tfo) {
-		u.has_features = 1;
-		u.features = NS_FEATURE_TCP_FASTOPEN;
 	}
+	server_identity_apply(&u, pub, args.proto, args.tfo);
 	if (ns_nodeurl_format(&u, text, sizeof text) == 0) {
 		cli_error("--addr '%s': the NodeURL does not fit %d bytes", args.addr,
 		          NS_NODEURL_STR_MAX);
