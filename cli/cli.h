@@ -25,6 +25,18 @@ cli_command_fn cmd_nodeurl;
 /* noiseshim cache add|remove|list|check: edit or check a NodeURL cache. */
 cli_command_fn cmd_cache;
 
+/* noiseshim run [options] PROGRAM [ARGS]: run PROGRAM under the client shim. */
+cli_command_fn cmd_run;
+
+/*
+ * noiseshim serve --key FILE --listen PORTS [options] PROGRAM [ARGS]: run
+ * PROGRAM under the accept shim.
+ */
+cli_command_fn cmd_serve;
+
+/* noiseshim doctor [--key FILE] [--cache FILE] [PROGRAM]: report what is wrong with a setup. */
+cli_command_fn cmd_doctor;
+
 /* Print "noiseshim: <message>" and a newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

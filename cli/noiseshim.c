@@ -1,5 +1,6 @@
 /*
- * noiseshim: keys, NodeURLs and the client's NodeURL cache.
+ * noiseshim: keys, NodeURLs, the client's NodeURL cache, and programs
+ * launched under the shims.
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,13 @@ static const char USAGE[] =
 	"                       print the NodeURL a client puts in its cache\n"
 	"  cache add|remove|list|check [--cache FILE]\n"
 	"                       edit or check a client's NodeURL cache\n"
+	"  run [--cache FILE] [--transport noise|tcp|off] [--] PROGRAM [ARGS...]\n"
+	"                       run a client program under the client shim\n"
+	"  serve --key FILE --listen PORTS [--] PROGRAM [ARGS...]\n"
+	"                       run a server program under the accept shim and print\n"
+	"                       the NodeURLs its clients need\n"
+	"  doctor [--key FILE] [--cache FILE] [PROGRAM]\n"
+	"                       say what is wrong with a setup\n"
 	"\n"
 	"'noiseshim COMMAND --help' describes each command.\n";
 
@@ -30,6 +38,9 @@ static const struct command COMMANDS[] = {
 	{ "pubkey", cmd_pubkey },
 	{ "nodeurl", cmd_nodeurl },
 	{ "cache", cmd_cache },
+	{ "run", cmd_run },
+	{ "serve", cmd_serve },
+	{ "doctor", cmd_doctor },
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,290 @@
+/*
+ * noiseshim serve: a server program under the accept shim, and the
+ * NodeURLs its clients need.
+ */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "launch.h"
+#include "listen.h"
+#include "nodeurl.h"
+#include "server_identity.h"
+#include "shimpath.h"
+#include "tfo.h"
+
+#define DEFAULT_CLIENT_HOST "127.0.0.1"
+
+static const char USAGE[] =
+	"usage: noiseshim serve --key FILE --listen PORTS [--accept noise|mixed] [--addr HOST]\n"
+	"                       [--proto 1|2] [--tfo] [--shim PATH] [--force]\n"
+	"                       [--] PROGRAM [ARGS...]\n"
+	"\n"
+	"Run the server PROGRAM, found through PATH, with the accept shim preloaded:\n"
+	"its listening sockets in PORTS answer Noise_IK with the key in FILE.  First,\n"
+	"print to stderr the NodeURL of each port, for 'noiseshim cache add' on clients.\n"
+	"\n"
+	"  --key FILE       the server's private key file (sets NOISESHIM_KEY)\n"
+	"  --listen PORTS   the listening sockets to wrap, separated by commas: PORT\n"
+	"                   (any address), ADDR:PORT or [IPV6]:PORT (sets NOISESHIM_LISTEN)\n"
+	"  --accept MODE    sets NOISESHIM_ACCEPT: noise takes only Noise (the default),\n"
+	"                   mixed takes Noise and plaintext on one port\n"
+	"  --addr HOST      where clients connect, for the NodeURLs (default: the\n"
+	"                   address in PORTS, else " DEFAULT_CLIENT_HOST ")\n"
+	"  --proto 1|2      the NodeURLs' noise_proto: 1 ChaChaPoly (default), 2 AESGCM\n"
+	"  --tfo            the NodeURLs say the server accepts TCP Fast Open (f=1)\n"
+	"  --shim PATH      the accept shim (default: " SERVER_SHIM_NAME " beside this\n"
+	"                   noiseshim, else ../lib/noiseshim/" SERVER_SHIM_NAME ")\n"
+	"  --force          launch PROGRAM even if LD_PRELOAD cannot reach it\n"
+	"\n"
+	"PROGRAM is refused, with the reason, when LD_PRELOAD cannot reach it: a static\n"
+	"or Go binary, or one that gains privileges (set-user-ID, set-group-ID, file\n"
+	"capabilities).  A #! script is judged by its interpreter.\n";
+
+static const struct option OPTIONS[] = {
+	{ "key", required_argument, NULL, 'k' },
+	{ "listen", required_argument, NULL, 'l' },
+	{ "accept", required_argument, NULL, 'A' },
+	{ "addr", required_argument, NULL, 'a' },
+	{ "proto", required_argument, NULL, 'p' },
+	{ "tfo", no_argument, NULL, 't' },
+	{ "shim", required_argument, NULL, 's' },
+	{ "force", no_argument, NULL, 'f' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct serve_args {
+	const char *key_path;
+	const char *listen;
+	const char *accept;
+	const char *addr; /* without brackets */
+	char addr_buf[NS_NODEURL_HOST_MAX];
+	int proto;
+	int tfo;
+	const char *shim;
+	int force;
+	char **program; /* PROGRAM, then its arguments; NULL-terminated */
+};
+
+/* HOST:PORT text for ns_nodeurl_parse, with an IPv6 host in brackets. */
+static int host_port(const char *host, unsigned port, char *out, size_t cap)
+{
+	int n = snprintf(out, cap, strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host, port);
+
+	return n >= 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* Parse host as a NodeURL's host with port into u.  NULL, or the reason it is not one. */
+static const char *parse_host(const char *host, unsigned port, struct ns_nodeurl *u)
+{
+	char text[NS_NODEURL_HOST_MAX + sizeof "[]:65535"];
+	enum ns_nodeurl_status status;
+
+	if (host_port(host, port, text, sizeof text) < 0)
+		return "too long";
+	status = ns_nodeurl_parse(text, strlen(text), u);
+	return status == NS_NODEURL_OK ? NULL : ns_nodeurl_strerror(status);
+}
+
+/* Check --addr and keep it without brackets.  -1 with *done set. */
+static int set_addr(const char *cmd, const char *text, struct serve_args *a, int *done)
+{
+	size_t len = strlen(text);
+	struct in6_addr a6;
+	struct ns_nodeurl u;
+	const char *problem;
+
+	if (len >= 2 && text[0] == '[' && text[len - 1] == ']') {
+		text++;
+		len -= 2;
+	}
+	if (len >= sizeof a->addr_buf) {
+		*done = cli_usage_error(cmd, USAGE, "--addr: too long");
+		return -1;
+	}
+	memcpy(a->addr_buf, text, len);
+	a->addr_buf[len] = '\0';
+	/* Only an IPv6 address has a colon: anything else carries a port. */
+	if (strchr(a->addr_buf, ':') != NULL && inet_pton(AF_INET6, a->addr_buf, &a6) != 1) {
+		*done = cli_usage_error(cmd, USAGE,
+		                        "--addr '%s': expected a host without a port (ports come "
+		                        "from --listen)",
+		                        a->addr_buf);
+		return -1;
+	}
+	if (strpbrk(a->addr_buf, "@?,") != NULL) {
+		*done = cli_usage_error(cmd, USAGE, "--addr '%s': expected a host name or address",
+		                        a->addr_buf);
+		return -1;
+	}
+	if ((problem = parse_host(a->addr_buf, 1, &u)) != NULL) {
+		*done = cli_usage_error(cmd, USAGE, "--addr '%s': %s", a->addr_buf, problem);
+		return -1;
+	}
+	a->addr = a->addr_buf;
+	return 0;
+}
+
+/* Check every entry of --listen, and that there is one.  -1 with *done set. */
+static int check_listen(const char *cmd, const char *list, int *done)
+{
+	struct listen_entry e;
+	char err[256];
+	int more, entries = 0;
+
+	while ((more = listen_next(&list, &e, err, sizeof err)) > 0)
+		entries++;
+	if (more < 0)
+		*done = cli_usage_error(cmd, USAGE, "--listen: %s", err);
+	else if (entries == 0)
+		*done = cli_usage_error(cmd, USAGE, "--listen names no port");
+	else
+		return 0;
+	return -1;
+}
+
+/* Parse the command line: 0 to go on, -1 when *done holds the exit code. */
+static int parse_args(int argc, char **argv, struct serve_args *a, int *done)
+{
+	int c;
+
+	*a = (struct serve_args){ .proto = PROTO_CHACHAPOLY };
+	/* '+': options end at PROGRAM, so that its own options stay its own. */
+	while ((c = getopt_long(argc, argv, "+:k:l:A:a:p:ts:fh", OPTIONS, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			a->key_path = optarg;
+			break;
+		case 'l':
+			if (check_listen(argv[0], optarg, done) < 0)
+				return -1;
+			a->listen = optarg;
+			break;
+		case 'A':
+			if (strcmp(optarg, "noise") != 0 && strcmp(optarg, "mixed") != 0) {
+				*done = cli_usage_error(argv[0], USAGE,
+				                        "--accept must be noise or mixed, not '%s'", optarg);
+				return -1;
+			}
+			a->accept = optarg;
+			break;
+		case 'a':
+			if (set_addr(argv[0], optarg, a, done) < 0)
+				return -1;
+			break;
+		case 'p':
+			a->proto = server_identity_parse_proto(optarg);
+			if (a->proto == 0) {
+				*done = cli_usage_error(argv[0], USAGE,
+				                        "--proto must be 1 or 2, not '%s'", optarg);
+				return -1;
+			}
+			break;
+		case 't':
+			a->tfo = 1;
+			break;
+		case 's':
+			a->shim = optarg;
+			break;
+		case 'f':
+			a->force = 1;
+			break;
+		case 'h':
+			*done = cli_help(USAGE);
+			return -1;
+		default:
+			*done = cli_option_error(argv[0], USAGE, c, argv);
+			return -1;
+		}
+	}
+	if (a->key_path == NULL || a->listen == NULL)
+		*done = cli_usage_error(argv[0], USAGE, "--key and --listen are required");
+	else if (optind == argc)
+		*done = cli_usage_error(argv[0], USAGE, "no PROGRAM given");
+	else {
+		a->program = argv + optind;
+		return 0;
+	}
+	return -1;
+}
+
+/* Where clients connect to e: --addr, else e's own address unless it is a wildcard. */
+static const char *client_host(const struct serve_args *a, const struct listen_entry *e)
+{
+	if (a->addr != NULL)
+		return a->addr;
+	return listen_is_wildcard(e) ? DEFAULT_CLIENT_HOST : e->addr;
+}
+
+/* Print the NodeURL of each --listen entry to stderr.  -1 with an error printed. */
+static int print_nodeurls(const struct serve_args *a, const uint8_t pub[NS_KEY_LEN])
+{
+	const char *list = a->listen, *host, *problem;
+	char text[NS_NODEURL_STR_MAX], err[256];
+	struct listen_entry e;
+	struct ns_nodeurl u;
+
+	fprintf(stderr, "noiseshim: clients add these NodeURLs with 'noiseshim cache add URL':\n");
+	while (listen_next(&list, &e, err, sizeof err) > 0) {
+		host = client_host(a, &e);
+		problem = parse_host(host, e.port, &u);
+		if (problem != NULL) {
+			cli_error("%s port %u: %s", host, e.port, problem);
+			return -1;
+		}
+		server_identity_apply(&u, pub, a->proto, a->tfo);
+		if (ns_nodeurl_format(&u, text, sizeof text) == 0) {
+			cli_error("%s port %u: the NodeURL does not fit %d bytes", host, e.port,
+			          NS_NODEURL_STR_MAX);
+			return -1;
+		}
+		fprintf(stderr, "%s\n", text);
+	}
+	return 0;
+}
+
+/* f=1 promises SYN data will be taken: say when this host's kernel will not. */
+static void warn_tfo_server_off(void)
+{
+	unsigned value;
+
+	if (tfo_sysctl_read(&value) == 0 && !(value & TFO_SERVER))
+		cli_error("warning: --tfo, but net.ipv4.tcp_fastopen = %u lacks bit %d, so listeners "
+		          "here ignore data in the SYN; enable it with: sysctl -w "
+		          "net.ipv4.tcp_fastopen=%u",
+		          value, TFO_SERVER, value | TFO_CLIENT | TFO_SERVER);
+}
+
+/*
+ * noiseshim serve --key FILE --listen PORTS [options] PROGRAM [ARGS]: run
+ * PROGRAM under the accept shim.
+ */
+int cmd_serve(int argc, char **argv)
+{
+	struct serve_args args;
+	uint8_t pub[NS_KEY_LEN];
+	char shim[PATH_MAX], err[512];
+	int done;
+
+	if (parse_args(argc, argv, &args, &done) < 0)
+		return done;
+	if (server_identity_load(args.key_path, pub, err, sizeof err) < 0) {
+		cli_error("%s", err);
+		return 1;
+	}
+	if (launch_find_shim(args.shim, SERVER_SHIM_NAME, shim, sizeof shim) < 0 ||
+	    launch_check_reach(args.program[0], args.force) < 0 || print_nodeurls(&args, pub) < 0)
+		return 1;
+	if (args.tfo)
+		warn_tfo_server_off();
+	if (launch_set_path("NOISESHIM_KEY", args.key_path) < 0 ||
+	    launch_set("NOISESHIM_LISTEN", args.listen) < 0 ||
+	    (args.accept != NULL && launch_set("NOISESHIM_ACCEPT", args.accept) < 0) ||
+	    launch_preload(shim) < 0)
+		return 1;
+	return launch_exec(args.program);
+}
