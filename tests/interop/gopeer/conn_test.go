@@ -277,6 +277,26 @@ func TestReadFirstSendsEmptyMsg1(t *testing.T) {
 	}
 }
 
+// A slow echo must still return every byte, in order, across frames
+// larger than its read chunk.
+func TestSlowEchoReturnsEveryByte(t *testing.T) {
+	initiator, responder, _, _ := connectedPair(t)
+	go func() {
+		slowEcho(responder)
+		responder.Close()
+	}()
+	sent := make([]byte, 3*maxFramePlaintext)
+	rand.Read(sent)
+	go initiator.Write(sent)
+	echoed := make([]byte, len(sent))
+	if _, err := io.ReadFull(initiator, echoed); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(echoed, sent) {
+		t.Fatal("slow echo returned other bytes")
+	}
+}
+
 func TestPatternStreamIsSplitMix64(t *testing.T) {
 	first := make([]byte, 16)
 	(&patternStream{}).Read(first)

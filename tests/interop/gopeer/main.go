@@ -19,7 +19,7 @@ import (
 
 const usageText = `usage:
   gopeer respond --listen ADDR (--key HEX | --key-file PATH) [--suite chachapoly|aesgcm]
-                 [--mode echo|http|banner] [--prefix P] [--http-dir DIR]
+                 [--mode echo|slowecho|http|banner] [--prefix P] [--http-dir DIR]
   gopeer initiate --connect ADDR --remote-pub HEX --size N [--suite S]
                   [--key HEX | --key-file PATH] [--prefix P]
   gopeer keygen
