@@ -38,7 +38,8 @@ GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns sanitize bench clean
+.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-tfo sanitize \
+        bench clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
 $(BUILD)/%.o: %.c
@@ -90,7 +91,7 @@ $(NFQ_DELAY): $(BUILD)/bench/nfq_delay.o
 demo: all $(INTEROP_C) $(GOPEER)
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop
+test: test-unit test-cli test-interop test-client test-netns test-tfo
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -103,14 +104,21 @@ test-interop: $(INTEROP_C) $(GOPEER)
 	    GOPATH=/usr/share/gocode:$(GOPATH_DIR) GOCACHE=$(GOPATH_DIR)/cache go test .
 	tests/interop/run.sh $(INTEROP_C) $(GOPEER)
 
+# Unmodified programs under the client shim against the independent Go peer.
+test-client: all $(GOPEER) $(CLIENT_MODES)
+	tests/integration/client.sh $(CLIENT_SO) $(GOPEER) $(CLIENT_MODES) $(CLI)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
 
+test-tfo: all $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/tfo.sh $(BUILD)
+
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop
+	    test-unit test-cli test-interop test-client test-tfo
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
