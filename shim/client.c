@@ -26,6 +26,7 @@ const enum ns_role ns_shim_role = NS_ROLE_INITIATOR;
 enum { CACHE_CHECK_INTERVAL_MS = 1000 };
 
 static uint64_t cache_checked_ms;
+static char cache_file[PATH_MAX];       /* the file in use, for log lines */
 
 static void
 report_cache_problem(void *ctx, const char *file, unsigned line, const char *reason)
@@ -38,12 +39,11 @@ report_cache_problem(void *ctx, const char *file, unsigned line, const char *rea
 
 /* The cache file: NOISESHIM_CACHE, else the default the CLI uses if it exists. */
 static const char *
-cache_path(char *buf, size_t cap, int *explicit)
+cache_path(char *buf, size_t cap)
 {
 	const char *home = getenv("HOME");
 
-	*explicit = ns_shim.config.cache[0] != '\0';
-	if (*explicit)
+	if (ns_shim.config.cache[0] != '\0')
 		return ns_shim.config.cache;
 	if (home == NULL)
 		return NULL;
@@ -62,13 +62,13 @@ lookup(const struct sockaddr *addr, socklen_t len, struct ns_nodeurl *entry)
 	const struct ns_nodeurl *hit;
 	enum lookup_result result = LOOKUP_MISS;
 	const char *path;
-	int explicit;
 	uint64_t now = ns_now_ms();
 
 	pthread_mutex_lock(&ns_shim.cache_lock);
 	if (ns_shim.cache == NULL) {
-		if ((path = cache_path(buf, sizeof(buf), &explicit)) == NULL)
+		if ((path = cache_path(buf, sizeof(buf))) == NULL)
 			goto out;
+		snprintf(cache_file, sizeof(cache_file), "%s", path);
 		ns_shim.cache = ns_cache_open(path, report_cache_problem, NULL);
 		cache_checked_ms = now;
 		if (ns_shim.cache == NULL)
@@ -219,7 +219,7 @@ ns_client_connect(int fd, const struct sockaddr *addr, socklen_t len)
 			return REAL(connect)(fd, addr, len);
 		describe(addr, peer, sizeof(peer));
 		ns_log(NS_LOG_ERROR, "connect to %s refused: the NodeURL cache %s cannot be read",
-		       peer, ns_shim.config.cache);
+		       peer, cache_file);
 		errno = EACCES;
 		return -1;
 	case LOOKUP_HIT:

@@ -242,7 +242,9 @@ load_file(struct ns_config *c, const char *path, ns_config_report_fn *report)
 
 /*
  * Fill c from the defaults, then the config file, then the environment.
- * A bad value is reported and replaced by the safer choice.
+ * A bad value is reported and ignored: the setting keeps the value it had
+ * (the default, or the config file's), except NOISESHIM_0RTT, which
+ * becomes off.
  */
 void
 ns_config_load(struct ns_config *c, ns_config_report_fn *report)
