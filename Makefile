@@ -88,7 +88,10 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 $(NFQ_DELAY): $(BUILD)/bench/nfq_delay.o
 	$(CC) $(LDFLAGS) -o $@ $< -lnetfilter_queue -lmnl
 
-demo: all $(INTEROP_C) $(GOPEER)
+# On a fresh machine: install what is missing first, then build.
+demo:
+	examples/install-deps.sh
+	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
 test: test-unit test-cli test-interop test-client test-netns test-tfo
