@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -48,8 +49,11 @@ close(int fd)
 static void
 forget_range(unsigned int first, unsigned int last)
 {
-	for (unsigned int fd = first; fd <= last && fd < (1u << 20); fd++)
-		forget((int)fd);
+	if (first > (unsigned int)INT32_MAX)
+		return;
+	for (int fd = ns_fd_next_in_use((int)first); fd >= 0 && (unsigned int)fd <= last;
+	     fd = ns_fd_next_in_use(fd + 1))
+		forget(fd);
 }
 
 NS_EXPORT int

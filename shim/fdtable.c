@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conn.h"
 
@@ -106,6 +107,23 @@ ns_fd_set_listener(int fd, enum ns_listener state)
 {
 	if (fd >= 0 && fd < CHUNKS * CHUNK_SIZE)
 		__atomic_store_n(&listener_state[fd], (uint8_t)state, __ATOMIC_RELEASE);
+}
+
+/* The lowest fd >= from that is tracked or a known listener, or -1. */
+int
+ns_fd_next_in_use(int from)
+{
+	for (int fd = from < 0 ? 0 : from; fd < CHUNKS * CHUNK_SIZE; fd++) {
+		/* Whole chunks that were never used hold nothing: skip them. */
+		if ((fd & (CHUNK_SIZE - 1)) == 0 && chunks[fd >> CHUNK_BITS] == NULL &&
+		    !memchr(&listener_state[fd], 1, CHUNK_SIZE) && !memchr(&listener_state[fd], 2, CHUNK_SIZE)) {
+			fd += CHUNK_SIZE - 1;
+			continue;
+		}
+		if (peek(fd) != NULL || listener_state[fd] != NS_LISTENER_UNKNOWN)
+			return fd;
+	}
+	return -1;
 }
 
 /* Call fn for every tracked fd while no entry can change. */

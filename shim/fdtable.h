@@ -30,6 +30,9 @@ enum ns_listener ns_fd_listener(int fd);
 /* Record the listener state of fd (ignored for fds beyond the table). */
 void ns_fd_set_listener(int fd, enum ns_listener state);
 
+/* The lowest fd >= from that is tracked or a known listener, or -1. */
+int ns_fd_next_in_use(int from);
+
 /* Call fn for every tracked fd while no entry can change. */
 void ns_fd_foreach(void (*fn)(int fd, struct ns_conn *conn, void *ctx), void *ctx);
 
