@@ -38,7 +38,7 @@ GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-tfo sanitize \
+.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
         bench clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
@@ -94,7 +94,7 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-netns test-tfo
+test: test-unit test-cli test-interop test-client test-server test-netns test-tfo
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -111,6 +111,11 @@ test-interop: $(INTEROP_C) $(GOPEER)
 test-client: all $(GOPEER) $(CLIENT_MODES)
 	tests/integration/client.sh $(CLIENT_SO) $(GOPEER) $(CLIENT_MODES) $(CLI)
 
+# Unmodified servers under the accept shim: http.server, redis, nginx, a Go
+# initiator, replays, hostile input, 1,000 connections.
+test-server: all $(GOPEER)
+	tests/integration/server.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -121,7 +126,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-tfo
+	    test-unit test-cli test-interop test-client test-server test-tfo
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done

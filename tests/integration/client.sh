@@ -7,9 +7,8 @@
 #   tests/integration/client.sh build/libnoiseshim.so build/tests/gopeer \
 #       build/tests/client_modes build/noiseshim
 #
-# Prints "ok NAME" or "FAIL NAME: reason" for each check ("skip NAME:
-# reason" for one the build cannot run), then a count; exits non-zero if
-# any check failed.
+# Prints "ok NAME" or "FAIL NAME: reason" for each check, then a count;
+# exits non-zero if any check failed.
 #
 # CLIENT_SHIM_DRY_RUN=1 runs the same programs without the preload (the
 # shim argument may then be empty), to check the test plumbing on its own:
@@ -150,10 +149,6 @@ fail() {
 	echo "FAIL $1: $2"
 }
 
-skip() {
-	echo "skip $1: $2"
-}
-
 # as_client [VAR=VALUE...] COMMAND...: runs COMMAND as a program under the
 # shim, time-bounded.
 as_client() {
@@ -191,15 +186,17 @@ check_mode() {
 check_curl() {
 	local name=$1 port=$2 body=$scratch/body digest=$scratch/digest out rc
 	shift 2
-	if [ -n "$shim_asan" ]; then
-		# glibc's setlocale() deadlocks at start-up in curl when the ASan
-		# runtime is preloaded, with or without the shim.
-		skip "$name" "curl cannot run with the ASan runtime preloaded"
-		return
-	fi
 	rm -f "$body" "$digest"
 	# -q: no ~/.curlrc; --noproxy: the request must go to 127.0.0.1 itself.
 	local curl=(curl -q -sS --fail --noproxy '*' --max-time 60)
+	if [ -n "$shim_asan" ]; then
+		# curl hangs at start-up whenever the ASan runtime is preloaded, shim
+		# or not (a library it loads takes the locale lock while ASan
+		# initialises).  python3 with a timeout uses the same pattern as
+		# curl: a non-blocking socket waited on with poll().
+		curl=(python3 "$here/fetch.py")
+		name="$name (python3 in place of curl: ASan runtime)"
+	fi
 	out=$(as_client "$@" "${curl[@]}" -o "$body" "http://127.0.0.1:$port/bytes/$http_bytes" 2>&1)
 	rc=$?
 	if [ "$rc" -ne 0 ]; then fail "$name" "body: $(outcome "$rc" "$out")"; return; fi
