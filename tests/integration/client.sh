@@ -194,7 +194,7 @@ check_curl() {
 		# or not (a library it loads takes the locale lock while ASan
 		# initialises).  python3 with a timeout uses the same pattern as
 		# curl: a non-blocking socket waited on with poll().
-		curl=(python3 "$here/fetch.py")
+		curl=(python3 "$here/wrapped_client.py" get)
 		name="$name (python3 in place of curl: ASan runtime)"
 	fi
 	out=$(as_client "$@" "${curl[@]}" -o "$body" "http://127.0.0.1:$port/bytes/$http_bytes" 2>&1)

@@ -4,7 +4,7 @@ shim, against an echo server.
 
 usage: wrapped_client.py once --port PORT --payload TEXT
        wrapped_client.py many --port PORT --count N
-       wrapped_client.py get --out FILE URL
+       wrapped_client.py get -o|--out FILE URL
 
 once  sends TEXT as the first write (so it rides in msg1) and waits for
       its echo.
@@ -91,7 +91,7 @@ def main():
     many_parser.add_argument("--port", type=int, required=True)
     many_parser.add_argument("--count", type=int, default=1000)
     get_parser = commands.add_parser("get")
-    get_parser.add_argument("--out", required=True)
+    get_parser.add_argument("-o", "--out", required=True)
     get_parser.add_argument("url")
     args = parser.parse_args()
     try:
