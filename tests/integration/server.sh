@@ -207,11 +207,11 @@ if ! "$cli" keygen "$work/other.key" >/dev/null; then
 fi
 
 read -r port_http port_redis port_nginx port_mixed port_echo port_replay port_record \
-	port_record_other port_concurrent < <(free_ports 9)
+	port_record_other port_concurrent port_relay port_relay_upstream < <(free_ports 11)
 
 cache=$work/cache
 for port in "$port_http" "$port_redis" "$port_nginx" "$port_mixed" "$port_echo" \
-	"$port_replay" "$port_record" "$port_concurrent"; do
+	"$port_replay" "$port_record" "$port_concurrent" "$port_relay" "$port_relay_upstream"; do
 	"$cli" nodeurl --key "$work/server.key" --addr "127.0.0.1:$port" --tfo >>"$cache"
 done
 "$cli" nodeurl --key "$work/other.key" --addr "127.0.0.1:$port_record_other" --tfo >>"$cache"
@@ -686,6 +686,38 @@ test_concurrent() {
 	check_sanitizer_reports concurrent
 }
 
+# --- 8. both shims in one process: a node that serves and dials -------------
+
+test_both_shims() {
+	local out rc
+	start_background "$work/relay-upstream.log" "${server_env[@]}" \
+		NOISESHIM_LISTEN="$port_relay_upstream" \
+		"$python" "$here/echo_server.py" --port "$port_relay_upstream"
+	local upstream=$started_pid
+	# The accept shim for the port it serves, the client shim for the node it dials.
+	start_background "$work/relay.log" env \
+		LD_PRELOAD="${asan_runtime:+$asan_runtime }$client_shim $server_shim" \
+		NOISESHIM_CACHE="$cache" NOISESHIM_KEY="$work/server.key" \
+		NOISESHIM_LISTEN="$port_relay" "${sanitizer_env[@]}" \
+		"$python" "$here/relay.py" --port "$port_relay" --upstream "$port_relay_upstream"
+	local relay=$started_pid
+	if ! wait_listening "$port_relay_upstream" "$upstream" || ! wait_listening "$port_relay" "$relay"; then
+		fail both-shims "servers did not start: $(tail_of "$work/relay.log")"
+	else
+		out=$(timeout 60 "${client_env[@]}" "$python" "$here/wrapped_client.py" once \
+			--port "$port_relay" --payload "through two Noise hops $(random_hex 8)" 2>&1)
+		rc=$?
+		if [ "$rc" -eq 0 ]; then
+			pass both-shims
+		else
+			fail both-shims "exit $rc: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+		fi
+	fi
+	stop_process "$relay"
+	stop_process "$upstream"
+	check_sanitizer_reports both-shims
+}
+
 test_http_server
 test_redis
 test_nginx
@@ -693,6 +725,7 @@ test_gopeer
 test_replay
 test_hostile
 test_concurrent
+test_both_shims
 
 [ "$failed" -eq 0 ] || note "logs kept in $work"
 echo "server-shim: $passed passed, $failed failed"
