@@ -39,7 +39,7 @@ GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
 
 .PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
-        bench clean
+        bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
 $(BUILD)/%.o: %.c
@@ -130,6 +130,23 @@ sanitize:
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
+
+# Real programs under the shims (bench/*.sh print the tables).  rtt, handshake
+# and the smoke run use network namespaces, so they need root.
+bench-rtt: all $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/rtt.sh --build $(BUILD)
+
+bench-throughput: all
+	bench/throughput.sh --build $(BUILD)
+
+bench-handshake: all
+	bench/handshake.sh --build $(BUILD)
+
+bench-overhead: all
+	bench/overhead.sh --build $(BUILD)
+
+test-bench-smoke: all $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)
 
 clean:
 	rm -rf build
