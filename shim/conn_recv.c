@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "iov.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
@@ -253,39 +254,12 @@ next_record(struct ns_conn *c, int fd, size_t room, int block)
 	return NS_PULL_ERROR;
 }
 
-/* Copy up to n bytes of src into iov starting at byte offset. */
-static void
-copy_to_iov(const struct iovec *iov, int iovcnt, size_t offset, const uint8_t *src, size_t n)
-{
-	for (int i = 0; i < iovcnt && n > 0; i++) {
-		if (offset >= iov[i].iov_len) {
-			offset -= iov[i].iov_len;
-			continue;
-		}
-		size_t take = iov[i].iov_len - offset < n ? iov[i].iov_len - offset : n;
-		memcpy((uint8_t *)iov[i].iov_base + offset, src, take);
-		src += take;
-		n -= take;
-		offset = 0;
-	}
-}
-
-static size_t
-iov_total(const struct iovec *iov, int iovcnt)
-{
-	size_t total = 0;
-
-	for (int i = 0; i < iovcnt; i++)
-		total += iov[i].iov_len;
-	return total;
-}
-
 /* recv-like read of plaintext into iov. */
 ssize_t
 ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
 	const int supported = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_NOSIGNAL | MSG_CMSG_CLOEXEC;
-	size_t len = iov_total(iov, iovcnt), copied = 0;
+	size_t len = ns_iov_total(iov, iovcnt), copied = 0;
 	int block = !c->nonblock && !(flags & MSG_DONTWAIT);
 	ssize_t ret = -1;
 
@@ -304,7 +278,7 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		if (c->plain_len > 0) {
 			size_t n = len - copied < c->plain_len ? len - copied : c->plain_len;
 
-			copy_to_iov(iov, iovcnt, copied, c->plain, n);
+			ns_iov_scatter(iov, iovcnt, copied, c->plain, n);
 			copied += n;
 			if (flags & MSG_PEEK)
 				break;

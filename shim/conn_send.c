@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "conn.h"
+#include "iov.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
@@ -47,47 +48,6 @@ record_buffer(void)
 			pthread_setspecific(buffer_key, buf);
 	}
 	return buf;
-}
-
-static size_t
-iov_total(const struct iovec *iov, int iovcnt)
-{
-	size_t total = 0;
-
-	for (int i = 0; i < iovcnt; i++)
-		total += iov[i].iov_len;
-	return total;
-}
-
-/* Copy n bytes starting at byte offset of iov into dst. */
-static void
-gather(const struct iovec *iov, int iovcnt, size_t offset, uint8_t *dst, size_t n)
-{
-	for (int i = 0; i < iovcnt && n > 0; i++) {
-		if (offset >= iov[i].iov_len) {
-			offset -= iov[i].iov_len;
-			continue;
-		}
-		size_t take = iov[i].iov_len - offset < n ? iov[i].iov_len - offset : n;
-		memcpy(dst, (const uint8_t *)iov[i].iov_base + offset, take);
-		dst += take;
-		n -= take;
-		offset = 0;
-	}
-}
-
-/* Whether iov starts with the n bytes of plain. */
-static int
-starts_with(const struct iovec *iov, int iovcnt, const uint8_t *plain, size_t n)
-{
-	for (int i = 0; i < iovcnt && n > 0; i++) {
-		size_t take = iov[i].iov_len < n ? iov[i].iov_len : n;
-		if (memcmp(iov[i].iov_base, plain, take) != 0)
-			return 0;
-		plain += take;
-		n -= take;
-	}
-	return n == 0;
 }
 
 static void
@@ -201,7 +161,7 @@ send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 	msg = buf + NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN;
 	payload = rb->plain;
 	memcpy(buf, ns_shim.config.prefix, NS_ROUTE_PREFIX_LEN);
-	gather(iov, iovcnt, 0, payload, payload_len);
+	ns_iov_gather(iov, iovcnt, 0, payload, payload_len);
 	if ((n = ns_handshake_write_msg1(c->hs, payload, payload_len, msg)) < 0) {
 		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(c->hs));
 		errno = EPROTO;
@@ -267,7 +227,7 @@ ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 
 	if (rb == NULL)
 		return -1;
-	gather(iov, iovcnt, 0, rb->plain, payload_len);
+	ns_iov_gather(iov, iovcnt, 0, rb->plain, payload_len);
 	if ((n = ns_handshake_write_msg2(c->hs, rb->plain, payload_len,
 	                                 rb->wire + NS_FRAME_HEADER_LEN)) < 0 ||
 	    ns_handshake_split(c->hs, &tx, &rx)) {
@@ -310,7 +270,7 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 		size_t chunk = len - sent < NS_MAX_PLAINTEXT ? len - sent : NS_MAX_PLAINTEXT;
 		int r;
 
-		gather(iov, iovcnt, sent, rb->plain, chunk);
+		ns_iov_gather(iov, iovcnt, sent, rb->plain, chunk);
 		ns_frame_header_put(rb->wire, chunk + NS_TAG_LEN);
 		if (ns_cipher_seal(c->tx, NULL, 0, rb->plain, chunk, rb->wire + NS_FRAME_HEADER_LEN)) {
 			ns_conn_fail(c, fd, EPROTO, "nonces exhausted");
@@ -336,7 +296,7 @@ ssize_t
 ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
 	const int supported = MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE | MSG_EOR;
-	size_t len = iov_total(iov, iovcnt);
+	size_t len = ns_iov_total(iov, iovcnt);
 	ssize_t ret = -1;
 
 	if (flags & ~supported) {
@@ -357,7 +317,7 @@ ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 	    c->tail_len == 0)
 		goto out;
 	if (c->tail_len > c->tail_off || c->tail != NULL) {
-		int same = starts_with(iov, iovcnt, c->tail_plain, c->tail_plain_len);
+		int same = ns_iov_starts_with(iov, iovcnt, c->tail_plain, c->tail_plain_len);
 
 		if (flush_tail(c, fd, flags) < 0)
 			goto out;
