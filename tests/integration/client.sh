@@ -253,16 +253,17 @@ check_curl "curl 10 MiB over HTTP, NOISESHIM_TFO=on" "$http_port" NOISESHIM_TFO=
 # --- fail closed: a listed node with another key is never talked to in
 # plaintext -------------------------------------------------------------------
 
-# refused NAME PORT: a client sending a marker to PORT must get an error.
+# refused NAME PORT [VAR=VALUE...]: a client sending a marker to PORT must get an error.
 refused() {
-	local out rc
-	out=$(as_client "$python" "$here/py_echo.py" once 127.0.0.1 "$2" "$marker" 2>&1)
+	local name=$1 port=$2 out rc
+	shift 2
+	out=$(as_client "$@" "$python" "$here/py_echo.py" once 127.0.0.1 "$port" "$marker" 2>&1)
 	rc=$?
 	if [ "$rc" -eq 0 ]; then
-		fail "$1" "the marker came back: the connection went ahead without Noise"
+		fail "$name" "the marker came back: the connection went ahead without Noise"
 		return 1
 	elif [ "$rc" -eq 124 ]; then
-		fail "$1" "hung for $client_timeout s instead of failing"
+		fail "$name" "hung for $client_timeout s instead of failing"
 		return 1
 	fi
 }
@@ -282,6 +283,18 @@ if refused "fail closed: plaintext server at a listed address" "$recorder_port";
 fi
 if refused "fail closed: Noise server with another key" "$wrong_key_port"; then
 	pass "fail closed: Noise server with another key"
+fi
+
+# A configured cache that cannot be read: no TCP connect goes out at all,
+# not even to a destination that is in no cache, and the log says why.
+unreadable_log=$scratch/unreadable-cache.log
+if refused "fail closed: unreadable cache" "$plain_echo_port" \
+	NOISESHIM_CACHE="$scratch/no-such-cache" NOISESHIM_LOG_FILE="$unreadable_log"; then
+	if grep -q "no-such-cache cannot be read" "$unreadable_log" 2>/dev/null; then
+		pass "fail closed: unreadable cache"
+	else
+		fail "fail closed: unreadable cache" "no log line names the cache: $(head -c 200 "$unreadable_log" 2>/dev/null)"
+	fi
 fi
 
 echo "client-shim: $passed passed, $failed failed"
