@@ -2,6 +2,7 @@
  * The cache file as text: where it is, its lines, and atomic rewrites.
  */
 #include "cachefile.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -154,22 +155,6 @@ static int make_dirs(char *dir)
 	}
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* The file a rewrite must replace: a symlink's target, so that the link survives. */
 static int resolve_target(const char *path, char *target)
 {
@@ -244,7 +229,7 @@ int cachefile_replace(const char *path, const char *text, size_t len, mode_t mod
 		cli_error("%s: cannot create a temporary file in %s: %s", path, dir, strerror(errno));
 		goto err0;
 	}
-	if (fchmod(fd, mode) < 0 || write_all(fd, text, len) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || ns_write_all(fd, text, len) < 0 || fsync(fd) < 0) {
 		cli_error("%s: cannot write: %s", tmp, strerror(errno));
 		goto err1;
 	}

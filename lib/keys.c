@@ -2,6 +2,7 @@
  * Static X25519 key files: 64 hex digits and a newline, mode 0600.
  */
 #include "keys.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,22 +59,6 @@ int ns_key_public(const uint8_t priv[NS_KEY_LEN], uint8_t pub[NS_KEY_LEN])
 	return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Create path (must not exist) with mode 0600 holding priv.  -1 with a reason in err. */
 int ns_key_write(const char *path, const uint8_t priv[NS_KEY_LEN], char *err, size_t errlen)
 {
@@ -90,7 +75,7 @@ int ns_key_write(const char *path, const uint8_t priv[NS_KEY_LEN], char *err, si
 	}
 	sodium_bin2hex(text, sizeof text, priv, NS_KEY_LEN);
 	text[KEY_HEX_LEN] = '\n';
-	if (write_all(fd, text, KEY_FILE_LEN) < 0 || fsync(fd) < 0) {
+	if (ns_write_all(fd, text, KEY_FILE_LEN) < 0 || fsync(fd) < 0) {
 		set_err(err, errlen, "%s: cannot write: %s", path, strerror(errno));
 		goto err1;
 	}
