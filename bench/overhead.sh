@@ -75,9 +75,10 @@ shim_reaches_benchmark() {
 		redis-benchmark -h "$addr" -p "$port" -t get -n 10 -c 1 --csv 2>/dev/null | grep -q '^"GET"'
 }
 
-# run_benchmark SIDE: one redis-benchmark run; appends "TEST RPS" lines to SIDE's file.
+# run_benchmark SIDE ROUND: one redis-benchmark run; appends "ROUND TEST RPS"
+# lines to SIDE's file.
 run_benchmark() {
-	local side=$1 preload=()
+	local side=$1 round=$2 preload=()
 	[ "$side" = shim ] && preload=(LD_PRELOAD="$build/libnoiseshim.so" NOISESHIM_CACHE="$work/cache"
 		NOISESHIM_LOG_FILE="$work/client-shim.log")
 	if ! taskset -c "$client_cpu" env "${preload[@]}" redis-benchmark -h "$addr" -p "$port" \
@@ -86,22 +87,45 @@ run_benchmark() {
 		return
 	fi
 	# CSV lines: "TEST","RPS",...; the first line is the header.
-	awk -F'"' 'NR > 1 { print $2, $4 }' "$work/run.csv" >>"$work/rps-$side"
+	awk -F'"' -v r="$round" 'NR > 1 { print r, $2, $4 }' "$work/run.csv" >>"$work/rps-$side"
+}
+
+# rates SIDE TEST: the requests/s of TEST on SIDE, one a line.
+rates() { awk -v t="$2" '$2 == t { print $3 }' "$work/rps-$1"; }
+
+# paired_ratios TEST: shim over no shim, per round: the two runs of a round
+# are next to each other in time, so a slow spell of the machine that
+# spans them cancels out.
+paired_ratios() {
+	awk -v t="$1" '$2 != t { next } FILENAME ~ /none$/ { plain[$1] = $3; next }
+		($1 in plain) && plain[$1] > 0 { print $3 / plain[$1] }' "$work/rps-none" "$work/rps-shim"
 }
 
 print_table() {
-	local test plain shim
+	local test plain shim paired
 	printf '\nredis-benchmark -t %s -n %d -c %d -P 1, %d rounds; redis-server on core %d, client on core %d\n' \
 		"$tests" "$requests" "$clients" "$rounds" "$server_cpu" "$client_cpu"
-	printf 'shim: client shim preloaded, cache with an entry for another port\n\n'
-	printf '%-6s %12s %12s %8s %22s\n' test no-shim shim ratio 'shim min-max'
-	awk '{ print $1 }' "$work/rps-none" | sort -u | while read -r test; do
-		plain=$(awk -v t="$test" '$1 == t { print $2 }' "$work/rps-none" | bench_summary | awk '{ print $2 }')
-		read -r _ shim _ _ min max < <(awk -v t="$test" '$1 == t { print $2 }' "$work/rps-shim" | bench_summary)
-		printf '%-6s %12.0f %12.0f %8s %22s\n' "$test" "$plain" "$shim" \
-			"$(bench_ratio "$shim" "$plain" %.3f)" "$(printf '%.0f-%.0f' "$min" "$max")"
+	printf 'shim: client shim preloaded, cache with an entry for another port\n'
+	printf 'requests/s: median (min-max); paired: median (min-max) of the per-round ratios\n\n'
+	printf '%-5s %22s %22s %7s %20s\n' test no-shim shim ratio paired
+	awk '{ print $2 }' "$work/rps-none" | sort -u | while read -r test; do
+		plain=$(rates none "$test" | bench_summary)
+		shim=$(rates shim "$test" | bench_summary)
+		paired=$(paired_ratios "$test" | bench_summary)
+		printf '%-5s %22s %22s %7s %20s\n' "$test" "$(median_range "$plain" %.0f)" \
+			"$(median_range "$shim" %.0f)" \
+			"$(bench_ratio "$(field "$shim" 2)" "$(field "$plain" 2)" %.3f)" \
+			"$(median_range "$paired" %.3f)"
 	done
 	printf '\ntarget: ratio >= 0.98\n'
+}
+
+# field SUMMARY N: the Nth word of a bench_summary line.
+field() { awk -v n="$2" '{ print $n }' <<<"$1"; }
+
+# median_range SUMMARY FORMAT: "MEDIAN (MIN-MAX)" of a bench_summary line.
+median_range() {
+	awk -v f="$2" '{ if ($1 == 0) print "-"; else printf f " (" f "-" f ")\n", $2, $5, $6 }' <<<"$1"
 }
 
 main() {
@@ -120,11 +144,11 @@ main() {
 	for ((round = 0; round < rounds; round++)); do
 		bench_say "round $((round + 1)) of $rounds"
 		if ((round % 2 == 0)); then
-			run_benchmark none
-			run_benchmark shim
+			run_benchmark none "$round"
+			run_benchmark shim "$round"
 		else
-			run_benchmark shim
-			run_benchmark none
+			run_benchmark shim "$round"
+			run_benchmark none "$round"
 		fi
 	done
 	if [ -s "$work/failures" ]; then

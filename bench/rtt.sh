@@ -145,7 +145,7 @@ warm_up() {
 	for ((i = 0; i < warmup; i++)); do
 		rm -f "$got"
 		if ! fetch "$mode" "$size" "$got" >/dev/null; then
-			record_failure "$mode" "$size" "warm-up request failed (see curl-errors.log)"
+			record_failure "$mode" "$size" "warm-up request failed"
 		elif ! cmp -s "$got" "$work/www/$size"; then
 			record_failure "$mode" "$size" "warm-up response differs from the file served"
 		fi
@@ -251,6 +251,7 @@ main() {
 	if [ -s "$work/failures" ]; then
 		printf '\nfailures:\n'
 		sort "$work/failures" | uniq -c
+		[ -s "$work/curl-errors.log" ] && { echo 'curl:'; sort "$work/curl-errors.log" | uniq -c; }
 		[ -s "$work/client-shim.log" ] && { echo 'client shim log:'; tail -n 20 "$work/client-shim.log"; }
 		[ -s "$work/server-shim.log" ] && { echo 'server shim log:'; tail -n 20 "$work/server-shim.log"; }
 		exit 1
