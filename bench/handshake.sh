@@ -28,7 +28,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/netns.sh"
 
 build=
-rounds=3
+rounds=5
 seconds=5
 connections=32
 server_cpu=0

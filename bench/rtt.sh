@@ -121,7 +121,7 @@ client_env() {
 }
 
 # fetch MODE SIZE OUTPUT: one request in a fresh curl; prints
-# "TIME_TOTAL_S SIZE_DOWNLOAD HTTP_CODE" and returns curl's status.
+# "TIME_TOTAL_S SIZE_DOWNLOAD HTTP_CODE SIZE_REQUEST" and returns curl's status.
 fetch() {
 	local mode=$1 size=$2 output=$3 url=http://$NETNS_SERVER_ADDR:${port[$1]}/$2 tls=()
 	if [ "$mode" = tls1.3 ]; then
@@ -130,7 +130,8 @@ fetch() {
 	fi
 	# shellcheck disable=SC2046 # client_env gives one VAR=VALUE per word
 	in_client env $(client_env "$mode") curl -sS --max-time 10 "${tls[@]}" -o "$output" \
-		-w '%{time_total} %{size_download} %{http_code}\n' "$url" 2>>"$work/curl-errors.log"
+		-w '%{time_total} %{size_download} %{http_code} %{size_request}\n' "$url" \
+		2>>"$work/curl-errors.log"
 }
 
 # record_failure MODE SIZE WHAT
@@ -154,12 +155,13 @@ warm_up() {
 
 # measure MODE SIZE: one measured request, its time in ms appended to the cell.
 measure() {
-	local mode=$1 size=$2 reply seconds bytes code
+	local mode=$1 size=$2 reply seconds bytes code request
 	if ! reply=$(fetch "$mode" "$size" /dev/null); then
 		record_failure "$mode" "$size" "request failed: ${reply:-no output}"
 		return
 	fi
-	read -r seconds bytes code <<<"$reply"
+	read -r seconds bytes code request <<<"$reply"
+	echo "$request" >"$work/request-size"
 	if [ "$code" != 200 ] || [ "$bytes" != "${size_bytes[$size]}" ]; then
 		record_failure "$mode" "$size" "HTTP $code, $bytes bytes"
 		return
@@ -194,8 +196,8 @@ column() { awk -v n="$2" '{ print $n }' <<<"$1"; }
 
 print_table() {
 	local size mode stats tcp tls
-	printf '\nFresh connection per request, ~100 B GET, %d ms RTT (%s), %d measured after %d warm-up\n' \
-		$((2 * delay_ms)) "$NETNS_BACKEND" "$count" "$warmup"
+	printf '\nFresh connection per request, %s-byte GET, %d ms RTT (%s), %d measured after %d warm-up\n' \
+		"$(cat "$work/request-size" 2>/dev/null)" $((2 * delay_ms)) "$NETNS_BACKEND" "$count" "$warmup"
 	printf 'curl time_total in ms; x-columns are time ratios (below 1 is faster)\n\n'
 	printf '%-5s %-10s %4s %8s %8s %8s %8s %8s %7s %7s %5s\n' \
 		size mode n median p10 p90 min max x-tcp x-tls fail

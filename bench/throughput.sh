@@ -27,7 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
 build=
-rounds=3
+rounds=5
 seconds=4
 addr=127.0.0.1
 server_cpu=0
