@@ -20,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
 build=
-rounds=5
+rounds=7
 requests=200000
 tests=set,get
 clients=50

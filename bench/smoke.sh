@@ -7,7 +7,7 @@
 #
 #   bench/smoke.sh [--build DIR]
 #
-# Needs root, like bench/rtt.sh.  Takes about 15 s.
+# Needs root, like bench/rtt.sh.  Takes a few seconds.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 
