@@ -38,7 +38,7 @@ die(const char *what)
 }
 
 struct keys {
-	uint8_t init_s[NS_KEY_LEN], resp_s[NS_KEY_LEN], resp_pub[NS_KEY_LEN];
+	struct ns_keypair init_s, resp_s;
 	uint8_t init_e[NS_KEY_LEN];
 	uint8_t msg1[NS_MSG1_OVERHEAD], msg2[NS_MSG2_OVERHEAD];
 };
@@ -51,12 +51,15 @@ make_keys(struct keys *k, enum ns_suite suite)
 	uint8_t scratch[NS_MSG1_OVERHEAD];
 	const uint8_t *payload;
 
-	randombytes_buf(k->init_s, NS_KEY_LEN);
-	randombytes_buf(k->resp_s, NS_KEY_LEN);
+	uint8_t priv[NS_KEY_LEN];
+
+	randombytes_buf(priv, NS_KEY_LEN);
+	ns_keypair_from_private(&k->init_s, priv);
+	randombytes_buf(priv, NS_KEY_LEN);
+	ns_keypair_from_private(&k->resp_s, priv);
 	randombytes_buf(k->init_e, NS_KEY_LEN);
-	crypto_scalarmult_base(k->resp_pub, k->resp_s);
-	ini = ns_handshake_new_initiator(suite, k->init_s, k->resp_pub, NULL, 0);
-	resp = ns_handshake_new_responder(suite, k->resp_s, NULL, 0);
+	ini = ns_handshake_new_initiator(suite, &k->init_s, k->resp_s.pub, NULL, 0);
+	resp = ns_handshake_new_responder(suite, &k->resp_s, NULL, 0);
 	ns_handshake_fix_ephemeral(ini, k->init_e);
 	if (ns_handshake_write_msg1(ini, NULL, 0, k->msg1) != NS_MSG1_OVERHEAD ||
 	    (memcpy(scratch, k->msg1, sizeof(scratch)),
@@ -109,7 +112,7 @@ responder_rate(enum ns_suite suite)
 
 	make_keys(&k, suite);
 	do {
-		struct ns_handshake *hs = ns_handshake_new_responder(suite, k.resp_s, NULL, 0);
+		struct ns_handshake *hs = ns_handshake_new_responder(suite, &k.resp_s, NULL, 0);
 		memcpy(out, k.msg1, sizeof(out));
 		if (ns_handshake_read_msg1(hs, out, sizeof(out), &payload) != 0 ||
 		    ns_handshake_write_msg2(hs, NULL, 0, out) != NS_MSG2_OVERHEAD)
@@ -133,7 +136,7 @@ initiator_rate(enum ns_suite suite)
 	make_keys(&k, suite);
 	do {
 		struct ns_handshake *hs =
-			ns_handshake_new_initiator(suite, k.init_s, k.resp_pub, NULL, 0);
+			ns_handshake_new_initiator(suite, &k.init_s, k.resp_s.pub, NULL, 0);
 		ns_handshake_fix_ephemeral(hs, k.init_e);
 		memcpy(msg2, k.msg2, sizeof(msg2));
 		if (ns_handshake_write_msg1(hs, NULL, 0, out) != NS_MSG1_OVERHEAD ||

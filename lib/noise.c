@@ -53,39 +53,43 @@ make_ephemeral(struct ns_handshake *hs)
 	return crypto_scalarmult_base(hs->e_pub, hs->e_priv);
 }
 
+/* Fill kp from priv.  0, or -1 for a degenerate key. */
+int
+ns_keypair_from_private(struct ns_keypair *kp, const uint8_t priv[NS_KEY_LEN])
+{
+	if (sodium_init() < 0)
+		return -1;
+	memcpy(kp->priv, priv, NS_KEY_LEN);
+	return crypto_scalarmult_base(kp->pub, kp->priv) == 0 ? 0 : -1;
+}
+
 static struct ns_handshake *
-handshake_new(enum ns_suite suite, int initiator, const uint8_t s_priv[NS_KEY_LEN],
+handshake_new(enum ns_suite suite, int initiator, const struct ns_keypair *s,
               const uint8_t *prologue, size_t prologue_len)
 {
 	struct ns_handshake *hs;
 
 	if (sodium_init() < 0 || ns_suite_from_proto(suite) == 0)
-		goto err0;
+		return NULL;
 	if ((hs = calloc(1, sizeof(*hs))) == NULL)
-		goto err0;
+		return NULL;
 	hs->initiator = initiator;
-	memcpy(hs->s_priv, s_priv, NS_KEY_LEN);
-	if (crypto_scalarmult_base(hs->s_pub, hs->s_priv) != 0)
-		goto err1;
+	memcpy(hs->s_priv, s->priv, NS_KEY_LEN);
+	memcpy(hs->s_pub, s->pub, NS_KEY_LEN);
 	ns_symmetric_init(&hs->ss, suite);
 	ns_symmetric_mix_hash(&hs->ss, prologue, prologue_len);
 	return hs;
-
-err1:
-	ns_handshake_free(hs);
-err0:
-	return NULL;
 }
 
-/* An initiator with static key s_priv talking to the responder whose static key is rs. */
+/* An initiator with static key s talking to the responder whose static key is rs. */
 struct ns_handshake *
-ns_handshake_new_initiator(enum ns_suite suite, const uint8_t s_priv[NS_KEY_LEN],
+ns_handshake_new_initiator(enum ns_suite suite, const struct ns_keypair *s,
                            const uint8_t rs[NS_KEY_LEN], const uint8_t *prologue,
                            size_t prologue_len)
 {
 	struct ns_handshake *hs;
 
-	if ((hs = handshake_new(suite, 1, s_priv, prologue, prologue_len)) == NULL)
+	if ((hs = handshake_new(suite, 1, s, prologue, prologue_len)) == NULL)
 		return NULL;
 	memcpy(hs->rs, rs, NS_KEY_LEN);
 	/* <- s */
@@ -94,14 +98,14 @@ ns_handshake_new_initiator(enum ns_suite suite, const uint8_t s_priv[NS_KEY_LEN]
 	return hs;
 }
 
-/* A responder with static key s_priv. */
+/* A responder with static key s. */
 struct ns_handshake *
-ns_handshake_new_responder(enum ns_suite suite, const uint8_t s_priv[NS_KEY_LEN],
+ns_handshake_new_responder(enum ns_suite suite, const struct ns_keypair *s,
                            const uint8_t *prologue, size_t prologue_len)
 {
 	struct ns_handshake *hs;
 
-	if ((hs = handshake_new(suite, 0, s_priv, prologue, prologue_len)) == NULL)
+	if ((hs = handshake_new(suite, 0, s, prologue, prologue_len)) == NULL)
 		return NULL;
 	/* <- s */
 	ns_symmetric_mix_hash(&hs->ss, hs->s_pub, NS_KEY_LEN);

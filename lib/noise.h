@@ -18,15 +18,22 @@
 
 struct ns_handshake;
 
-/* An initiator with static key s_priv talking to the responder whose static key is rs. */
-struct ns_handshake *ns_handshake_new_initiator(enum ns_suite suite,
-                                                const uint8_t s_priv[NS_KEY_LEN],
+/* A static key with its public half, derived once rather than per handshake. */
+struct ns_keypair {
+	uint8_t priv[NS_KEY_LEN];
+	uint8_t pub[NS_KEY_LEN];
+};
+
+/* Fill kp from priv.  0, or -1 for a degenerate key. */
+int ns_keypair_from_private(struct ns_keypair *kp, const uint8_t priv[NS_KEY_LEN]);
+
+/* An initiator with static key s talking to the responder whose static key is rs. */
+struct ns_handshake *ns_handshake_new_initiator(enum ns_suite suite, const struct ns_keypair *s,
                                                 const uint8_t rs[NS_KEY_LEN],
                                                 const uint8_t *prologue, size_t prologue_len);
 
-/* A responder with static key s_priv. */
-struct ns_handshake *ns_handshake_new_responder(enum ns_suite suite,
-                                                const uint8_t s_priv[NS_KEY_LEN],
+/* A responder with static key s. */
+struct ns_handshake *ns_handshake_new_responder(enum ns_suite suite, const struct ns_keypair *s,
                                                 const uint8_t *prologue, size_t prologue_len);
 
 /* Use e_priv as the ephemeral key instead of a random one (test vectors only). */

@@ -159,7 +159,7 @@ track(int fd, const struct ns_nodeurl *entry, const char *peer)
 		errno = EACCES;
 		return -1;
 	}
-	if ((hs = ns_handshake_new_initiator(suite, ns_shim.static_priv, entry->noise_pub, NULL,
+	if ((hs = ns_handshake_new_initiator(suite, &ns_shim.static_key, entry->noise_pub, NULL,
 	                                     0)) == NULL)
 		goto nomem;
 	flags = REAL(fcntl)(fd, F_GETFL);
@@ -169,6 +169,8 @@ track(int fd, const struct ns_nodeurl *entry, const char *peer)
 		goto nomem;
 	}
 	c->zero_rtt = ns_shim.config.zero_rtt;
+	if (REAL(setsockopt)(fd, SOL_SOCKET, SO_RCVLOWAT, &(int){NS_MSG2_LOWAT}, sizeof(int)) == 0)
+		c->kernel_lowat = NS_MSG2_LOWAT;
 	if (ns_fd_set(fd, c)) {
 		ns_conn_unref(c);
 		ns_log(NS_LOG_ERROR, "fd %d, %s: refused: fd beyond what the shim can track", fd, peer);

@@ -90,6 +90,7 @@ enum ns_pull {
 struct ns_record_kind {
 	size_t min_body, max_body;
 	size_t overhead;               /* body bytes that are not plaintext */
+	size_t wake;                   /* bytes of the smallest frame worth waking the program for */
 };
 
 /*
@@ -120,8 +121,17 @@ ssize_t ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, in
 /* Stop tracking a mixed-mode connection that turned out to be plaintext. */
 void ns_conn_release_plaintext(struct ns_conn *c, int fd);
 
-/* Set the kernel's SO_RCVLOWAT, if it differs. */
+/* Set the kernel's SO_RCVLOWAT (capped), if it differs. */
 void ns_conn_set_lowat(struct ns_conn *c, int fd, int lowat);
+
+/*
+ * Before msg2, wake a reader only for more than an empty msg2: reading
+ * that alone would leave the program nothing but EAGAIN.
+ */
+enum { NS_MSG2_LOWAT = NS_FRAME_HEADER_LEN + NS_MSG2_OVERHEAD + 1 };
+
+/* Likewise between records: an empty record carries nothing to read. */
+enum { NS_RECORD_LOWAT = NS_FRAME_HEADER_LEN + NS_TAG_LEN + 1 };
 
 /* A new connection in role with the given handshake (taken over); NULL on failure. */
 struct ns_conn *ns_conn_new(enum ns_role role, struct ns_handshake *hs, enum ns_suite suite,

@@ -18,14 +18,24 @@
 #include "shim.h"
 
 static const struct ns_record_kind msg2_kind = {NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY,
-                                                NS_MSG2_OVERHEAD};
+                                                NS_MSG2_OVERHEAD, NS_MSG2_LOWAT};
 static const struct ns_record_kind transport_kind = {NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY,
-                                                     NS_TAG_LEN};
+                                                     NS_TAG_LEN, NS_RECORD_LOWAT};
 
-/* Set the kernel's SO_RCVLOWAT, if it differs. */
+/*
+ * The highest mark the shim sets.  Linux clamps the receive window to a
+ * mark that needs more than the current receive buffer, for the life of
+ * the connection: a mark near a 64 KB record would throttle every transfer.
+ * A bigger record costs a few early wakeups instead.
+ */
+enum { LOWAT_CAP = 16384 };
+
+/* Set the kernel's SO_RCVLOWAT (capped), if it differs. */
 void
 ns_conn_set_lowat(struct ns_conn *c, int fd, int lowat)
 {
+	if (lowat > LOWAT_CAP)
+		lowat = LOWAT_CAP;
 	if (c->kernel_lowat != lowat &&
 	    REAL(setsockopt)(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
 		c->kernel_lowat = lowat;
@@ -72,7 +82,12 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			/* Wake the program only once the rest of the record is there. */
-			ns_conn_set_lowat(c, fd, (int)ns_frame_reader_missing(&c->reader));
+			size_t have = c->reader.header_have + c->reader.body_have;
+			size_t mark = ns_frame_reader_missing(&c->reader);
+
+			if (have + mark < kind->wake)
+				mark = kind->wake - have;
+			ns_conn_set_lowat(c, fd, (int)mark);
 			return NS_PULL_AGAIN;
 		}
 		return NS_PULL_ERROR;
@@ -152,6 +167,8 @@ msg2_due(struct ns_conn *c, int fd)
 	uint64_t deadline = c->msg1_sent_ms + ns_shim.config.handshake_timeout_ms, now;
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 
+	/* This reader handles msg2 itself, empty or not. */
+	ns_conn_set_lowat(c, fd, 1);
 	while ((now = ns_now_ms()) < deadline) {
 		int n = REAL(poll)(&p, 1, (int)(deadline - now));
 		if (n > 0)
@@ -339,6 +356,9 @@ ns_conn_await_peer(struct ns_conn *c, int fd, int timeout_ms)
 			return;
 		if (pthread_mutex_trylock(&c->rx_lock) == 0) {
 			enum ns_pull r = next_record(c, fd, 0, 0);
+			/* The poll below must see msg2 even when it is empty. */
+			if (r == NS_PULL_AGAIN)
+				ns_conn_set_lowat(c, fd, 1);
 			pthread_mutex_unlock(&c->rx_lock);
 			if (r == NS_PULL_AGAIN) {
 				struct pollfd p = {.fd = fd, .events = POLLIN};

@@ -18,8 +18,10 @@
 #include "replay_guard.h"
 #include "shim.h"
 
+/* Even an empty msg1 must wake the server: msg2 has to go out at once. */
 static const struct ns_record_kind msg1_kind = {NS_MSG1_OVERHEAD, NS_MAX_MSG1_BODY,
-                                                NS_MSG1_OVERHEAD};
+                                                NS_MSG1_OVERHEAD,
+                                                NS_FRAME_HEADER_LEN + NS_MSG1_OVERHEAD};
 
 /* Hostile or broken input from the network: close this connection, tell the log. */
 static enum ns_pull
@@ -91,7 +93,7 @@ read_msg1(struct ns_conn *c, size_t len, const uint8_t **payload)
 	 */
 	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]) && n < 0; i++) {
 		struct ns_handshake *hs =
-			ns_handshake_new_responder(suites[i], ns_shim.static_priv, NULL, 0);
+			ns_handshake_new_responder(suites[i], &ns_shim.static_key, NULL, 0);
 		if (hs == NULL)
 			return -1;
 		if ((n = ns_handshake_read_msg1(hs, c->rx_body, len, payload)) < 0) {

@@ -268,17 +268,22 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 		return -1;
 	while (sent < len) {
 		size_t chunk = len - sent < NS_MAX_PLAINTEXT ? len - sent : NS_MAX_PLAINTEXT;
+		const uint8_t *plain = ns_iov_contiguous(iov, iovcnt, sent, chunk);
 		int r;
 
-		ns_iov_gather(iov, iovcnt, sent, rb->plain, chunk);
+		/* Seal straight from the program's buffer when the record lies in one piece. */
+		if (plain == NULL) {
+			ns_iov_gather(iov, iovcnt, sent, rb->plain, chunk);
+			plain = rb->plain;
+		}
 		ns_frame_header_put(rb->wire, chunk + NS_TAG_LEN);
-		if (ns_cipher_seal(c->tx, NULL, 0, rb->plain, chunk, rb->wire + NS_FRAME_HEADER_LEN)) {
+		if (ns_cipher_seal(c->tx, NULL, 0, plain, chunk, rb->wire + NS_FRAME_HEADER_LEN)) {
 			ns_conn_fail(c, fd, EPROTO, "nonces exhausted");
 			errno = EPROTO;
 			break;
 		}
-		r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + chunk + NS_TAG_LEN, rb->plain,
-		                chunk, flags);
+		r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + chunk + NS_TAG_LEN, plain, chunk,
+		                flags);
 		if (r == 1) {
 			sent += chunk;
 			continue;

@@ -65,6 +65,19 @@ ns_iov_scatter(const struct iovec *iov, int iovcnt, size_t offset, const uint8_t
 	walk(iov, iovcnt, offset, n, copy_in, (void *)src);
 }
 
+/* The n bytes at byte offset of iov if one element holds them all, else NULL. */
+const uint8_t *
+ns_iov_contiguous(const struct iovec *iov, int iovcnt, size_t offset, size_t n)
+{
+	for (int i = 0; i < iovcnt; i++) {
+		if (offset < iov[i].iov_len)
+			return iov[i].iov_len - offset >= n ? (const uint8_t *)iov[i].iov_base + offset
+			                                    : NULL;
+		offset -= iov[i].iov_len;
+	}
+	return NULL;
+}
+
 /* Whether iov starts with the n bytes at data. */
 int
 ns_iov_starts_with(const struct iovec *iov, int iovcnt, const uint8_t *data, size_t n)

@@ -33,6 +33,7 @@ static void
 load_key(void)
 {
 	struct ns_config *c = &ns_shim.config;
+	uint8_t priv[NS_KEY_LEN];
 
 	if (c->key[0] == '\0' && ns_shim_role == NS_ROLE_RESPONDER) {
 		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error),
@@ -42,15 +43,17 @@ load_key(void)
 	}
 	if (c->key[0] == '\0') {
 		/* No key file: a fresh identity for this process, as a Storj uplink does per dial. */
-		uint8_t pub[NS_KEY_LEN];
-		ns_key_generate(ns_shim.static_priv, pub);
+		ns_key_generate(ns_shim.static_key.priv, ns_shim.static_key.pub);
 		ns_shim.have_key = 1;
 		return;
 	}
-	if (ns_key_load(c->key, ns_shim.static_priv, ns_shim.key_error,
-	                sizeof(ns_shim.key_error)) == 0) {
-		ns_shim.have_key = 1;
-		return;
+	if (ns_key_load(c->key, priv, ns_shim.key_error, sizeof(ns_shim.key_error)) == 0) {
+		ns_shim.have_key = ns_keypair_from_private(&ns_shim.static_key, priv) == 0;
+		sodium_memzero(priv, sizeof(priv));
+		if (ns_shim.have_key)
+			return;
+		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error), "%.200s: not a usable X25519 key",
+		         c->key);
 	}
 	ns_log(NS_LOG_ERROR, "NOISESHIM_KEY: %s", ns_shim.key_error);
 }

@@ -11,12 +11,13 @@
 #include "cache.h"
 #include "config.h"
 #include "conn.h"
+#include "noise.h"
 #include "wire.h"
 
 struct ns_shim {
 	struct ns_config config;
-	uint8_t static_priv[NS_KEY_LEN];
-	int have_key;                  /* static_priv is usable */
+	struct ns_keypair static_key;
+	int have_key;                  /* static_key is usable */
 	char key_error[256];           /* why not, when a key was required */
 
 	pthread_mutex_t cache_lock;

@@ -151,6 +151,7 @@ serve(int fd, enum ns_suite suite, const uint8_t key[NS_KEY_LEN])
 	static struct peer p;
 	uint8_t prefix[NS_ROUTE_PREFIX_LEN];
 	struct ns_handshake *hs;
+	struct ns_keypair kp;
 	const uint8_t *payload;
 	size_t got = 0;
 	long n;
@@ -166,7 +167,8 @@ serve(int fd, enum ns_suite suite, const uint8_t key[NS_KEY_LEN])
 	if (ns_prefix_match(prefix, sizeof(prefix), (const uint8_t *)NS_ROUTE_PREFIX_DEFAULT) !=
 	    NS_PREFIX_MATCH)
 		die("wrong route prefix");
-	if ((hs = ns_handshake_new_responder(suite, key, NULL, 0)) == NULL)
+	if (ns_keypair_from_private(&kp, key) ||
+	    (hs = ns_handshake_new_responder(suite, &kp, NULL, 0)) == NULL)
 		die("handshake setup failed");
 	if ((n = read_frame(&p, NS_MSG1_OVERHEAD, NS_MAX_MSG1_BODY)) < 0)
 		die("connection closed before msg1");
@@ -242,6 +244,7 @@ initiate(const char *connect_to, enum ns_suite suite, const uint8_t rs[NS_KEY_LE
 	uint8_t s_priv[NS_KEY_LEN], *data, *echo;
 	size_t first = size < NS_MAX_PLAINTEXT ? size : NS_MAX_PLAINTEXT, got = 0;
 	struct ns_handshake *hs;
+	struct ns_keypair kp;
 	const uint8_t *payload;
 	struct sockaddr_in sa;
 	struct sender s;
@@ -257,7 +260,8 @@ initiate(const char *connect_to, enum ns_suite suite, const uint8_t rs[NS_KEY_LE
 	    connect(p.fd, (struct sockaddr *)&sa, sizeof(sa)))
 		die("cannot connect");
 	ns_frame_reader_init(&p.reader, p.body, 0, 0);
-	if ((hs = ns_handshake_new_initiator(suite, s_priv, rs, NULL, 0)) == NULL)
+	if (ns_keypair_from_private(&kp, s_priv) ||
+	    (hs = ns_handshake_new_initiator(suite, &kp, rs, NULL, 0)) == NULL)
 		die("handshake setup failed");
 
 	/* First write: prefix | frame(msg1 with up to 65535 bytes of 0-RTT data). */

@@ -72,6 +72,7 @@ run_vector(const struct vector *v, enum ns_suite suite)
 	size_t plen, prologue_len, want_len;
 	uint8_t *prologue, *payload, *want;
 	struct ns_handshake *ini, *resp;
+	struct ns_keypair init_kp, resp_kp;
 	const uint8_t *got;
 	long n;
 
@@ -83,8 +84,10 @@ run_vector(const struct vector *v, enum ns_suite suite)
 	assert_int_equal(crypto_scalarmult_base(resp_pub, resp_s), 0);
 	assert_int_equal(crypto_scalarmult_base(init_pub, init_s), 0);
 
-	ini = ns_handshake_new_initiator(suite, init_s, resp_pub, prologue, prologue_len);
-	resp = ns_handshake_new_responder(suite, resp_s, prologue, prologue_len);
+	assert_int_equal(ns_keypair_from_private(&init_kp, init_s), 0);
+	assert_int_equal(ns_keypair_from_private(&resp_kp, resp_s), 0);
+	ini = ns_handshake_new_initiator(suite, &init_kp, resp_pub, prologue, prologue_len);
+	resp = ns_handshake_new_responder(suite, &resp_kp, prologue, prologue_len);
 	assert_non_null(ini);
 	assert_non_null(resp);
 	ns_handshake_fix_ephemeral(ini, init_e);

@@ -144,6 +144,7 @@ run_transcript(const char *file, enum ns_suite suite)
 	struct ns_handshake *ini, *resp;
 	struct ns_frame_reader r;
 	struct transcript t;
+	struct ns_keypair init_kp, resp_kp;
 	const uint8_t *got;
 	char text[256], noise_pub[128];
 	size_t len;
@@ -155,8 +156,10 @@ run_transcript(const char *file, enum ns_suite suite)
 	assert_true(ns_noise_pub_encode(pub, noise_pub, sizeof(noise_pub)) > 0);
 	assert_string_equal(noise_pub, t.noise_pub);
 
-	ini = ns_handshake_new_initiator(suite, t.init_s, t.resp_pub, NULL, 0);
-	resp = ns_handshake_new_responder(suite, t.resp_s, NULL, 0);
+	assert_int_equal(ns_keypair_from_private(&init_kp, t.init_s), 0);
+	assert_int_equal(ns_keypair_from_private(&resp_kp, t.resp_s), 0);
+	ini = ns_handshake_new_initiator(suite, &init_kp, t.resp_pub, NULL, 0);
+	resp = ns_handshake_new_responder(suite, &resp_kp, NULL, 0);
 	ns_handshake_fix_ephemeral(ini, t.init_e);
 	ns_handshake_fix_ephemeral(resp, t.resp_e);
 
