@@ -94,7 +94,7 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo
+test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
