@@ -187,3 +187,30 @@ bench_nginx_start() {
 		return 1
 	fi
 }
+
+# The nginx modes shared by rtt.sh and handshake.sh.  Each script defines
+# start_server NAME PORT SSL_DIR [ENV...] for its own nginx, and sets
+# port[MODE], work and build.
+
+# start_servers: one nginx per mode; the shim modes under the accept shim.
+start_servers() {
+	local shim=$build/libnoiseshim-server.so log=$work/server-shim.log
+	start_server tcp "${port[tcp]}" '' &&
+		start_server tcp-shim "${port[tcp+tfo]}" '' LD_PRELOAD="$shim" \
+			NOISESHIM_TRANSPORT=tcp NOISESHIM_LISTEN="${port[tcp+tfo]}" NOISESHIM_LOG_FILE="$log" &&
+		start_server noise "${port[noise]}" '' LD_PRELOAD="$shim" \
+			NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="${port[noise]}" NOISESHIM_LOG_FILE="$log" &&
+		start_server tls "${port[tls1.3]}" "$work"
+}
+
+# client_env MODE: the client's environment in MODE, as VAR=VALUE words.
+client_env() {
+	local shim="LD_PRELOAD=$build/libnoiseshim.so NOISESHIM_CACHE=$work/cache"
+	shim="$shim NOISESHIM_LOG_FILE=$work/client-shim.log"
+	case $1 in
+	tcp | tls1.3) ;;
+	tcp+tfo) echo "$shim NOISESHIM_TRANSPORT=tcp" ;;
+	noise) echo "$shim NOISESHIM_TRANSPORT=noise NOISESHIM_TFO=off" ;;
+	noise+tfo) echo "$shim NOISESHIM_TRANSPORT=noise NOISESHIM_TFO=auto" ;;
+	esac
+}

@@ -81,28 +81,6 @@ start_server() {
 	bench_nginx_start "$dir" "$server_port" "$NETNS_SERVER" taskset -c "$server_cpu" env "$@"
 }
 
-start_servers() {
-	local shim=$build/libnoiseshim-server.so log=$work/server-shim.log
-	start_server tcp "${port[tcp]}" '' &&
-		start_server tcp-shim "${port[tcp+tfo]}" '' LD_PRELOAD="$shim" \
-			NOISESHIM_TRANSPORT=tcp NOISESHIM_LISTEN="${port[tcp+tfo]}" NOISESHIM_LOG_FILE="$log" &&
-		start_server noise "${port[noise]}" '' LD_PRELOAD="$shim" \
-			NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="${port[noise]}" NOISESHIM_LOG_FILE="$log" &&
-		start_server tls "${port[tls1.3]}" "$work"
-}
-
-# client_env MODE: the environment wrk runs with in MODE, as VAR=VALUE words.
-client_env() {
-	local shim="LD_PRELOAD=$build/libnoiseshim.so NOISESHIM_CACHE=$work/cache"
-	shim="$shim NOISESHIM_LOG_FILE=$work/client-shim.log"
-	case $1 in
-	tcp | tls1.3) ;;
-	tcp+tfo) echo "$shim NOISESHIM_TRANSPORT=tcp" ;;
-	noise) echo "$shim NOISESHIM_TFO=off" ;;
-	noise+tfo) echo "$shim NOISESHIM_TFO=auto" ;;
-	esac
-}
-
 # measure MODE: one wrk run; appends requests/s to the mode's file and
 # wrk's error counts, if any, to the failures.
 measure() {

@@ -98,28 +98,6 @@ start_server() {
 	bench_nginx_start "$dir" "$server_port" "$NETNS_SERVER" env "$@"
 }
 
-start_servers() {
-	local shim=$build/libnoiseshim-server.so log=$work/server-shim.log
-	start_server tcp "${port[tcp]}" '' &&
-		start_server tcp-shim "${port[tcp+tfo]}" '' LD_PRELOAD="$shim" \
-			NOISESHIM_TRANSPORT=tcp NOISESHIM_LISTEN="${port[tcp+tfo]}" NOISESHIM_LOG_FILE="$log" &&
-		start_server noise "${port[noise]}" '' LD_PRELOAD="$shim" \
-			NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="${port[noise]}" NOISESHIM_LOG_FILE="$log" &&
-		start_server tls "${port[tls1.3]}" "$work"
-}
-
-# client_env MODE: the environment curl runs with in MODE, as VAR=VALUE words.
-client_env() {
-	local shim="LD_PRELOAD=$build/libnoiseshim.so NOISESHIM_CACHE=$work/cache"
-	shim="$shim NOISESHIM_LOG_FILE=$work/client-shim.log"
-	case $1 in
-	tcp | tls1.3) ;;
-	tcp+tfo) echo "$shim NOISESHIM_TRANSPORT=tcp" ;;
-	noise) echo "$shim NOISESHIM_TRANSPORT=noise NOISESHIM_TFO=off" ;;
-	noise+tfo) echo "$shim NOISESHIM_TRANSPORT=noise NOISESHIM_TFO=auto" ;;
-	esac
-}
-
 # fetch MODE SIZE OUTPUT: one request in a fresh curl; prints
 # "TIME_TOTAL_S SIZE_DOWNLOAD HTTP_CODE SIZE_REQUEST" and returns curl's status.
 fetch() {
