@@ -13,6 +13,13 @@ bench_last_pid=
 
 bench_say() { echo "$(basename "$0"): $*" >&2; }
 
+# usage: print the calling script's synopsis (its "#   bench..." header
+# lines) and exit 2.  A script with a longer synopsis defines its own.
+usage() {
+	sed -n '/^#   bench/p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
 # bench_build_dir [DIR]: the absolute build directory, checked for the shims.
 bench_build_dir() {
 	local dir=${1:-$bench_root/build}

@@ -37,11 +37,6 @@ client_cpu=1
 modes=(tcp tcp+tfo noise noise+tfo tls1.3)
 declare -A port=([tcp]=8000 [tcp+tfo]=8001 [noise]=8002 [noise+tfo]=8002 [tls1.3]=8443)
 
-usage() {
-	sed -n '/^#   bench/p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
-
 parse_args() {
 	while [ $# -gt 0 ]; do
 		case $1 in

@@ -29,11 +29,6 @@ port=16379
 server_cpu=0
 client_cpu=1
 
-usage() {
-	sed -n '/^#   bench/p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
-
 parse_args() {
 	while [ $# -gt 0 ]; do
 		case $1 in

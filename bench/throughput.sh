@@ -42,11 +42,6 @@ declare -A tls_port=([stunnel-chacha]=15211 [stunnel-aesgcm]=15221)
 declare -A tls_suite=([stunnel-chacha]=TLS_CHACHA20_POLY1305_SHA256
 	[stunnel-aesgcm]=TLS_AES_256_GCM_SHA384)
 
-usage() {
-	sed -n '/^#   bench/p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
-
 parse_args() {
 	while [ $# -gt 0 ]; do
 		case $1 in
