@@ -168,6 +168,13 @@ ns_cipher_nonce(const struct ns_cipher *c)
 	return c->nonce;
 }
 
+/* Make n the next nonce (the caller owns the counter). */
+void
+ns_cipher_set_nonce(struct ns_cipher *c, uint64_t n)
+{
+	c->nonce = n;
+}
+
 /* Free the cipher and wipe its key; NULL is a no-op. */
 void
 ns_cipher_free(struct ns_cipher *c)

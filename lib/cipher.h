@@ -55,6 +55,13 @@ void ns_cipher_retract(struct ns_cipher *c);
 /* The next nonce the cipher will use. */
 uint64_t ns_cipher_nonce(const struct ns_cipher *c);
 
+/*
+ * Make n the next nonce.  For state kept outside the cipher (shared by
+ * processes that each have their own cipher context for one key): the
+ * caller owns the counter and must never hand out a nonce twice.
+ */
+void ns_cipher_set_nonce(struct ns_cipher *c, uint64_t n);
+
 /* Free the cipher and wipe its key; NULL is a no-op. */
 void ns_cipher_free(struct ns_cipher *c);
 

@@ -13,15 +13,37 @@
 
 enum hs_step { WRITE_MSG1, READ_MSG1, WRITE_MSG2, READ_MSG2, DONE, FAILED };
 
-struct ns_handshake {
-	struct ns_symmetric ss;
-	enum hs_step step;
-	int initiator;
-	int fixed_ephemeral;
-	uint8_t s_priv[NS_KEY_LEN], s_pub[NS_KEY_LEN];
-	uint8_t e_priv[NS_KEY_LEN], e_pub[NS_KEY_LEN];
-	uint8_t rs[NS_KEY_LEN], re[NS_KEY_LEN];
-	const char *error;
+/* Why a call failed: kept as a number, since the state may be read by another program image. */
+enum hs_error {
+	ERR_NONE,
+	ERR_LOW_ORDER,
+	ERR_CIPHER,
+	ERR_ORDER,
+	ERR_MSG1_TOO_LARGE,
+	ERR_MSG2_TOO_LARGE,
+	ERR_EPHEMERAL,
+	ERR_ENCRYPT,
+	ERR_MSG1_LENGTH,
+	ERR_MSG1_STATIC,
+	ERR_MSG1_PAYLOAD,
+	ERR_MSG2_LENGTH,
+	ERR_MSG2_PAYLOAD,
+};
+
+static const char *const error_text[] = {
+	[ERR_NONE] = "no error",
+	[ERR_LOW_ORDER] = "peer sent a low-order public key",
+	[ERR_CIPHER] = "cipher setup failed",
+	[ERR_ORDER] = "handshake message out of order",
+	[ERR_MSG1_TOO_LARGE] = "msg1 payload too large",
+	[ERR_MSG2_TOO_LARGE] = "msg2 payload too large",
+	[ERR_EPHEMERAL] = "bad ephemeral key",
+	[ERR_ENCRYPT] = "encryption failed",
+	[ERR_MSG1_LENGTH] = "msg1 has an impossible length",
+	[ERR_MSG1_STATIC] = "msg1 does not decrypt: it was made for another static key",
+	[ERR_MSG1_PAYLOAD] = "msg1 payload fails authentication",
+	[ERR_MSG2_LENGTH] = "msg2 has an impossible length",
+	[ERR_MSG2_PAYLOAD] = "msg2 does not decrypt: the peer does not hold the expected key",
 };
 
 /* ikm = DH(priv, pub), mixed into the chaining key; an all-zero result (low-order point) fails. */
@@ -32,11 +54,11 @@ mix_dh(struct ns_handshake *hs, const uint8_t priv[NS_KEY_LEN], const uint8_t pu
 	int ret = -1;
 
 	if (crypto_scalarmult(shared, priv, pub) != 0) {
-		hs->error = "peer sent a low-order public key";
+		hs->error = ERR_LOW_ORDER;
 		goto out;
 	}
 	if (ns_symmetric_mix_key(&hs->ss, shared)) {
-		hs->error = "cipher setup failed";
+		hs->error = ERR_CIPHER;
 		goto out;
 	}
 	ret = 0;
@@ -63,22 +85,48 @@ ns_keypair_from_private(struct ns_keypair *kp, const uint8_t priv[NS_KEY_LEN])
 	return crypto_scalarmult_base(kp->pub, kp->priv) == 0 ? 0 : -1;
 }
 
-static struct ns_handshake *
-handshake_new(enum ns_suite suite, int initiator, const struct ns_keypair *s,
-              const uint8_t *prologue, size_t prologue_len)
+static int
+handshake_init(struct ns_handshake *hs, enum ns_suite suite, int initiator,
+               const struct ns_keypair *s, const uint8_t *prologue, size_t prologue_len)
 {
-	struct ns_handshake *hs;
-
 	if (sodium_init() < 0 || ns_suite_from_proto(suite) == 0)
-		return NULL;
-	if ((hs = calloc(1, sizeof(*hs))) == NULL)
-		return NULL;
+		return -1;
+	memset(hs, 0, sizeof(*hs));
 	hs->initiator = initiator;
 	memcpy(hs->s_priv, s->priv, NS_KEY_LEN);
 	memcpy(hs->s_pub, s->pub, NS_KEY_LEN);
 	ns_symmetric_init(&hs->ss, suite);
 	ns_symmetric_mix_hash(&hs->ss, prologue, prologue_len);
-	return hs;
+	return 0;
+}
+
+/* An initiator in caller-owned memory.  0, or -1. */
+int
+ns_handshake_init_initiator(struct ns_handshake *hs, enum ns_suite suite,
+                            const struct ns_keypair *s, const uint8_t rs[NS_KEY_LEN],
+                            const uint8_t *prologue, size_t prologue_len)
+{
+	if (handshake_init(hs, suite, 1, s, prologue, prologue_len))
+		return -1;
+	memcpy(hs->rs, rs, NS_KEY_LEN);
+	/* <- s */
+	ns_symmetric_mix_hash(&hs->ss, hs->rs, NS_KEY_LEN);
+	hs->step = WRITE_MSG1;
+	return 0;
+}
+
+/* A responder in caller-owned memory.  0, or -1. */
+int
+ns_handshake_init_responder(struct ns_handshake *hs, enum ns_suite suite,
+                            const struct ns_keypair *s, const uint8_t *prologue,
+                            size_t prologue_len)
+{
+	if (handshake_init(hs, suite, 0, s, prologue, prologue_len))
+		return -1;
+	/* <- s */
+	ns_symmetric_mix_hash(&hs->ss, hs->s_pub, NS_KEY_LEN);
+	hs->step = READ_MSG1;
+	return 0;
 }
 
 /* An initiator with static key s talking to the responder whose static key is rs. */
@@ -87,14 +135,12 @@ ns_handshake_new_initiator(enum ns_suite suite, const struct ns_keypair *s,
                            const uint8_t rs[NS_KEY_LEN], const uint8_t *prologue,
                            size_t prologue_len)
 {
-	struct ns_handshake *hs;
+	struct ns_handshake *hs = malloc(sizeof(*hs));
 
-	if ((hs = handshake_new(suite, 1, s, prologue, prologue_len)) == NULL)
-		return NULL;
-	memcpy(hs->rs, rs, NS_KEY_LEN);
-	/* <- s */
-	ns_symmetric_mix_hash(&hs->ss, hs->rs, NS_KEY_LEN);
-	hs->step = WRITE_MSG1;
+	if (hs != NULL && ns_handshake_init_initiator(hs, suite, s, rs, prologue, prologue_len)) {
+		free(hs);
+		hs = NULL;
+	}
 	return hs;
 }
 
@@ -103,13 +149,12 @@ struct ns_handshake *
 ns_handshake_new_responder(enum ns_suite suite, const struct ns_keypair *s,
                            const uint8_t *prologue, size_t prologue_len)
 {
-	struct ns_handshake *hs;
+	struct ns_handshake *hs = malloc(sizeof(*hs));
 
-	if ((hs = handshake_new(suite, 0, s, prologue, prologue_len)) == NULL)
-		return NULL;
-	/* <- s */
-	ns_symmetric_mix_hash(&hs->ss, hs->s_pub, NS_KEY_LEN);
-	hs->step = READ_MSG1;
+	if (hs != NULL && ns_handshake_init_responder(hs, suite, s, prologue, prologue_len)) {
+		free(hs);
+		hs = NULL;
+	}
 	return hs;
 }
 
@@ -122,19 +167,19 @@ ns_handshake_fix_ephemeral(struct ns_handshake *hs, const uint8_t e_priv[NS_KEY_
 }
 
 static int
-expect_step(struct ns_handshake *hs, enum hs_step step)
+expect_step(struct ns_handshake *hs, int step)
 {
 	if (hs->step == step)
 		return 0;
 	if (hs->step != FAILED)
-		hs->error = "handshake message out of order";
+		hs->error = ERR_ORDER;
 	return -1;
 }
 
 static long
-fail(struct ns_handshake *hs, const char *why)
+fail(struct ns_handshake *hs, enum hs_error why)
 {
-	if (why != NULL)
+	if (why != ERR_NONE)
 		hs->error = why;
 	hs->step = FAILED;
 	return -1;
@@ -150,26 +195,26 @@ ns_handshake_write_msg1(struct ns_handshake *hs, const uint8_t *payload, size_t 
 	if (expect_step(hs, WRITE_MSG1))
 		return -1;
 	if (len > NS_MAX_PLAINTEXT)
-		return fail(hs, "msg1 payload too large");
+		return fail(hs, ERR_MSG1_TOO_LARGE);
 	/* e */
 	if (make_ephemeral(hs))
-		return fail(hs, "bad ephemeral key");
+		return fail(hs, ERR_EPHEMERAL);
 	memcpy(p, hs->e_pub, NS_KEY_LEN);
 	ns_symmetric_mix_hash(&hs->ss, hs->e_pub, NS_KEY_LEN);
 	p += NS_KEY_LEN;
 	/* es */
 	if (mix_dh(hs, hs->e_priv, hs->rs))
-		return fail(hs, NULL);
+		return fail(hs, ERR_NONE);
 	/* s */
 	if ((n = ns_symmetric_encrypt_and_hash(&hs->ss, hs->s_pub, NS_KEY_LEN, p)) < 0)
-		return fail(hs, "encryption failed");
+		return fail(hs, ERR_ENCRYPT);
 	p += n;
 	/* ss */
 	if (mix_dh(hs, hs->s_priv, hs->rs))
-		return fail(hs, NULL);
+		return fail(hs, ERR_NONE);
 	/* payload */
 	if ((n = ns_symmetric_encrypt_and_hash(&hs->ss, payload, len, p)) < 0)
-		return fail(hs, "encryption failed");
+		return fail(hs, ERR_ENCRYPT);
 	p += n;
 	hs->step = READ_MSG2;
 	return p - out;
@@ -189,24 +234,24 @@ ns_handshake_read_msg1(struct ns_handshake *hs, uint8_t *msg, size_t len,
 	if (expect_step(hs, READ_MSG1))
 		return -1;
 	if (len < NS_MSG1_OVERHEAD || len > NS_MAX_MSG1_BODY)
-		return fail(hs, "msg1 has an impossible length");
+		return fail(hs, ERR_MSG1_LENGTH);
 	/* e */
 	memcpy(hs->re, p, NS_KEY_LEN);
 	ns_symmetric_mix_hash(&hs->ss, hs->re, NS_KEY_LEN);
 	p += NS_KEY_LEN;
 	/* es */
 	if (mix_dh(hs, hs->s_priv, hs->re))
-		return fail(hs, NULL);
+		return fail(hs, ERR_NONE);
 	/* s */
 	if (ns_symmetric_decrypt_and_hash(&hs->ss, p, NS_KEY_LEN + NS_TAG_LEN, hs->rs) < 0)
-		return fail(hs, "msg1 does not decrypt: it was made for another static key");
+		return fail(hs, ERR_MSG1_STATIC);
 	p += NS_KEY_LEN + NS_TAG_LEN;
 	/* ss */
 	if (mix_dh(hs, hs->s_priv, hs->rs))
-		return fail(hs, NULL);
+		return fail(hs, ERR_NONE);
 	/* payload */
 	if ((n = ns_symmetric_decrypt_and_hash(&hs->ss, p, len - (size_t)(p - msg), p)) < 0)
-		return fail(hs, "msg1 payload fails authentication");
+		return fail(hs, ERR_MSG1_PAYLOAD);
 	*payload = p;
 	hs->step = WRITE_MSG2;
 	return n;
@@ -222,22 +267,22 @@ ns_handshake_write_msg2(struct ns_handshake *hs, const uint8_t *payload, size_t 
 	if (expect_step(hs, WRITE_MSG2))
 		return -1;
 	if (len > NS_MAX_PLAINTEXT)
-		return fail(hs, "msg2 payload too large");
+		return fail(hs, ERR_MSG2_TOO_LARGE);
 	/* e */
 	if (make_ephemeral(hs))
-		return fail(hs, "bad ephemeral key");
+		return fail(hs, ERR_EPHEMERAL);
 	memcpy(p, hs->e_pub, NS_KEY_LEN);
 	ns_symmetric_mix_hash(&hs->ss, hs->e_pub, NS_KEY_LEN);
 	p += NS_KEY_LEN;
 	/* ee */
 	if (mix_dh(hs, hs->e_priv, hs->re))
-		return fail(hs, NULL);
+		return fail(hs, ERR_NONE);
 	/* se */
 	if (mix_dh(hs, hs->e_priv, hs->rs))
-		return fail(hs, NULL);
+		return fail(hs, ERR_NONE);
 	/* payload */
 	if ((n = ns_symmetric_encrypt_and_hash(&hs->ss, payload, len, p)) < 0)
-		return fail(hs, "encryption failed");
+		return fail(hs, ERR_ENCRYPT);
 	p += n;
 	hs->step = DONE;
 	return p - out;
@@ -257,23 +302,43 @@ ns_handshake_read_msg2(struct ns_handshake *hs, uint8_t *msg, size_t len,
 	if (expect_step(hs, READ_MSG2))
 		return -1;
 	if (len < NS_MSG2_OVERHEAD || len > NS_MAX_MSG2_BODY)
-		return fail(hs, "msg2 has an impossible length");
+		return fail(hs, ERR_MSG2_LENGTH);
 	/* e */
 	memcpy(hs->re, p, NS_KEY_LEN);
 	ns_symmetric_mix_hash(&hs->ss, hs->re, NS_KEY_LEN);
 	p += NS_KEY_LEN;
 	/* ee */
 	if (mix_dh(hs, hs->e_priv, hs->re))
-		return fail(hs, NULL);
+		return fail(hs, ERR_NONE);
 	/* se */
 	if (mix_dh(hs, hs->s_priv, hs->re))
-		return fail(hs, NULL);
+		return fail(hs, ERR_NONE);
 	/* payload */
 	if ((n = ns_symmetric_decrypt_and_hash(&hs->ss, p, len - NS_KEY_LEN, p)) < 0)
-		return fail(hs, "msg2 does not decrypt: the peer does not hold the expected key");
+		return fail(hs, ERR_MSG2_PAYLOAD);
 	*payload = p;
 	hs->step = DONE;
 	return n;
+}
+
+/* After msg2: this side's sending and receiving keys.  0 or -1. */
+int
+ns_handshake_split_keys(struct ns_handshake *hs, uint8_t send[NS_KEY_LEN], uint8_t recv[NS_KEY_LEN])
+{
+	uint8_t k1[NS_KEY_LEN], k2[NS_KEY_LEN];
+
+	if (expect_step(hs, DONE))
+		return -1;
+	ns_symmetric_split(&hs->ss, k1, k2);
+	memcpy(send, hs->initiator ? k1 : k2, NS_KEY_LEN);
+	memcpy(recv, hs->initiator ? k2 : k1, NS_KEY_LEN);
+	sodium_memzero(k1, sizeof(k1));
+	sodium_memzero(k2, sizeof(k2));
+	/* Nothing but the handshake hash and the public keys is needed any more. */
+	ns_symmetric_clear(&hs->ss);
+	sodium_memzero(hs->s_priv, NS_KEY_LEN);
+	sodium_memzero(hs->e_priv, NS_KEY_LEN);
+	return 0;
 }
 
 /*
@@ -283,19 +348,25 @@ ns_handshake_read_msg2(struct ns_handshake *hs, uint8_t *msg, size_t len,
 int
 ns_handshake_split(struct ns_handshake *hs, struct ns_cipher **send, struct ns_cipher **recv)
 {
-	struct ns_cipher *c1, *c2;
+	uint8_t ks[NS_KEY_LEN], kr[NS_KEY_LEN];
+	int ret = -1;
 
-	if (expect_step(hs, DONE))
+	if (ns_handshake_split_keys(hs, ks, kr))
 		return -1;
-	if (ns_symmetric_split(&hs->ss, &c1, &c2))
-		return (int)fail(hs, "cipher setup failed");
-	*send = hs->initiator ? c1 : c2;
-	*recv = hs->initiator ? c2 : c1;
-	/* Nothing but the handshake hash and the public keys is needed any more. */
-	ns_symmetric_clear(&hs->ss);
-	sodium_memzero(hs->s_priv, NS_KEY_LEN);
-	sodium_memzero(hs->e_priv, NS_KEY_LEN);
-	return 0;
+	*send = ns_cipher_new(hs->ss.suite, ks);
+	*recv = ns_cipher_new(hs->ss.suite, kr);
+	if (*send == NULL || *recv == NULL) {
+		ns_cipher_free(*send);
+		ns_cipher_free(*recv);
+		*send = *recv = NULL;
+		fail(hs, ERR_CIPHER);
+		goto out;
+	}
+	ret = 0;
+out:
+	sodium_memzero(ks, sizeof(ks));
+	sodium_memzero(kr, sizeof(kr));
+	return ret;
 }
 
 /* The handshake hash (NS_HASH_LEN bytes), equal on both sides once complete. */
@@ -323,7 +394,16 @@ ns_handshake_remote_ephemeral(const struct ns_handshake *hs)
 const char *
 ns_handshake_error(const struct ns_handshake *hs)
 {
-	return hs->error != NULL ? hs->error : "no error";
+	return hs->error >= 0 && (size_t)hs->error < sizeof(error_text) / sizeof(error_text[0])
+	               ? error_text[hs->error]
+	               : "unknown error";
+}
+
+/* Wipe every secret of a handshake in caller-owned memory. */
+void
+ns_handshake_wipe(struct ns_handshake *hs)
+{
+	sodium_memzero(hs, sizeof(*hs));
 }
 
 /* Free the handshake, wiping every secret; NULL is a no-op. */
@@ -332,7 +412,6 @@ ns_handshake_free(struct ns_handshake *hs)
 {
 	if (hs == NULL)
 		return;
-	ns_symmetric_clear(&hs->ss);
-	sodium_memzero(hs, sizeof(*hs));
+	ns_handshake_wipe(hs);
 	free(hs);
 }

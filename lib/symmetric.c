@@ -100,19 +100,34 @@ int
 ns_symmetric_mix_key(struct ns_symmetric *s, const uint8_t ikm[NS_KEY_LEN])
 {
 	uint8_t temp_k[NS_HASH_LEN];
-	int ret = -1;
 
 	hkdf2(s->ck, ikm, NS_KEY_LEN, s->ck, temp_k);
 	/* HASHLEN 64: the cipher key is the first 32 bytes. */
-	if (s->k == NULL) {
-		if ((s->k = ns_cipher_new(s->suite, temp_k)) == NULL)
-			goto out;
-	} else if (ns_cipher_rekey(s->k, temp_k)) {
-		goto out;
-	}
-	ret = 0;
-out:
+	memcpy(s->k, temp_k, NS_KEY_LEN);
+	s->n = 0;
+	s->has_k = 1;
 	sodium_memzero(temp_k, sizeof(temp_k));
+	return 0;
+}
+
+/*
+ * One AEAD operation with the handshake key at nonce n.  A handshake seals
+ * or opens four times, so a cipher context is made for each rather than
+ * kept: the state stays flat.
+ */
+static int
+handshake_aead(struct ns_symmetric *s, int seal, const uint8_t *in, size_t len, uint8_t *out)
+{
+	struct ns_cipher *c = ns_cipher_new(s->suite, s->k);
+	int ret;
+
+	if (c == NULL)
+		return -1;
+	ns_cipher_set_nonce(c, s->n);
+	ret = seal ? ns_cipher_seal(c, s->h, NS_HASH_LEN, in, len, out)
+	           : ns_cipher_open(c, s->h, NS_HASH_LEN, in, len, out);
+	s->n = ns_cipher_nonce(c);
+	ns_cipher_free(c);
 	return ret;
 }
 
@@ -123,10 +138,10 @@ ns_symmetric_encrypt_and_hash(struct ns_symmetric *s, const uint8_t *pt, size_t 
 {
 	size_t outlen = len;
 
-	if (s->k == NULL) {
+	if (!s->has_k) {
 		memmove(out, pt, len);
 	} else {
-		if (ns_cipher_seal(s->k, s->h, NS_HASH_LEN, pt, len, out))
+		if (handshake_aead(s, 1, pt, len, out))
 			return -1;
 		outlen += NS_TAG_LEN;
 	}
@@ -143,10 +158,10 @@ ns_symmetric_decrypt_and_hash(struct ns_symmetric *s, const uint8_t *ct, size_t 
 
 	/* The hash covers the ciphertext, which decrypting in place destroys. */
 	chain_hash(s->h, ct, len, next_h);
-	if (s->k == NULL) {
+	if (!s->has_k) {
 		memmove(out, ct, len);
 	} else {
-		if (len < NS_TAG_LEN || ns_cipher_open(s->k, s->h, NS_HASH_LEN, ct, len, out))
+		if (len < NS_TAG_LEN || handshake_aead(s, 0, ct, len, out))
 			return -1;
 		len -= NS_TAG_LEN;
 	}
@@ -154,33 +169,24 @@ ns_symmetric_decrypt_and_hash(struct ns_symmetric *s, const uint8_t *ct, size_t 
 	return (long)len;
 }
 
-/* Split into the initiator-to-responder and responder-to-initiator ciphers.  0 or -1. */
-int
-ns_symmetric_split(struct ns_symmetric *s, struct ns_cipher **c1, struct ns_cipher **c2)
+/* Split into the initiator-to-responder and responder-to-initiator keys. */
+void
+ns_symmetric_split(struct ns_symmetric *s, uint8_t k1[NS_KEY_LEN], uint8_t k2[NS_KEY_LEN])
 {
-	uint8_t k1[NS_HASH_LEN], k2[NS_HASH_LEN];
-	int ret = -1;
+	uint8_t t1[NS_HASH_LEN], t2[NS_HASH_LEN];
 
-	hkdf2(s->ck, NULL, 0, k1, k2);
-	if ((*c1 = ns_cipher_new(s->suite, k1)) == NULL)
-		goto out;
-	if ((*c2 = ns_cipher_new(s->suite, k2)) == NULL) {
-		ns_cipher_free(*c1);
-		*c1 = NULL;
-		goto out;
-	}
-	ret = 0;
-out:
-	sodium_memzero(k1, sizeof(k1));
-	sodium_memzero(k2, sizeof(k2));
-	return ret;
+	hkdf2(s->ck, NULL, 0, t1, t2);
+	memcpy(k1, t1, NS_KEY_LEN);
+	memcpy(k2, t2, NS_KEY_LEN);
+	sodium_memzero(t1, sizeof(t1));
+	sodium_memzero(t2, sizeof(t2));
 }
 
-/* Wipe the chaining key and free the handshake cipher (h survives for channel binding). */
+/* Wipe the chaining key and the handshake cipher's key (h survives for channel binding). */
 void
 ns_symmetric_clear(struct ns_symmetric *s)
 {
-	ns_cipher_free(s->k);
-	s->k = NULL;
 	sodium_memzero(s->ck, sizeof(s->ck));
+	sodium_memzero(s->k, sizeof(s->k));
+	s->has_k = 0;
 }

@@ -10,10 +10,13 @@
 
 #include "cipher.h"
 
+/* Flat (no pointers): a handshake may live in memory shared across fork and exec. */
 struct ns_symmetric {
 	uint8_t ck[NS_HASH_LEN];
 	uint8_t h[NS_HASH_LEN];
-	struct ns_cipher *k;  /* NULL until the first MixKey */
+	uint8_t k[NS_KEY_LEN];  /* the handshake cipher's key, once has_k */
+	uint64_t n;             /* its next nonce */
+	int has_k;              /* 0 until the first MixKey */
 	enum ns_suite suite;
 };
 
@@ -34,10 +37,10 @@ long ns_symmetric_encrypt_and_hash(struct ns_symmetric *s, const uint8_t *pt, si
 long ns_symmetric_decrypt_and_hash(struct ns_symmetric *s, const uint8_t *ct, size_t len,
                                    uint8_t *out);
 
-/* Split into the initiator-to-responder and responder-to-initiator ciphers.  0 or -1. */
-int ns_symmetric_split(struct ns_symmetric *s, struct ns_cipher **c1, struct ns_cipher **c2);
+/* Split into the initiator-to-responder and responder-to-initiator keys. */
+void ns_symmetric_split(struct ns_symmetric *s, uint8_t k1[NS_KEY_LEN], uint8_t k2[NS_KEY_LEN]);
 
-/* Wipe the chaining key and free the handshake cipher (h survives for channel binding). */
+/* Wipe the chaining key and the handshake cipher's key (h survives for channel binding). */
 void ns_symmetric_clear(struct ns_symmetric *s);
 
 #endif
