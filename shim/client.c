@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -143,52 +144,164 @@ enable_tfo(int fd, const char *peer)
 		       fd, peer, strerror(errno));
 }
 
-/* Start tracking fd as an initiator towards entry.  0, or -1 with errno set. */
-static int
-track(int fd, const struct ns_nodeurl *entry, const char *peer)
+/* The socket's inode, which names it across exec. */
+static uint64_t
+inode_of(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+/*
+ * Make fd's socket object (fresh, promoted, or one the shim never saw
+ * being made) a wrapped initiator towards entry.  The object, with a
+ * reference for the caller, or NULL with errno set.
+ */
+static struct ns_conn *
+wrap(int fd, struct ns_conn *existing, const struct ns_nodeurl *entry, const char *peer)
 {
 	enum ns_suite suite = entry->noise_proto ? ns_suite_from_proto(entry->noise_proto)
 	                                         : NS_SUITE_CHACHAPOLY;
-	struct ns_handshake *hs;
-	struct ns_conn *c;
+	struct ns_conn *c = existing;
 	int flags;
 
-	if (!ns_shim.have_key) {
-		ns_log(NS_LOG_ERROR, "fd %d, %s: refused: no usable static key (%s)", fd, peer,
+	if (ns_shim_load_key() != 0) {
+		ns_log(NS_LOG_ERROR, "connect to %s refused: no usable static key (%s)", peer,
 		       ns_shim.key_error);
 		errno = EACCES;
-		return -1;
+		return NULL;
 	}
-	if ((hs = ns_handshake_new_initiator(suite, &ns_shim.static_key, entry->noise_pub, NULL,
-	                                     0)) == NULL)
+	if (c == NULL && (c = ns_conn_new(NS_SOCK_FRESH, 0)) == NULL)
 		goto nomem;
+	if (ns_conn_lock_rx(c, fd) != 0)
+		goto drop;
+	if (ns_conn_lock_tx(c, fd) != 0) {
+		ns_conn_unlock_rx(c);
+		goto drop;
+	}
+	/* Another fd or process of this socket got here first. */
+	if (c->kind != NS_SOCK_FRESH) {
+		ns_conn_unlock_tx(c);
+		ns_conn_unlock_rx(c);
+		if (c->kind == NS_SOCK_WRAPPED)
+			return c;
+		errno = EISCONN;
+		goto drop;
+	}
 	flags = REAL(fcntl)(fd, F_GETFL);
-	if ((c = ns_conn_new(NS_ROLE_INITIATOR, hs, suite, peer, flags >= 0 && (flags & O_NONBLOCK)))
-	    == NULL) {
-		ns_handshake_free(hs);
-		goto nomem;
-	}
-	c->zero_rtt = ns_shim.config.zero_rtt;
+	c->nonblock = flags >= 0 && (flags & O_NONBLOCK);
+	c->ino = inode_of(fd);
 	if (REAL(setsockopt)(fd, SOL_SOCKET, SO_RCVLOWAT, &(int){NS_MSG2_LOWAT}, sizeof(int)) == 0)
 		c->kernel_lowat = NS_MSG2_LOWAT;
-	if (ns_fd_set(fd, c)) {
-		ns_conn_unref(c);
-		ns_log(NS_LOG_ERROR, "fd %d, %s: refused: fd beyond what the shim can track", fd, peer);
-		errno = EMFILE;
-		return -1;
+	if (ns_conn_start_initiator(c, suite, entry->noise_pub, ns_shim.config.zero_rtt, peer)) {
+		ns_conn_unlock_tx(c);
+		ns_conn_unlock_rx(c);
+		goto drop;
 	}
-	ns_conn_unref(c);  /* the table holds it now */
-	return 0;
+	ns_conn_unlock_tx(c);
+	ns_conn_unlock_rx(c);
+	if (existing == NULL && ns_fd_attach(fd, c) != 0) {
+		ns_log(NS_LOG_ERROR, "connect to %s refused: fd %d is beyond what the shim can track",
+		       peer, fd);
+		errno = EMFILE;
+		goto drop;
+	}
+	return c;
 nomem:
-	errno = ENOMEM;
-	return -1;
+	ns_log(NS_LOG_ERROR, "connect to %s refused: %s", peer, strerror(errno));
+	return NULL;
+drop:
+	ns_conn_unref(c);
+	return NULL;
 }
 
-/* Drop tracking after a connect() that failed for good. */
+/* fd turned out not to be wrapped: every fd and process of it goes straight to libc. */
 static void
-untrack(int fd)
+let_go(int fd, struct ns_conn *c)
 {
-	ns_conn_unref(ns_fd_take(fd));
+	uint32_t fresh = NS_SOCK_FRESH;
+
+	if (c == NULL) {
+		if (ns_fd_entry(fd) == NS_FD_FRESH)
+			ns_conn_unref(ns_fd_take(fd));
+		return;
+	}
+	__atomic_compare_exchange_n(&c->kind, &fresh, NS_SOCK_PLAIN, 0, __ATOMIC_ACQ_REL,
+	                            __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The one decision for every way a program starts a TCP connection
+ * (connect, and sendto/sendmsg/sendmmsg with MSG_FASTOPEN): a cached
+ * destination is wrapped before the kernel sees the connect, one we cannot
+ * wrap is refused, anything else goes to libc.  NS_START_PLAIN,
+ * NS_START_WRAPPED (*out gets the object with a reference), or -1 with
+ * errno.
+ */
+int
+ns_client_start(int fd, const struct sockaddr *addr, socklen_t len, struct ns_conn **out)
+{
+	struct ns_conn *c = NULL;
+	struct ns_nodeurl entry;
+	uint64_t known;
+	char peer[64];
+	int ret = NS_START_PLAIN;
+
+	*out = NULL;
+	if (addr == NULL || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+		return NS_START_PLAIN;
+	ns_shim_init();
+	if (ns_shim.config.transport == NS_TRANSPORT_OFF)
+		return NS_START_PLAIN;
+	known = ns_fd_entry(fd);
+	if (known > NS_FD_FRESH) {
+		if ((c = ns_fd_get(fd)) == NULL)
+			return NS_START_PLAIN;
+		/* A second connect() on a wrapped socket asks how the first is going. */
+		if (c->kind == NS_SOCK_WRAPPED) {
+			*out = c;
+			return NS_START_WRAPPED;
+		}
+		if (c->kind == NS_SOCK_PLAIN)
+			goto out;
+	} else if (known == 0 && !is_stream_socket(fd)) {
+		/* Not a TCP socket, or one the shim cannot tell: only TCP is ever wrapped. */
+		return NS_START_PLAIN;
+	}
+	switch (lookup(addr, len, &entry)) {
+	case LOOKUP_MISS:
+		let_go(fd, c);
+		goto out;
+	case LOOKUP_BROKEN:
+		describe(addr, peer, sizeof(peer));
+		ns_log(NS_LOG_ERROR, "connect to %s refused: the NodeURL cache %s cannot be read",
+		       peer, cache_file);
+		errno = EACCES;
+		ret = -1;
+		goto out;
+	case LOOKUP_HIT:
+		break;
+	}
+	describe(addr, peer, sizeof(peer));
+	if (wants_tfo(&entry))
+		enable_tfo(fd, peer);
+	if (ns_shim.config.transport == NS_TRANSPORT_TCP) {
+		let_go(fd, c);
+		goto out;
+	}
+	if ((*out = wrap(fd, c, &entry, peer)) == NULL) {
+		ret = -1;
+		goto out;
+	}
+	c = NULL;  /* the caller has its reference now */
+	ret = NS_START_WRAPPED;
+	ns_log(NS_LOG_INFO, "fd %d, %s: Noise_IK_25519_%s_BLAKE2b, TCP Fast Open %s, 0-RTT %s", fd,
+	       peer, ns_suite_name((enum ns_suite)(*out)->suite), wants_tfo(&entry) ? "on" : "off",
+	       ns_shim.config.zero_rtt ? "on" : "off");
+out:
+	ns_conn_unref(c);
+	return ret;
 }
 
 /*
@@ -198,59 +311,25 @@ untrack(int fd)
 int
 ns_client_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-	struct ns_conn *existing;
-	struct ns_nodeurl entry;
-	char peer[64];
-	int ret;
+	struct ns_conn *c;
+	int ret, saved;
 
-	if (addr == NULL || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+	switch (ns_client_start(fd, addr, len, &c)) {
+	case NS_START_PLAIN:
 		return REAL(connect)(fd, addr, len);
-	ns_shim_init();
-	if (ns_shim.config.transport == NS_TRANSPORT_OFF)
-		return REAL(connect)(fd, addr, len);
-	/* A second connect() on a tracked fd asks how the first is going. */
-	if ((existing = ns_fd_get(fd)) != NULL) {
-		ns_conn_unref(existing);
-		return REAL(connect)(fd, addr, len);
-	}
-	switch (lookup(addr, len, &entry)) {
-	case LOOKUP_MISS:
-		return REAL(connect)(fd, addr, len);
-	case LOOKUP_BROKEN:
-		if (!is_stream_socket(fd))
-			return REAL(connect)(fd, addr, len);
-		describe(addr, peer, sizeof(peer));
-		ns_log(NS_LOG_ERROR, "connect to %s refused: the NodeURL cache %s cannot be read",
-		       peer, cache_file);
-		errno = EACCES;
-		return -1;
-	case LOOKUP_HIT:
+	case NS_START_WRAPPED:
 		break;
-	}
-	describe(addr, peer, sizeof(peer));
-	if (!is_stream_socket(fd)) {
-		ns_log(NS_LOG_ERROR, "connect to %s refused: it is a Noise node, and this is not a "
-		       "TCP socket", peer);
-		errno = EPROTONOSUPPORT;
+	default:
 		return -1;
 	}
-	if (wants_tfo(&entry))
-		enable_tfo(fd, peer);
-	if (ns_shim.config.transport == NS_TRANSPORT_NOISE && track(fd, &entry, peer))
-		return -1;
 	ret = REAL(connect)(fd, addr, len);
-	if (ret < 0 && errno != EINPROGRESS && errno != EINTR && errno != EALREADY) {
-		int saved = errno;
-		untrack(fd);
-		errno = saved;
-		return -1;
-	}
-	ns_log(NS_LOG_INFO, "fd %d, %s: %s, TCP Fast Open %s, 0-RTT %s", fd, peer,
-	       ns_shim.config.transport == NS_TRANSPORT_TCP
-	               ? "plain TCP (NOISESHIM_TRANSPORT=tcp)"
-	               : (entry.noise_proto == 2 ? "Noise_IK_25519_AESGCM_BLAKE2b"
-	                                         : "Noise_IK_25519_ChaChaPoly_BLAKE2b"),
-	       wants_tfo(&entry) ? "on" : "off", ns_shim.config.zero_rtt ? "on" : "off");
+	saved = errno;
+	if (ret < 0 && errno != EINPROGRESS && errno != EINTR && errno != EALREADY &&
+	    errno != EISCONN && ns_conn_phase(c) == NS_PHASE_START)
+		/* Nothing was sent: the connection never started, and cannot now. */
+		ns_conn_fail(c, fd, saved, "connect failed");
+	ns_conn_unref(c);
+	errno = saved;
 	return ret;
 }
 

@@ -1,6 +1,7 @@
 /*
- * Connection lifecycle: creation, references, failure, fork ownership,
- * and the calls that are neither a read nor a write.
+ * Socket objects: creation in the arena, references, locks, failure, this
+ * process's cipher contexts, and the calls that are neither a read nor a
+ * write.
  */
 #include "conn.h"
 
@@ -9,47 +10,112 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
-#include "fork.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
 
 int ns_conn_unstarted;
 
-/* A new connection in role with the given handshake (taken over); NULL on failure. */
-struct ns_conn *
-ns_conn_new(enum ns_role role, struct ns_handshake *hs, enum ns_suite suite, const char *peer,
-            int nonblock)
+/*
+ * This process's cipher contexts, by slot: OpenSSL state cannot live in
+ * shared memory, so each process keys its own from the raw keys in the
+ * slot, and takes the nonce from the slot for every record.
+ */
+enum { CIPHER_CHUNK_BITS = 10, CIPHER_CHUNKS = (NS_ARENA_RESERVE / NS_ARENA_SLOT) >> CIPHER_CHUNK_BITS };
+
+struct cipher_entry {
+	uint32_t gen;
+	struct ns_cipher *dir[2];      /* [0] receive, [1] send */
+};
+
+static struct cipher_entry *cipher_chunks[CIPHER_CHUNKS];
+static pthread_mutex_t cipher_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct cipher_entry *
+cipher_entry(ns_off slot, int create)
 {
+	size_t index = slot / NS_ARENA_SLOT, chunk = index >> CIPHER_CHUNK_BITS;
+	struct cipher_entry *entries = __atomic_load_n(&cipher_chunks[chunk], __ATOMIC_ACQUIRE);
+
+	if (entries == NULL && create) {
+		pthread_mutex_lock(&cipher_lock);
+		if ((entries = cipher_chunks[chunk]) == NULL &&
+		    (entries = calloc(1u << CIPHER_CHUNK_BITS, sizeof(*entries))) != NULL)
+			__atomic_store_n(&cipher_chunks[chunk], entries, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&cipher_lock);
+	}
+	return entries == NULL ? NULL : &entries[index & ((1u << CIPHER_CHUNK_BITS) - 1)];
+}
+
+static void
+drop_ciphers(struct cipher_entry *e)
+{
+	for (int i = 0; i < 2; i++) {
+		ns_cipher_free(e->dir[i]);
+		e->dir[i] = NULL;
+	}
+}
+
+/* In a fork child: the cipher cache lock may belong to a thread that did not come along. */
+void
+ns_conn_after_fork_child(void)
+{
+	pthread_mutex_init(&cipher_lock, NULL);
+}
+
+/* This process's cipher for a direction of an open connection (made from the raw key on first use). */
+struct ns_cipher *
+ns_conn_cipher(struct ns_conn *c, int tx)
+{
+	ns_off slot = ns_arena_off(c);
+	uint32_t gen = ns_arena_slot_gen(slot);
+	struct cipher_entry *e = cipher_entry(slot, 1);
+
+	if (e == NULL)
+		return NULL;
+	/* The slot was reused since these contexts were made: they belong to another connection. */
+	if (e->gen != gen) {
+		drop_ciphers(e);
+		e->gen = gen;
+	}
+	if (e->dir[tx] == NULL)
+		e->dir[tx] = ns_cipher_new((enum ns_suite)c->suite, tx ? c->u.key.tx : c->u.key.rx);
+	return e->dir[tx];
+}
+
+/* A new socket object of kind, with one reference (the caller's fd); NULL (errno) on failure. */
+struct ns_conn *
+ns_conn_new(enum ns_sock_kind kind, uint64_t ino)
+{
+	ns_off slot = ns_arena_slot_alloc();
 	struct ns_conn *c;
 
-	if ((c = calloc(1, sizeof(*c))) == NULL)
+	if (slot == 0)
 		return NULL;
-	c->refs = 1;  /* the caller's */
-	c->role = role;
-	c->phase = role == NS_ROLE_INITIATOR ? NS_PHASE_START : NS_PHASE_AWAIT_MSG1;
-	c->hs = hs;
-	c->suite = suite;
-	c->nonblock = nonblock;
+	c = ns_arena_ptr(slot);
+	c->kind = kind;
+	c->refs = 1;
+	c->ino = ino;
 	c->kernel_lowat = 1;
 	c->user_lowat = 1;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	pthread_mutex_init(&c->tx_lock, NULL);
-	pthread_mutex_init(&c->rx_lock, NULL);
-	pthread_mutex_init(&c->hs_lock, NULL);
-	pthread_cond_init(&c->hs_done, NULL);
-	if (role == NS_ROLE_INITIATOR)
-		__atomic_add_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	ns_shared_mutex_init(&c->rx_lock);
+	ns_shared_mutex_init(&c->tx_lock);
 	return c;
 }
 
-/* Take and drop a reference; the last drop frees the connection. */
+/* The object at a slot. */
+struct ns_conn *
+ns_conn_at(ns_off slot)
+{
+	return ns_arena_ptr(slot);
+}
+
+/* Take and drop a reference; the last drop wipes the object and frees its slot. */
 void
 ns_conn_ref(struct ns_conn *c)
 {
@@ -59,68 +125,179 @@ ns_conn_ref(struct ns_conn *c)
 void
 ns_conn_unref(struct ns_conn *c)
 {
+	ns_off slot;
+	struct cipher_entry *e;
+
 	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	if (c->phase == NS_PHASE_START)
+	slot = ns_arena_off(c);
+	if ((e = cipher_entry(slot, 0)) != NULL && e->gen == ns_arena_slot_gen(slot))
+		drop_ciphers(e);
+	if (c->kind == NS_SOCK_WRAPPED && ns_conn_phase(c) == NS_PHASE_START)
 		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
-	ns_handshake_free(c->hs);
-	ns_cipher_free(c->tx);
-	ns_cipher_free(c->rx);
-	if (c->rx_body != NULL)
-		sodium_memzero(c->rx_body, NS_MAX_FRAME_BODY);
-	free(c->rx_body);
-	free(c->tail);
-	if (c->tail_plain != NULL)
-		sodium_memzero(c->tail_plain, c->tail_plain_len);
-	free(c->tail_plain);
-	ns_owner_release(c);
-	pthread_mutex_destroy(&c->tx_lock);
+	ns_arena_buf_free(c->rx_buf, NS_ARENA_BUF);
+	ns_arena_buf_free(c->tx_buf, NS_ARENA_BUF);
 	pthread_mutex_destroy(&c->rx_lock);
-	pthread_mutex_destroy(&c->hs_lock);
-	pthread_cond_destroy(&c->hs_done);
-	free(c);
+	pthread_mutex_destroy(&c->tx_lock);
+	sodium_memzero((uint8_t *)c + NS_ARENA_SLOT_RESERVED, sizeof(*c) - NS_ARENA_SLOT_RESERVED);
+	ns_arena_slot_free(slot);
+}
+
+/* Make a FRESH object a wrapped initiator towards rs (under both locks).  0, or -1 (errno). */
+int
+ns_conn_start_initiator(struct ns_conn *c, enum ns_suite suite, const uint8_t rs[NS_KEY_LEN],
+                        int zero_rtt, const char *peer)
+{
+	if (ns_handshake_init_initiator(&c->u.hs, suite, &ns_shim.static_key, rs, NULL, 0)) {
+		errno = EINVAL;
+		return -1;
+	}
+	c->role = NS_ROLE_INITIATOR;
+	c->suite = suite;
+	c->zero_rtt = (uint8_t)zero_rtt;
+	c->hs_start_ms = ns_now_ms();
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->phase = NS_PHASE_START;
+	__atomic_add_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->kind, NS_SOCK_WRAPPED, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Make a FRESH object a responder waiting for msg1.  0, or -1 (errno). */
+int
+ns_conn_start_responder(struct ns_conn *c, int mixed, const char *peer)
+{
+	c->role = NS_ROLE_RESPONDER;
+	c->mixed = (uint8_t)mixed;
+	c->hs_start_ms = ns_now_ms();
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->phase = NS_PHASE_AWAIT_MSG1;
+	__atomic_store_n(&c->kind, NS_SOCK_WRAPPED, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* The handshake is done: put this side's transport keys where the handshake state was.  0, or -1. */
+int
+ns_conn_take_keys(struct ns_conn *c)
+{
+	uint8_t tx[NS_KEY_LEN], rx[NS_KEY_LEN];
+	int ret = ns_handshake_split_keys(&c->u.hs, tx, rx);
+
+	ns_handshake_wipe(&c->u.hs);
+	memcpy(c->u.key.tx, tx, NS_KEY_LEN);
+	memcpy(c->u.key.rx, rx, NS_KEY_LEN);
+	c->tx_nonce = c->rx_nonce = 0;
+	sodium_memzero(tx, sizeof(tx));
+	sodium_memzero(rx, sizeof(rx));
+	return ret;
+}
+
+/* Move to phase and wake whoever waits on it. */
+void
+ns_conn_set_phase(struct ns_conn *c, enum ns_phase phase)
+{
+	__atomic_store_n(&c->phase, phase, __ATOMIC_RELEASE);
+	ns_shared_wake(&c->phase);
 }
 
 /* Mark the connection failed with err, log why once, and shut the socket down. */
 void
 ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why)
 {
-	pthread_mutex_lock(&c->hs_lock);
-	if (c->phase != NS_PHASE_FAILED) {
-		if (c->phase == NS_PHASE_START)
-			__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
-		__atomic_store_n(&c->phase, NS_PHASE_FAILED, __ATOMIC_RELEASE);
-		c->error = err;
-		/* A dial that fails is the program's problem; bad input to a server is routine. */
-		ns_log(c->role == NS_ROLE_INITIATOR ? NS_LOG_ERROR : NS_LOG_WARN,
-		       "fd %d, %s: connection closed: %s", fd, c->peer, why);
-		/* Nothing more may cross in either direction, not even plaintext by mistake. */
-		REAL(shutdown)(fd, SHUT_RDWR);
+	uint32_t phase = ns_conn_phase(c);
+
+	/* Only the caller that moves the phase to FAILED logs and sets the error. */
+	do {
+		if (phase == NS_PHASE_FAILED)
+			return;
+	} while (!__atomic_compare_exchange_n(&c->phase, &phase, NS_PHASE_FAILED, 0, __ATOMIC_ACQ_REL,
+	                                      __ATOMIC_ACQUIRE));
+	if (phase == NS_PHASE_START)
+		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	c->error = err;
+	/* A dial that fails is the program's problem; bad input to a server is routine. */
+	ns_log(c->role == NS_ROLE_INITIATOR ? NS_LOG_ERROR : NS_LOG_WARN,
+	       "fd %d, %s: connection closed: %s", fd, c->peer, why);
+	/* Nothing more may cross in either direction, not even plaintext by mistake. */
+	REAL(shutdown)(fd, SHUT_RDWR);
+	ns_shared_wake(&c->phase);
+}
+
+static int
+lock_side(struct ns_conn *c, pthread_mutex_t *m, int fd)
+{
+	if (ns_shared_lock(m)) {
+		/* A process died in the middle of changing this state. */
+		ns_conn_fail(c, fd, EPIPE, "a process died while using this connection");
 	}
-	pthread_cond_broadcast(&c->hs_done);
-	pthread_mutex_unlock(&c->hs_lock);
+	if (ns_conn_phase(c) == NS_PHASE_FAILED) {
+		ns_shared_unlock(m);
+		errno = c->error ? c->error : EPIPE;
+		return -1;
+	}
+	return 0;
 }
 
 /*
- * Claim the connection for this process if it was shared by fork.  0 if this
- * process may use it; -1 with errno set if another process owns it.
+ * Take a connection's locks.  0, or -1 with errno when the connection has
+ * failed meanwhile or a process died holding the lock (then it is failed).
  */
 int
-ns_conn_claim(struct ns_conn *c, int fd)
+ns_conn_lock_rx(struct ns_conn *c, int fd)
 {
-	int expected = 0, me;
+	return lock_side(c, &c->rx_lock, fd);
+}
 
-	if (__builtin_expect(c->owner == NULL, 1))
-		return 0;
-	me = (int)getpid();
-	if (__atomic_load_n(c->owner, __ATOMIC_ACQUIRE) == me ||
-	    __atomic_compare_exchange_n(c->owner, &expected, me, 0, __ATOMIC_ACQ_REL,
-	                                __ATOMIC_ACQUIRE))
-		return 0;
-	ns_log(NS_LOG_WARN, "fd %d, %s: in use by process %d since fork; only one process may use it",
-	       fd, c->peer, expected);
-	errno = EPROTO;
-	return -1;
+int
+ns_conn_lock_tx(struct ns_conn *c, int fd)
+{
+	return lock_side(c, &c->tx_lock, fd);
+}
+
+void
+ns_conn_unlock_rx(struct ns_conn *c)
+{
+	ns_shared_unlock(&c->rx_lock);
+}
+
+void
+ns_conn_unlock_tx(struct ns_conn *c)
+{
+	ns_shared_unlock(&c->tx_lock);
+}
+
+/* The receive buffer, lent on first need (NULL, errno ENOMEM), with the reader pointed at it. */
+uint8_t *
+ns_conn_rx_body(struct ns_conn *c)
+{
+	if (c->rx_buf == 0) {
+		if ((c->rx_buf = ns_arena_buf_alloc()) == 0) {
+			errno = ENOMEM;
+			return NULL;
+		}
+	}
+	c->reader.body = ns_arena_ptr(c->rx_buf);
+	return c->reader.body;
+}
+
+/* Give the receive buffer back when it holds nothing. */
+void
+ns_conn_rx_idle(struct ns_conn *c)
+{
+	if (c->rx_buf == 0 || c->plain_len > 0 || c->reader.header_have > 0)
+		return;
+	ns_arena_buf_free(c->rx_buf, c->reader.body_len + NS_FRAME_HEADER_LEN);
+	c->rx_buf = 0;
+	c->reader.body = NULL;
+}
+
+/* Milliseconds left before the handshake deadline (0 when it has passed). */
+int
+ns_conn_deadline_left(const struct ns_conn *c)
+{
+	uint64_t deadline = c->hs_start_ms + ns_shim.config.handshake_timeout_ms, now = ns_now_ms();
+
+	return now >= deadline ? 0 : (int)(deadline - now);
 }
 
 /* Wait up to timeout_ms for fd to be writable; 1 if it is. */
@@ -137,13 +314,16 @@ void
 ns_conn_flush(struct ns_conn *c, int fd, int timeout_ms)
 {
 	uint64_t deadline = ns_now_ms() + (uint64_t)timeout_ms;
+	uint8_t *tail;
 
-	pthread_mutex_lock(&c->tx_lock);
-	while (c->tail_len > c->tail_off && c->phase != NS_PHASE_FAILED) {
-		ssize_t n = REAL(send)(fd, c->tail + c->tail_off, c->tail_len - c->tail_off,
+	if (ns_conn_lock_tx(c, fd))
+		return;
+	tail = ns_arena_ptr(c->tx_buf);
+	while (c->tail_len > c->tail_off && ns_conn_phase(c) != NS_PHASE_FAILED) {
+		ssize_t n = REAL(send)(fd, tail + c->tail_off, c->tail_len - c->tail_off,
 		                      MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n > 0) {
-			c->tail_off += (size_t)n;
+			c->tail_off += (uint32_t)n;
 			continue;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -153,7 +333,7 @@ ns_conn_flush(struct ns_conn *c, int fd, int timeout_ms)
 			break;
 	}
 	if (c->tail_len > c->tail_off)
-		ns_log(NS_LOG_WARN, "fd %d, %s: closed with %zu bytes of a record unsent", fd, c->peer,
+		ns_log(NS_LOG_WARN, "fd %d, %s: closed with %u bytes of a record unsent", fd, c->peer,
 		       c->tail_len - c->tail_off);
-	pthread_mutex_unlock(&c->tx_lock);
+	ns_conn_unlock_tx(c);
 }

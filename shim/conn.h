@@ -1,14 +1,35 @@
 /*
- * One wrapped TCP connection: its Noise state and the in-band data path.
- * The program's fd stays the real socket; the shim keeps at most one
- * record's worth of state in each direction:
+ * A socket object: the shim's state for one open file description of an
+ * AF_INET/AF_INET6 stream socket, shared by every fd and every process
+ * that refers to it, the way the kernel shares the socket itself.  It lives
+ * in a slot of the arena (arena.h), so dup, fork and exec all see one
+ * state; nothing in it is a pointer.
  *
- *  - receive: a partial record pulled from the kernel (with SO_RCVLOWAT set
- *    to the rest of it), or the plaintext of one record not yet read by the
- *    program, whose last ciphertext byte stays in the kernel so that the fd
- *    remains readable exactly while plaintext is held;
+ * The program's fd stays the real socket.  A wrapped connection keeps at
+ * most one record's worth of state in each direction, in an arena buffer
+ * lent only while it is needed:
+ *  - receive: a partial record pulled from the kernel (with SO_RCVLOWAT
+ *    set to the rest of it), or the plaintext of one record not yet read
+ *    by the program, whose last ciphertext byte stays in the kernel so
+ *    that the fd remains readable exactly while plaintext is held;
  *  - send: the unsent tail of a record the kernel took only part of, with
  *    the record's plaintext, which the program has not been told was sent.
+ *
+ * Locks, and what they guard:
+ *  - rx_lock (robust, process-shared): the receive side: reader, rx_buf,
+ *    plain_*, kernel_byte_held, kernel_lowat, rx_nonce, prefix_have, and
+ *    the handshake state while a handshake message is being read.
+ *  - tx_lock (robust, process-shared): the send side: tx_buf, tail_*,
+ *    tx_nonce, and the handshake state while a message is being written.
+ *  - phase is written with both locks held once the handshake state
+ *    exists; read without a lock (atomic), and waited on as a futex.
+ *  - refs: atomic.  error, peer, role, suite, flags: set before the object
+ *    is shared (connect, accept), or under both locks.
+ * Order: rx_lock before tx_lock; the arena lock (arena.c) after both.  No
+ * lock is held across a blocking call that the other direction needs: a
+ * blocking reader holds rx_lock only, a blocking writer tx_lock only.
+ * A process that dies holding either lock leaves the connection failed
+ * (its state cannot be trusted): ns_conn_lock_rx/tx report it.
  */
 #ifndef NOISESHIM_CONN_H
 #define NOISESHIM_CONN_H
@@ -19,63 +40,74 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "arena.h"
 #include "cipher.h"
 #include "frame.h"
 #include "noise.h"
 
 enum ns_role { NS_ROLE_INITIATOR, NS_ROLE_RESPONDER };
 
+/* What a socket object is. */
+enum ns_sock_kind {
+	NS_SOCK_FRESH = 1,     /* not connected yet: any fd of it may still start a wrapped connection */
+	NS_SOCK_PLAIN,         /* decided: not wrapped, every call goes to libc */
+	NS_SOCK_WRAPPED,       /* a Noise connection, in `phase` */
+};
+
 enum ns_phase {
-	NS_PHASE_START,        /* initiator: msg1 not sent yet */
+	NS_PHASE_START = 1,    /* initiator: msg1 not sent yet */
 	NS_PHASE_AWAIT_MSG2,   /* initiator: msg1 sent */
 	NS_PHASE_AWAIT_MSG1,   /* responder: nothing read yet */
 	NS_PHASE_MSG2_DUE,     /* responder: msg1 read, msg2 not sent yet */
 	NS_PHASE_OPEN,         /* transport keys in place */
-	NS_PHASE_FAILED,       /* every call fails with conn->error */
+	NS_PHASE_FAILED,       /* every call fails with error */
 };
 
 struct ns_conn {
-	int refs;                      /* fds pointing here plus calls in progress */
-	enum ns_role role;
-	enum ns_phase phase;           /* written under both locks once keys exist */
-	int error;                     /* errno for NS_PHASE_FAILED */
-	int nonblock;                  /* O_NONBLOCK on the open file description */
-	enum ns_suite suite;
+	uint8_t arena_reserved[NS_ARENA_SLOT_RESERVED];
+
+	uint32_t kind;                 /* enum ns_sock_kind; atomic */
+	uint32_t phase;                /* enum ns_phase; atomic, a futex word */
+	int32_t refs;                  /* fds in every process, plus calls in progress */
+	int32_t error;                 /* errno for NS_PHASE_FAILED */
+	uint64_t ino;                  /* the socket's inode, to recognise it after exec */
+	uint32_t role;                 /* enum ns_role */
+	uint32_t suite;                /* enum ns_suite */
+	uint8_t nonblock;              /* O_NONBLOCK on the open file description */
+	uint8_t zero_rtt;              /* initiator: first bytes ride in msg1 */
+	uint8_t mixed;                 /* responder: a client without the route prefix is plaintext */
+	uint8_t plaintext;             /* mixed mode found a plaintext client */
+	uint32_t key_index;            /* responder: which server key answered */
+	uint64_t hs_start_ms;          /* when the handshake began (monotonic), for its deadline */
 	char peer[64];                 /* "addr:port", for logs */
 
-	pthread_mutex_t tx_lock;       /* send state */
-	pthread_mutex_t rx_lock;       /* receive state */
-	pthread_mutex_t hs_lock;       /* with hs_done: a writer waiting for msg2 */
-	pthread_cond_t hs_done;
+	pthread_mutex_t rx_lock;
+	pthread_mutex_t tx_lock;
 
-	struct ns_handshake *hs;
-	int mixed;                     /* responder: a client without the route prefix is plaintext */
-	int plaintext;                 /* mixed mode found a plaintext client: the shim lets go */
-	size_t prefix_have;            /* responder: route prefix bytes consumed */
-	int zero_rtt;                  /* initiator: first bytes ride in msg1 */
-	uint64_t msg1_sent_ms;         /* initiator: when msg1 was built, for the handshake timeout */
-	struct ns_cipher *tx, *rx;
+	union {
+		struct ns_handshake hs;    /* until the handshake completes */
+		struct {
+			uint8_t tx[NS_KEY_LEN], rx[NS_KEY_LEN];
+		} key;                     /* after */
+	} u;
+	uint64_t tx_nonce, rx_nonce;
 
 	/* Receive side, under rx_lock. */
-	struct ns_frame_reader reader;
-	uint8_t *rx_body;              /* NS_MAX_FRAME_BODY bytes, allocated on first use */
-	const uint8_t *plain;          /* held plaintext, inside rx_body */
-	size_t plain_len;
-	int kernel_byte_held;          /* the held record's last byte is still in the kernel */
-	int kernel_lowat;              /* SO_RCVLOWAT as set in the kernel */
-	int user_lowat;                /* SO_RCVLOWAT as the program set it */
+	struct ns_frame_reader reader; /* its body pointer is set again before each use */
+	ns_off rx_buf;                 /* lent while a record is partial or plaintext held */
+	uint32_t plain_off, plain_len; /* held plaintext, inside rx_buf */
+	uint32_t prefix_have;          /* responder: route prefix bytes consumed */
+	int32_t kernel_lowat;          /* SO_RCVLOWAT as set in the kernel */
+	int32_t user_lowat;            /* SO_RCVLOWAT as the program set it */
+	uint8_t kernel_byte_held;      /* the held record's last byte is still in the kernel */
 
 	/* Send side, under tx_lock. */
-	uint8_t *tail;                 /* ciphertext the kernel has not taken yet */
-	size_t tail_off, tail_len;
-	uint8_t *tail_plain;           /* the plaintext of that record */
-	size_t tail_plain_len;
-
-	/* After fork: the shared word naming the process that may use this connection. */
-	int *owner;
-	struct ns_owner_block *owner_block;
-	unsigned fork_mark;
+	ns_off tx_buf;                 /* tail ciphertext at 0, its plaintext at NS_ARENA_BUF_PLAIN */
+	uint32_t tail_off, tail_len;
+	uint32_t tail_plain_len;
 };
+
+_Static_assert(sizeof(struct ns_conn) <= NS_ARENA_SLOT, "a connection fits its slot");
 
 /* What pulling a record from the kernel came to. */
 enum ns_pull {
@@ -94,6 +126,66 @@ struct ns_record_kind {
 };
 
 /*
+ * Before msg2, wake a reader only for more than an empty msg2: reading
+ * that alone would leave the program nothing but EAGAIN.
+ */
+enum { NS_MSG2_LOWAT = NS_FRAME_HEADER_LEN + NS_MSG2_OVERHEAD + 1 };
+
+/* Likewise between records: an empty record carries nothing to read. */
+enum { NS_RECORD_LOWAT = NS_FRAME_HEADER_LEN + NS_TAG_LEN + 1 };
+
+/* A new socket object of kind, with one reference (the caller's fd); NULL (errno) on failure. */
+struct ns_conn *ns_conn_new(enum ns_sock_kind kind, uint64_t ino);
+
+/* The object at a slot. */
+struct ns_conn *ns_conn_at(ns_off slot);
+
+/* Take and drop a reference; the last drop wipes the object and frees its slot. */
+void ns_conn_ref(struct ns_conn *c);
+void ns_conn_unref(struct ns_conn *c);
+
+/* Make a FRESH object a wrapped initiator towards rs (under both locks).  0, or -1 (errno). */
+int ns_conn_start_initiator(struct ns_conn *c, enum ns_suite suite, const uint8_t rs[NS_KEY_LEN],
+                            int zero_rtt, const char *peer);
+
+/* Make a FRESH object a responder waiting for msg1.  0, or -1 (errno). */
+int ns_conn_start_responder(struct ns_conn *c, int mixed, const char *peer);
+
+/*
+ * Take a connection's locks.  0, or -1 with errno when the connection has
+ * failed meanwhile or a process died holding the lock (then it is failed).
+ */
+int ns_conn_lock_rx(struct ns_conn *c, int fd);
+int ns_conn_lock_tx(struct ns_conn *c, int fd);
+void ns_conn_unlock_rx(struct ns_conn *c);
+void ns_conn_unlock_tx(struct ns_conn *c);
+
+/* The handshake is done: put this side's transport keys where the handshake state was.  0, or -1. */
+int ns_conn_take_keys(struct ns_conn *c);
+
+/* Move to phase and wake whoever waits on it. */
+void ns_conn_set_phase(struct ns_conn *c, enum ns_phase phase);
+
+/* The connection's current phase. */
+static inline enum ns_phase
+ns_conn_phase(const struct ns_conn *c)
+{
+	return (enum ns_phase)__atomic_load_n(&c->phase, __ATOMIC_ACQUIRE);
+}
+
+/* Mark the connection failed with err, log why once, and shut the socket down. */
+void ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why);
+
+/* This process's cipher for a direction of an open connection (made from the raw key on first use). */
+struct ns_cipher *ns_conn_cipher(struct ns_conn *c, int tx);
+
+/* The receive buffer, lent on first need (NULL, errno ENOMEM), with the reader pointed at it. */
+uint8_t *ns_conn_rx_body(struct ns_conn *c);
+
+/* Give the receive buffer back when it holds nothing. */
+void ns_conn_rx_idle(struct ns_conn *c);
+
+/*
  * Pull the current record from the kernel.  When its plaintext will not
  * fit in room, the last byte is only peeked, so it stays in the kernel.
  * block: wait for data, as a blocking socket does.  Under rx_lock.
@@ -101,7 +193,7 @@ struct ns_record_kind {
 enum ns_pull ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind,
                           size_t room, int block);
 
-/* Make len bytes at offset in rx_body the held plaintext, and start on the next record. */
+/* Make len bytes at offset in the receive buffer the held plaintext, and start on the next record. */
 void ns_conn_hold(struct ns_conn *c, size_t offset, size_t len);
 
 /*
@@ -118,37 +210,8 @@ enum ns_pull ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block);
 ssize_t ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt,
                           size_t len, int flags);
 
-/* Stop tracking a mixed-mode connection that turned out to be plaintext. */
-void ns_conn_release_plaintext(struct ns_conn *c, int fd);
-
 /* Set the kernel's SO_RCVLOWAT (capped), if it differs. */
 void ns_conn_set_lowat(struct ns_conn *c, int fd, int lowat);
-
-/*
- * Before msg2, wake a reader only for more than an empty msg2: reading
- * that alone would leave the program nothing but EAGAIN.
- */
-enum { NS_MSG2_LOWAT = NS_FRAME_HEADER_LEN + NS_MSG2_OVERHEAD + 1 };
-
-/* Likewise between records: an empty record carries nothing to read. */
-enum { NS_RECORD_LOWAT = NS_FRAME_HEADER_LEN + NS_TAG_LEN + 1 };
-
-/* A new connection in role with the given handshake (taken over); NULL on failure. */
-struct ns_conn *ns_conn_new(enum ns_role role, struct ns_handshake *hs, enum ns_suite suite,
-                            const char *peer, int nonblock);
-
-/* Take and drop a reference; the last drop frees the connection. */
-void ns_conn_ref(struct ns_conn *c);
-void ns_conn_unref(struct ns_conn *c);
-
-/* Mark the connection failed with err, log why once, and shut the socket down. */
-void ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why);
-
-/*
- * Claim the connection for this process if it was shared by fork.  0 if this
- * process may use it; -1 with errno set if another process owns it.
- */
-int ns_conn_claim(struct ns_conn *c, int fd);
 
 /* recv-like read of plaintext into iov. */
 ssize_t ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags);
@@ -159,9 +222,9 @@ ssize_t ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iov
 /*
  * For a writer that must wait for the peer's handshake message: read it,
  * unless a reader is already at it.  Returns once the phase has moved on
- * or timeout_ms passed.
+ * or the handshake deadline passed.
  */
-void ns_conn_await_peer(struct ns_conn *c, int fd, int timeout_ms);
+void ns_conn_await_peer(struct ns_conn *c, int fd);
 
 /* The program waits for input before writing: send msg1 now, empty. */
 void ns_conn_start_empty(struct ns_conn *c, int fd);
@@ -171,6 +234,12 @@ int ns_conn_readable(struct ns_conn *c, int fd);
 
 /* Push out a pending tail before shutdown or close, waiting at most timeout_ms. */
 void ns_conn_flush(struct ns_conn *c, int fd, int timeout_ms);
+
+/* Milliseconds left before the handshake deadline (0 when it has passed). */
+int ns_conn_deadline_left(const struct ns_conn *c);
+
+/* In a fork child: reset this process's own locks (the shared ones need nothing). */
+void ns_conn_after_fork_child(void);
 
 /* Number of initiators that have not sent msg1, so poll hooks can skip their scan. */
 extern int ns_conn_unstarted;

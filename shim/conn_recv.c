@@ -54,6 +54,8 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 	uint8_t *space;
 	ssize_t n;
 
+	if (ns_conn_rx_body(c) == NULL)
+		return NS_PULL_ERROR;
 	ns_frame_reader_limits(&c->reader, kind->min_body, kind->max_body);
 	while (!ns_frame_reader_ready(&c->reader, &len)) {
 		int header_done = c->reader.header_have == NS_FRAME_HEADER_LEN;
@@ -74,12 +76,16 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 			continue;
 		}
 		if (n == 0) {
-			if (c->reader.header_have == 0)
+			if (c->reader.header_have == 0) {
+				ns_conn_rx_idle(c);
 				return NS_PULL_EOF;
+			}
 			ns_conn_fail(c, fd, ECONNRESET, "stream ended inside a record");
 			errno = ECONNRESET;
 			return NS_PULL_ERROR;
 		}
+		if (errno == EINTR && block)
+			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			/* Wake the program only once the rest of the record is there. */
 			size_t have = c->reader.header_have + c->reader.body_have;
@@ -88,6 +94,8 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 			if (have + mark < kind->wake)
 				mark = kind->wake - have;
 			ns_conn_set_lowat(c, fd, (int)mark);
+			/* Nothing of the next record is here: the buffer can go until it comes. */
+			ns_conn_rx_idle(c);
 			return NS_PULL_AGAIN;
 		}
 		return NS_PULL_ERROR;
@@ -106,71 +114,73 @@ release_kernel_byte(struct ns_conn *c, int fd)
 		c->kernel_byte_held = 0;
 }
 
-/* Make len bytes at offset in rx_body the held plaintext, and start on the next record. */
+/* Make len bytes at offset in the receive buffer the held plaintext, and start on the next record. */
 void
 ns_conn_hold(struct ns_conn *c, size_t offset, size_t len)
 {
-	c->plain = c->rx_body + offset;
-	c->plain_len = len;
+	c->plain_off = (uint32_t)offset;
+	c->plain_len = (uint32_t)len;
 	ns_frame_reader_next(&c->reader);
 }
 
-/* msg2 is whole in rx_body: finish the handshake.  0, or -1 with the connection failed. */
+/* msg2 is whole in the receive buffer: finish the handshake.  0, or -1 with the connection failed. */
 static int
 complete_initiator(struct ns_conn *c, int fd, size_t len)
 {
-	struct ns_cipher *tx, *rx;
+	uint8_t *body = c->reader.body;
 	const uint8_t *payload;
 	char why[160];
 	long n;
 
-	if ((n = ns_handshake_read_msg2(c->hs, c->rx_body, len, &payload)) < 0 ||
-	    ns_handshake_split(c->hs, &tx, &rx)) {
-		snprintf(why, sizeof(why), "Noise handshake failed: %s", ns_handshake_error(c->hs));
+	if ((n = ns_handshake_read_msg2(&c->u.hs, body, len, &payload)) < 0 || ns_conn_take_keys(c)) {
+		snprintf(why, sizeof(why), "Noise handshake failed: %s", ns_handshake_error(&c->u.hs));
 		ns_conn_fail(c, fd, EPROTO, why);
 		errno = EPROTO;
 		return -1;
 	}
-	ns_handshake_free(c->hs);
-	c->hs = NULL;
-	c->rx = rx;
-	ns_conn_hold(c, (size_t)(payload - c->rx_body), (size_t)n);
-	pthread_mutex_lock(&c->hs_lock);
-	c->tx = tx;
-	__atomic_store_n(&c->phase, NS_PHASE_OPEN, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&c->hs_done);
-	pthread_mutex_unlock(&c->hs_lock);
+	ns_conn_hold(c, (size_t)(payload - body), (size_t)n);
+	ns_conn_set_phase(c, NS_PHASE_OPEN);
 	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
 	return 0;
 }
 
-/* A transport record is whole in rx_body: decrypt it into held plaintext. */
+/* A transport record is whole in the receive buffer: decrypt it into held plaintext. */
 static int
 open_record(struct ns_conn *c, int fd, size_t len)
 {
-	if (ns_cipher_open(c->rx, NULL, 0, c->rx_body, len, c->rx_body)) {
+	struct ns_cipher *rx = ns_conn_cipher(c, 0);
+	uint8_t *body = c->reader.body;
+
+	if (rx == NULL) {
+		ns_conn_fail(c, fd, ENOMEM, "no memory for a cipher context");
+		errno = ENOMEM;
+		return -1;
+	}
+	ns_cipher_set_nonce(rx, c->rx_nonce);
+	if (ns_cipher_open(rx, NULL, 0, body, len, body)) {
 		ns_conn_fail(c, fd, EPROTO, "a record fails authentication");
 		errno = EPROTO;
 		return -1;
 	}
+	c->rx_nonce = ns_cipher_nonce(rx);
 	ns_conn_hold(c, 0, len - NS_TAG_LEN);
 	return 0;
 }
 
 /*
  * A blocking read waiting for msg2 waits no longer than the handshake
- * timeout: a server that never answers must not hang the program.
+ * deadline: a server that never answers must not hang the program.
  */
 static int
 msg2_due(struct ns_conn *c, int fd)
 {
-	uint64_t deadline = c->msg1_sent_ms + ns_shim.config.handshake_timeout_ms, now;
 	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int left;
 
 	/* This reader handles msg2 itself, empty or not. */
 	ns_conn_set_lowat(c, fd, 1);
-	while ((now = ns_now_ms()) < deadline) {
-		int n = REAL(poll)(&p, 1, (int)(deadline - now));
+	while ((left = ns_conn_deadline_left(c)) > 0) {
+		int n = REAL(poll)(&p, 1, left);
 		if (n > 0)
 			return 1;
 		if (n < 0 && errno != EINTR)
@@ -188,7 +198,7 @@ handshake_cut(struct ns_conn *c, int fd, enum ns_pull r)
 	int err = r == NS_PULL_EOF ? ECONNRESET : errno;
 	char why[160];
 
-	if (r == NS_PULL_AGAIN || c->phase == NS_PHASE_FAILED)
+	if (r == NS_PULL_AGAIN || ns_conn_phase(c) == NS_PHASE_FAILED)
 		return r;
 	snprintf(why, sizeof(why), "Noise handshake failed: %s",
 	         r == NS_PULL_EOF ? "the server closed the connection instead of answering "
@@ -203,28 +213,13 @@ handshake_cut(struct ns_conn *c, int fd, enum ns_pull r)
 static enum ns_pull
 await_msg2_sent(struct ns_conn *c, int block)
 {
-	pthread_mutex_lock(&c->hs_lock);
-	while (block && c->phase == NS_PHASE_MSG2_DUE)
-		pthread_cond_wait(&c->hs_done, &c->hs_lock);
-	pthread_mutex_unlock(&c->hs_lock);
-	if (c->phase == NS_PHASE_MSG2_DUE) {
+	while (block && ns_conn_phase(c) == NS_PHASE_MSG2_DUE)
+		ns_shared_wait(&c->phase, NS_PHASE_MSG2_DUE, 100);
+	if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE) {
 		errno = EAGAIN;
 		return NS_PULL_AGAIN;
 	}
 	return NS_PULL_READY;
-}
-
-static int
-ensure_rx_body(struct ns_conn *c)
-{
-	if (c->rx_body != NULL)
-		return 0;
-	if ((c->rx_body = malloc(NS_MAX_FRAME_BODY)) == NULL) {
-		errno = ENOMEM;
-		return -1;
-	}
-	ns_frame_reader_init(&c->reader, c->rx_body, 0, 0);
-	return 0;
 }
 
 /*
@@ -234,13 +229,10 @@ ensure_rx_body(struct ns_conn *c)
 static enum ns_pull
 next_record(struct ns_conn *c, int fd, size_t room, int block)
 {
-	enum ns_phase phase = __atomic_load_n(&c->phase, __ATOMIC_ACQUIRE);
 	enum ns_pull r;
 	size_t len;
 
-	if (ensure_rx_body(c))
-		return NS_PULL_ERROR;
-	switch (phase) {
+	switch (ns_conn_phase(c)) {
 	case NS_PHASE_START:
 		errno = EAGAIN;
 		return NS_PULL_AGAIN;
@@ -284,23 +276,23 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		errno = EOPNOTSUPP;
 		return -1;
 	}
-	if (ns_conn_claim(c, fd))
-		return -1;
-	if (__atomic_load_n(&c->phase, __ATOMIC_ACQUIRE) == NS_PHASE_START)
+	if (ns_conn_phase(c) == NS_PHASE_START)
 		ns_conn_start_empty(c, fd);
-	if (len == 0)
+	if (len == 0 && ns_conn_phase(c) != NS_PHASE_FAILED)
 		return 0;
-	pthread_mutex_lock(&c->rx_lock);
+	if (ns_conn_lock_rx(c, fd))
+		return -1;
 	for (;;) {
 		if (c->plain_len > 0) {
+			const uint8_t *plain = (const uint8_t *)ns_arena_ptr(c->rx_buf) + c->plain_off;
 			size_t n = len - copied < c->plain_len ? len - copied : c->plain_len;
 
-			ns_iov_scatter(iov, iovcnt, copied, c->plain, n);
+			ns_iov_scatter(iov, iovcnt, copied, plain, n);
 			copied += n;
 			if (flags & MSG_PEEK)
 				break;
-			c->plain += n;
-			c->plain_len -= n;
+			c->plain_off += (uint32_t)n;
+			c->plain_len -= (uint32_t)n;
 			if (c->plain_len == 0)
 				release_kernel_byte(c, fd);
 			if (copied == len)
@@ -315,8 +307,7 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		if (r == NS_PULL_PLAINTEXT) {
 			/* Mixed mode, plaintext client: from now on the program has the bare socket. */
 			struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-			pthread_mutex_unlock(&c->rx_lock);
-			ns_conn_release_plaintext(c, fd);
+			ns_conn_unlock_rx(c);
 			return REAL(recvmsg)(fd, &m, flags);
 		}
 		if (r == NS_PULL_EOF || copied > 0)
@@ -327,14 +318,14 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 	}
 	ret = (ssize_t)copied;
 out:
-	pthread_mutex_unlock(&c->rx_lock);
+	ns_conn_unlock_rx(c);
 	return ret;
 }
 
 static int
 awaiting_peer(const struct ns_conn *c)
 {
-	enum ns_phase phase = __atomic_load_n(&c->phase, __ATOMIC_ACQUIRE);
+	enum ns_phase phase = ns_conn_phase(c);
 
 	return phase == NS_PHASE_AWAIT_MSG2 || phase == NS_PHASE_AWAIT_MSG1;
 }
@@ -342,43 +333,39 @@ awaiting_peer(const struct ns_conn *c)
 /*
  * For a writer that must wait for the peer's handshake message: read it,
  * unless a reader is already at it.  Returns once the phase has moved on
- * or timeout_ms passed.
+ * or the handshake deadline passed.
  */
 void
-ns_conn_await_peer(struct ns_conn *c, int fd, int timeout_ms)
+ns_conn_await_peer(struct ns_conn *c, int fd)
 {
-	uint64_t deadline = ns_now_ms() + (uint64_t)timeout_ms;
-
 	while (awaiting_peer(c)) {
-		uint64_t now = ns_now_ms();
+		int left = ns_conn_deadline_left(c), locked;
+		uint32_t phase = ns_conn_phase(c);
 
-		if (now >= deadline)
+		if (left == 0)
 			return;
-		if (pthread_mutex_trylock(&c->rx_lock) == 0) {
+		locked = pthread_mutex_trylock(&c->rx_lock);
+		if (locked == EOWNERDEAD) {
+			pthread_mutex_consistent(&c->rx_lock);
+			ns_conn_fail(c, fd, EPIPE, "a process died while using this connection");
+			ns_conn_unlock_rx(c);
+			return;
+		}
+		if (locked == 0) {
 			enum ns_pull r = next_record(c, fd, 0, 0);
 			/* The poll below must see msg2 even when it is empty. */
 			if (r == NS_PULL_AGAIN)
 				ns_conn_set_lowat(c, fd, 1);
-			pthread_mutex_unlock(&c->rx_lock);
+			ns_conn_unlock_rx(c);
 			if (r == NS_PULL_AGAIN) {
 				struct pollfd p = {.fd = fd, .events = POLLIN};
-				REAL(poll)(&p, 1, (int)(deadline - now));
+				REAL(poll)(&p, 1, left);
 			} else if (r != NS_PULL_READY) {
 				return;
 			}
 		} else {
-			/* A reader holds the receive side and will signal when the message is in. */
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += 20 * 1000 * 1000;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
-			pthread_mutex_lock(&c->hs_lock);
-			if (awaiting_peer(c))
-				pthread_cond_timedwait(&c->hs_done, &c->hs_lock, &until);
-			pthread_mutex_unlock(&c->hs_lock);
+			/* A reader holds the receive side and moves the phase when the message is in. */
+			ns_shared_wait(&c->phase, phase, left < 100 ? left : 100);
 		}
 	}
 }
@@ -389,11 +376,13 @@ ns_conn_readable(struct ns_conn *c, int fd)
 {
 	size_t total;
 
-	pthread_mutex_lock(&c->rx_lock);
+	if (ns_conn_lock_rx(c, fd))
+		return 0;
 	total = c->plain_len;
 	/* Decrypt the next whole record, if any, so its plaintext counts too. */
-	while (total == 0 && c->phase != NS_PHASE_START && next_record(c, fd, 0, 0) == NS_PULL_READY)
+	while (total == 0 && ns_conn_phase(c) != NS_PHASE_START &&
+	       next_record(c, fd, 0, 0) == NS_PULL_READY)
 		total = c->plain_len;
-	pthread_mutex_unlock(&c->rx_lock);
+	ns_conn_unlock_rx(c);
 	return total > INT32_MAX ? INT32_MAX : (int)total;
 }

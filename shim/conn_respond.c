@@ -4,13 +4,13 @@
  * once, because Go initiators hold their second write until msg2 arrives.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "conn.h"
-#include "fdtable.h"
 #include "log.h"
 #include "prefix.h"
 #include "real.h"
@@ -32,6 +32,25 @@ reject(struct ns_conn *c, int fd, const char *why)
 	return NS_PULL_ERROR;
 }
 
+/* Whether the client has closed its side (only what it sent before is left to read). */
+static int
+peer_closed(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+
+	return REAL(poll)(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Mixed mode, not a Noise client: from now on every fd of this socket is the bare socket. */
+static enum ns_pull
+plaintext_client(struct ns_conn *c, int fd)
+{
+	c->plaintext = 1;
+	ns_conn_set_lowat(c, fd, 1);
+	__atomic_store_n(&c->kind, NS_SOCK_PLAIN, __ATOMIC_RELEASE);
+	return NS_PULL_PLAINTEXT;
+}
+
 /*
  * Check the route prefix without taking it from the kernel, so that a
  * plaintext client in mixed mode finds every byte it sent still there.
@@ -46,24 +65,35 @@ check_prefix(struct ns_conn *c, int fd, int block)
 	for (;;) {
 		n = REAL(recv)(fd, got, sizeof(got), MSG_PEEK | (block ? 0 : MSG_DONTWAIT));
 		if (n == 0)
-			return NS_PULL_EOF;
+			return reject(c, fd, "the client closed the connection before the route prefix");
 		if (n < 0 && errno == EINTR && block)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			ns_conn_set_lowat(c, fd, NS_ROUTE_PREFIX_LEN);
 			return NS_PULL_AGAIN;
 		}
-		if (n < 0)
-			return NS_PULL_ERROR;
+		if (n < 0) {
+			char why[96];
+			snprintf(why, sizeof(why), "connection broken inside the handshake: %s",
+			         strerror(errno));
+			return reject(c, fd, why);
+		}
 		switch (ns_prefix_match(got, (size_t)n, prefix)) {
 		case NS_PREFIX_MISMATCH:
 			if (c->mixed) {
-				c->plaintext = 1;
-				ns_conn_set_lowat(c, fd, 1);
-				return NS_PULL_PLAINTEXT;
+				return plaintext_client(c, fd);
 			}
 			return reject(c, fd, "not a Noise client: the first bytes are not the route prefix");
 		case NS_PREFIX_PARTIAL:
+			/* No more is coming: a peek would find the same bytes forever. */
+			if (peer_closed(fd)) {
+				if (c->mixed) {
+					c->plaintext = 1;
+					ns_conn_set_lowat(c, fd, 1);
+					return NS_PULL_PLAINTEXT;
+				}
+				return reject(c, fd, "the client closed the connection inside the route prefix");
+			}
 			/* Wait for the rest; a blocking caller waits in the kernel. */
 			ns_conn_set_lowat(c, fd, NS_ROUTE_PREFIX_LEN);
 			if (!block)
@@ -78,13 +108,15 @@ check_prefix(struct ns_conn *c, int fd, int block)
 }
 
 /*
- * Decrypt msg1 (in rx_body) under each suite the server speaks: the wire
- * does not say which one the client chose.  Payload length or -1.
+ * Decrypt msg1 (in the receive buffer) under each suite the server
+ * speaks: the wire does not say which one the client chose.  Payload
+ * length or -1.
  */
 static long
-read_msg1(struct ns_conn *c, size_t len, const uint8_t **payload)
+read_msg1(struct ns_conn *c, uint8_t *msg, size_t len, const uint8_t **payload)
 {
 	static const enum ns_suite suites[] = {NS_SUITE_CHACHAPOLY, NS_SUITE_AESGCM};
+	struct ns_handshake hs;
 	long n = -1;
 
 	/*
@@ -92,18 +124,14 @@ read_msg1(struct ns_conn *c, size_t len, const uint8_t **payload)
 	 * into the handshake state, so msg1 is still intact for the next try.
 	 */
 	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]) && n < 0; i++) {
-		struct ns_handshake *hs =
-			ns_handshake_new_responder(suites[i], &ns_shim.static_key, NULL, 0);
-		if (hs == NULL)
-			return -1;
-		if ((n = ns_handshake_read_msg1(hs, c->rx_body, len, payload)) < 0) {
-			ns_handshake_free(hs);
+		if (ns_handshake_init_responder(&hs, suites[i], &ns_shim.static_key, NULL, 0))
+			break;
+		if ((n = ns_handshake_read_msg1(&hs, msg, len, payload)) < 0)
 			continue;
-		}
-		ns_handshake_free(c->hs);
-		c->hs = hs;
+		c->u.hs = hs;
 		c->suite = suites[i];
 	}
+	ns_handshake_wipe(&hs);
 	return n;
 }
 
@@ -119,17 +147,24 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	size_t len;
 	long n;
 
+	if (ns_shim_load_key() != 0)
+		return reject(c, fd, "no server key to answer with");
 	if (c->prefix_have < NS_ROUTE_PREFIX_LEN && (r = check_prefix(c, fd, block)) != NS_PULL_READY)
 		return r;
 	r = ns_conn_pull(c, fd, &msg1_kind, room, block);
 	if (r == NS_PULL_EOF)
 		return reject(c, fd, "the client closed the connection inside the handshake");
+	if (r == NS_PULL_ERROR && ns_conn_phase(c) != NS_PHASE_FAILED) {
+		char why[96];
+		snprintf(why, sizeof(why), "connection broken inside the handshake: %s", strerror(errno));
+		return reject(c, fd, why);
+	}
 	if (r != NS_PULL_READY)
 		return r;
 	ns_frame_reader_ready(&c->reader, &len);
-	if ((n = read_msg1(c, len, &payload)) < 0)
+	if ((n = read_msg1(c, c->reader.body, len, &payload)) < 0)
 		return reject(c, fd, "msg1 does not decrypt: it was made for another server key");
-	switch (ns_replay_guard_check(ns_handshake_remote_ephemeral(c->hs), n > 0)) {
+	switch (ns_replay_guard_check(ns_handshake_remote_ephemeral(&c->u.hs), n > 0)) {
 	case NS_REPLAY_REPEAT:
 		return reject(c, fd, "replayed first flight refused");
 	case NS_REPLAY_FULL:
@@ -137,28 +172,13 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	case NS_REPLAY_FRESH:
 		break;
 	}
-	ns_conn_hold(c, (size_t)(payload - c->rx_body), (size_t)n);
-	pthread_mutex_lock(&c->hs_lock);
-	__atomic_store_n(&c->phase, NS_PHASE_MSG2_DUE, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&c->hs_done);
-	pthread_mutex_unlock(&c->hs_lock);
+	ns_conn_hold(c, (size_t)(payload - c->reader.body), (size_t)n);
+	ns_conn_set_phase(c, NS_PHASE_MSG2_DUE);
 	/* A writer holding the send side sends msg2 with its own first bytes. */
 	if (pthread_mutex_trylock(&c->tx_lock) == 0) {
-		if (c->phase == NS_PHASE_MSG2_DUE)
+		if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE)
 			ns_conn_send_msg2(c, fd, NULL, 0, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
-		pthread_mutex_unlock(&c->tx_lock);
+		ns_conn_unlock_tx(c);
 	}
 	return NS_PULL_READY;
-}
-
-/* Stop tracking a mixed-mode connection that turned out to be plaintext. */
-void
-ns_conn_release_plaintext(struct ns_conn *c, int fd)
-{
-	struct ns_conn *tracked = ns_fd_take(fd);
-
-	if (tracked == c)
-		ns_conn_unref(tracked);
-	else if (tracked != NULL)
-		ns_fd_set(fd, tracked), ns_conn_unref(tracked);
 }

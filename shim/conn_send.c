@@ -1,8 +1,9 @@
 /*
  * Send path.  Each record is sealed and handed to the kernel whole; the
  * program is told about a record's plaintext only once all of it has left.
- * A record the kernel took part of stays as the tail, and the program's
- * retry (which starts with the same plaintext) pushes it out.
+ * A record the kernel took part of stays as the tail (in an arena buffer,
+ * so that any process holding the socket can finish it), and the
+ * program's retry (which starts with the same plaintext) pushes it out.
  */
 #include <errno.h>
 #include <poll.h>
@@ -19,20 +20,27 @@
 #include "real.h"
 #include "shim.h"
 
-static pthread_key_t buffer_key;
-static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
-
-static void
-make_buffer_key(void)
-{
-	pthread_key_create(&buffer_key, free);
-}
-
 /* Room for one outgoing record: its plaintext, and its wire form (or the first flight). */
 struct record_buffer {
 	uint8_t plain[NS_MAX_PLAINTEXT];
 	uint8_t wire[NS_MAX_FIRST_FLIGHT];
 };
+
+static pthread_key_t buffer_key;
+static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+
+static void
+free_buffer(void *buf)
+{
+	sodium_memzero(buf, sizeof(struct record_buffer));
+	free(buf);
+}
+
+static void
+make_buffer_key(void)
+{
+	pthread_key_create(&buffer_key, free_buffer);
+}
 
 /* This thread's record buffer, or NULL (errno ENOMEM). */
 static struct record_buffer *
@@ -50,14 +58,20 @@ record_buffer(void)
 	return buf;
 }
 
+static uint8_t *
+tail_plain(struct ns_conn *c)
+{
+	return (uint8_t *)ns_arena_ptr(c->tx_buf) + NS_ARENA_BUF_PLAIN;
+}
+
 static void
 drop_tail(struct ns_conn *c)
 {
-	if (c->tail_plain != NULL)
-		sodium_memzero(c->tail_plain, c->tail_plain_len);
-	free(c->tail);
-	free(c->tail_plain);
-	c->tail = c->tail_plain = NULL;
+	if (c->tx_buf != 0) {
+		sodium_memzero(tail_plain(c), c->tail_plain_len);
+		ns_arena_buf_free(c->tx_buf, c->tail_len);
+	}
+	c->tx_buf = 0;
 	c->tail_off = c->tail_len = c->tail_plain_len = 0;
 }
 
@@ -67,16 +81,14 @@ keep_tail(struct ns_conn *c, const uint8_t *rest, size_t len, const uint8_t *pla
 {
 	int saved = errno;
 
-	if ((c->tail = malloc(len)) == NULL || (c->tail_plain = malloc(plain_len + 1)) == NULL) {
-		drop_tail(c);
+	if (c->tx_buf == 0 && (c->tx_buf = ns_arena_buf_alloc()) == 0)
 		return -1;
-	}
 	errno = saved;
-	memcpy(c->tail, rest, len);
-	memcpy(c->tail_plain, plain, plain_len);
+	memmove(ns_arena_ptr(c->tx_buf), rest, len);
+	memcpy(tail_plain(c), plain, plain_len);
 	c->tail_off = 0;
-	c->tail_len = len;
-	c->tail_plain_len = plain_len;
+	c->tail_len = (uint32_t)len;
+	c->tail_plain_len = (uint32_t)plain_len;
 	return 0;
 }
 
@@ -122,12 +134,14 @@ send_record(struct ns_conn *c, int fd, const uint8_t *buf, size_t len, const uin
 static int
 flush_tail(struct ns_conn *c, int fd, int flags)
 {
+	uint8_t *tail = ns_arena_ptr(c->tx_buf);
+
 	while (c->tail_off < c->tail_len) {
-		ssize_t n = REAL(send)(fd, c->tail + c->tail_off, c->tail_len - c->tail_off,
+		ssize_t n = REAL(send)(fd, tail + c->tail_off, c->tail_len - c->tail_off,
 		                      kernel_flags(flags));
 		if (n <= 0)
 			return -1;
-		c->tail_off += (size_t)n;
+		c->tail_off += (uint32_t)n;
 	}
 	return 0;
 }
@@ -152,6 +166,7 @@ send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 {
 	struct record_buffer *rb = record_buffer();
 	uint8_t *buf, *msg, *payload;
+	size_t total;
 	long n;
 	int r;
 
@@ -162,26 +177,27 @@ send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 	payload = rb->plain;
 	memcpy(buf, ns_shim.config.prefix, NS_ROUTE_PREFIX_LEN);
 	ns_iov_gather(iov, iovcnt, 0, payload, payload_len);
-	if ((n = ns_handshake_write_msg1(c->hs, payload, payload_len, msg)) < 0) {
-		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(c->hs));
+	if ((n = ns_handshake_write_msg1(&c->u.hs, payload, payload_len, msg)) < 0) {
+		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(&c->u.hs));
 		errno = EPROTO;
 		return -1;
 	}
 	ns_frame_header_put(buf + NS_ROUTE_PREFIX_LEN, (size_t)n);
+	total = NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n;
 	/* From here the handshake state has moved on: msg1 leaves whole or as a tail. */
-	c->msg1_sent_ms = ns_now_ms();
 	__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&c->phase, NS_PHASE_AWAIT_MSG2, __ATOMIC_RELEASE);
-	r = send_record(c, fd, buf, NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n, payload,
-	                payload_len, flags);
+	ns_conn_set_phase(c, NS_PHASE_AWAIT_MSG2);
+	r = send_record(c, fd, buf, total, payload, payload_len, flags);
 	if (r == 1)
 		return (ssize_t)payload_len;
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		/* Nothing left the process: keep msg1 whole as the tail, sent by the next call. */
-		keep_tail(c, buf, NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n, payload,
-		          payload_len);
-	else
+		if (keep_tail(c, buf, total, payload, payload_len) != 0)
+			ns_conn_fail(c, fd, ENOMEM, "out of memory holding the first flight");
+		errno = EAGAIN;
+	} else if (r < 0) {
 		ns_conn_fail(c, fd, errno, "the first flight could not be sent");
+	}
 	return -1;
 }
 
@@ -189,25 +205,44 @@ send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 void
 ns_conn_start_empty(struct ns_conn *c, int fd)
 {
-	int timeout = (int)ns_shim.config.handshake_timeout_ms;
-
-	pthread_mutex_lock(&c->tx_lock);
-	if (c->phase == NS_PHASE_START)
+	if (ns_conn_lock_tx(c, fd))
+		return;
+	if (ns_conn_phase(c) == NS_PHASE_START)
 		send_first_flight(c, fd, NULL, 0, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
 	/* A connect still in progress cannot take msg1 yet; it is due within a round trip. */
-	for (uint64_t end = ns_now_ms() + (uint64_t)timeout;
-	     c->tail_off < c->tail_len && c->phase != NS_PHASE_FAILED && ns_now_ms() < end;) {
+	while (c->tail_off < c->tail_len && ns_conn_phase(c) != NS_PHASE_FAILED) {
+		int left = ns_conn_deadline_left(c);
+
 		if (flush_tail(c, fd, MSG_DONTWAIT | MSG_NOSIGNAL) == 0)
 			break;
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			ns_conn_fail(c, fd, errno, "the first flight could not be sent");
 			break;
 		}
-		wait_writable(fd, (int)(end - ns_now_ms()));
+		if (left == 0) {
+			ns_conn_fail(c, fd, ETIMEDOUT, "the first flight could not be sent in time");
+			break;
+		}
+		wait_writable(fd, left);
 	}
 	if (c->tail_off == c->tail_len)
 		drop_tail(c);
-	pthread_mutex_unlock(&c->tx_lock);
+	ns_conn_unlock_tx(c);
+}
+
+/* Seal plain into out (len + NS_TAG_LEN bytes) with the next send nonce.  0, or -1. */
+static int
+seal(struct ns_conn *c, const uint8_t *plain, size_t len, uint8_t *out)
+{
+	struct ns_cipher *tx = ns_conn_cipher(c, 1);
+
+	if (tx == NULL)
+		return -1;
+	ns_cipher_set_nonce(tx, c->tx_nonce);
+	if (ns_cipher_seal(tx, NULL, 0, plain, len, out))
+		return -1;
+	c->tx_nonce = ns_cipher_nonce(tx);
+	return 0;
 }
 
 /*
@@ -221,38 +256,34 @@ ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 {
 	struct record_buffer *rb = record_buffer();
 	size_t payload_len = len < NS_MAX_PLAINTEXT ? len : NS_MAX_PLAINTEXT;
-	struct ns_cipher *tx, *rx;
 	long n;
 	int r;
 
 	if (rb == NULL)
 		return -1;
 	ns_iov_gather(iov, iovcnt, 0, rb->plain, payload_len);
-	if ((n = ns_handshake_write_msg2(c->hs, rb->plain, payload_len,
+	if ((n = ns_handshake_write_msg2(&c->u.hs, rb->plain, payload_len,
 	                                 rb->wire + NS_FRAME_HEADER_LEN)) < 0 ||
-	    ns_handshake_split(c->hs, &tx, &rx)) {
-		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(c->hs));
+	    ns_conn_take_keys(c)) {
+		ns_conn_fail(c, fd, EPROTO, "msg2 could not be made");
 		errno = EPROTO;
 		return -1;
 	}
 	ns_frame_header_put(rb->wire, (size_t)n);
-	ns_handshake_free(c->hs);
-	c->hs = NULL;
-	pthread_mutex_lock(&c->hs_lock);
-	c->tx = tx;
-	c->rx = rx;
-	__atomic_store_n(&c->phase, NS_PHASE_OPEN, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&c->hs_done);
-	pthread_mutex_unlock(&c->hs_lock);
+	ns_conn_set_phase(c, NS_PHASE_OPEN);
+	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
 	r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len,
 	                flags);
 	if (r == 1)
 		return (ssize_t)payload_len;
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		/* Nothing left the process: msg2 goes whole with the next call. */
-		keep_tail(c, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len);
-	else if (r < 0)
+		if (keep_tail(c, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len))
+			ns_conn_fail(c, fd, ENOMEM, "out of memory holding msg2");
+		errno = EAGAIN;
+	} else if (r < 0) {
 		ns_conn_fail(c, fd, errno, "msg2 could not be sent");
+	}
 	return -1;
 }
 
@@ -277,7 +308,7 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 			plain = rb->plain;
 		}
 		ns_frame_header_put(rb->wire, chunk + NS_TAG_LEN);
-		if (ns_cipher_seal(c->tx, NULL, 0, plain, chunk, rb->wire + NS_FRAME_HEADER_LEN)) {
+		if (seal(c, plain, chunk, rb->wire + NS_FRAME_HEADER_LEN)) {
 			ns_conn_fail(c, fd, EPROTO, "nonces exhausted");
 			errno = EPROTO;
 			break;
@@ -288,9 +319,9 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 			sent += chunk;
 			continue;
 		}
-		if (r < 0 && c->phase != NS_PHASE_FAILED)
+		if (r < 0 && ns_conn_phase(c) != NS_PHASE_FAILED)
 			/* The kernel took none of it: the nonce can be used again. */
-			ns_cipher_retract(c->tx);
+			c->tx_nonce--;
 		break;
 	}
 	return sent > 0 ? (ssize_t)sent : -1;
@@ -308,21 +339,20 @@ ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		errno = EOPNOTSUPP;
 		return -1;
 	}
-	if (ns_conn_claim(c, fd))
-		return -1;
-	if (len == 0)
+	if (len == 0 && ns_conn_phase(c) != NS_PHASE_FAILED)
 		return 0;
-	pthread_mutex_lock(&c->tx_lock);
-	if (c->phase == NS_PHASE_START && c->zero_rtt) {
+	if (ns_conn_lock_tx(c, fd))
+		return -1;
+	if (ns_conn_phase(c) == NS_PHASE_START && c->zero_rtt) {
 		ret = send_first_flight(c, fd, iov, iovcnt,
 		                        len < NS_MAX_PLAINTEXT ? len : NS_MAX_PLAINTEXT, flags);
 		goto out;
 	}
-	if (c->phase == NS_PHASE_START && send_first_flight(c, fd, NULL, 0, 0, flags) < 0 &&
+	if (ns_conn_phase(c) == NS_PHASE_START && send_first_flight(c, fd, NULL, 0, 0, flags) < 0 &&
 	    c->tail_len == 0)
 		goto out;
-	if (c->tail_len > c->tail_off || c->tail != NULL) {
-		int same = ns_iov_starts_with(iov, iovcnt, c->tail_plain, c->tail_plain_len);
+	if (c->tail_len > c->tail_off || c->tx_buf != 0) {
+		int same = ns_iov_starts_with(iov, iovcnt, tail_plain(c), c->tail_plain_len);
 
 		if (flush_tail(c, fd, flags) < 0)
 			goto out;
@@ -333,32 +363,31 @@ ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		}
 		if (c->tail_plain_len > 0)
 			ns_log(NS_LOG_WARN, "fd %d, %s: the program did not retry a partly sent write; "
-			       "its first %zu bytes were delivered anyway", fd, c->peer, c->tail_plain_len);
+			       "its first %u bytes were delivered anyway", fd, c->peer, c->tail_plain_len);
 		drop_tail(c);
 	}
-	if (c->phase == NS_PHASE_AWAIT_MSG2 || c->phase == NS_PHASE_AWAIT_MSG1) {
-		ns_conn_await_peer(c, fd, (int)ns_shim.config.handshake_timeout_ms);
+	if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2 || ns_conn_phase(c) == NS_PHASE_AWAIT_MSG1) {
+		ns_conn_await_peer(c, fd);
 		if (c->plaintext) {
 			/* Mixed mode, plaintext client: the program has the bare socket from now on. */
 			struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-			pthread_mutex_unlock(&c->tx_lock);
-			ns_conn_release_plaintext(c, fd);
+			ns_conn_unlock_tx(c);
 			return REAL(sendmsg)(fd, &m, flags);
 		}
-		if (c->phase == NS_PHASE_AWAIT_MSG2 || c->phase == NS_PHASE_AWAIT_MSG1)
+		if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2 || ns_conn_phase(c) == NS_PHASE_AWAIT_MSG1)
 			ns_conn_fail(c, fd, ETIMEDOUT, "no handshake message from the peer in time");
 	}
-	if (c->phase == NS_PHASE_MSG2_DUE) {
+	if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE) {
 		/* The program's first bytes ride in msg2, like a client's in msg1. */
 		ret = ns_conn_send_msg2(c, fd, iov, iovcnt, len, flags);
 		goto out;
 	}
-	if (c->phase == NS_PHASE_FAILED) {
+	if (ns_conn_phase(c) == NS_PHASE_FAILED) {
 		errno = c->error;
 		goto out;
 	}
 	ret = send_records(c, fd, iov, iovcnt, len, flags);
 out:
-	pthread_mutex_unlock(&c->tx_lock);
+	ns_conn_unlock_tx(c);
 	return ret;
 }

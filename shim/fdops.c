@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "birth.h"
 #include "conn.h"
 #include "fdtable.h"
 #include "real.h"
@@ -23,9 +24,13 @@
 /* How long close() and shutdown() may wait for a partly sent record to leave. */
 enum { FLUSH_TIMEOUT_MS = 2000 };
 
-/* Stop tracking fd; the last fd of a connection pushes out what the program was told left. */
-static void
-forget(int fd)
+/*
+ * fd is about to be closed (by close, dup2 onto it, fclose): drop its share
+ * of its socket.  The last fd of a connection, in any process, first
+ * pushes out what the program was told had left.
+ */
+void
+ns_fd_closing(int fd)
 {
 	struct ns_conn *c = ns_fd_take(fd);
 
@@ -33,8 +38,8 @@ forget(int fd)
 		ns_fd_set_listener(fd, NS_LISTENER_UNKNOWN);
 	if (c == NULL)
 		return;
-	if (__atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 1 && c->tail_len > c->tail_off &&
-	    (c->owner == NULL || *c->owner == (int)getpid()))
+	if (c->kind == NS_SOCK_WRAPPED && __atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 1 &&
+	    c->tail_len > c->tail_off)
 		ns_conn_flush(c, fd, FLUSH_TIMEOUT_MS);
 	ns_conn_unref(c);
 }
@@ -42,7 +47,7 @@ forget(int fd)
 NS_EXPORT int
 close(int fd)
 {
-	forget(fd);
+	ns_fd_closing(fd);
 	return REAL(close)(fd);
 }
 
@@ -53,7 +58,7 @@ forget_range(unsigned int first, unsigned int last)
 		return;
 	for (int fd = ns_fd_next_in_use((int)first); fd >= 0 && (unsigned int)fd <= last;
 	     fd = ns_fd_next_in_use(fd + 1))
-		forget(fd);
+		ns_fd_closing(fd);
 }
 
 NS_EXPORT int
@@ -74,13 +79,13 @@ closefrom(int lowfd)
 NS_EXPORT int
 shutdown(int fd, int how)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 
 	if (c == NULL)
 		return REAL(shutdown)(fd, how);
-	if (how != SHUT_RD && ns_conn_claim(c, fd) == 0) {
+	if (how != SHUT_RD) {
 		/* The peer must get msg1 and every whole record before the end of the stream. */
-		if (c->phase == NS_PHASE_START)
+		if (ns_conn_phase(c) == NS_PHASE_START)
 			ns_conn_start_empty(c, fd);
 		ns_conn_flush(c, fd, FLUSH_TIMEOUT_MS);
 	}
@@ -88,29 +93,59 @@ shutdown(int fd, int how)
 	return REAL(shutdown)(fd, how);
 }
 
-/* After a successful dup of old to new: share the connection, if any. */
+/*
+ * After a successful dup of old to new: new shares old's socket object.  A
+ * fresh socket becomes an object first, so that connecting either fd
+ * wraps both.  A copy that cannot be tracked is closed: it must not become
+ * a plaintext path.
+ */
 static int
 share(int old, int new)
 {
+	uint64_t e = ns_fd_entry(old);
 	struct ns_conn *c;
 
-	if (new < 0 || (c = ns_fd_get(old)) == NULL)
+	if (new < 0)
 		return new;
-	if (ns_fd_set(new, c)) {
-		/* The copy cannot be tracked; it must not become a plaintext path. */
+	ns_fd_created(new);
+	if (e == 0)
+		return new;
+	if (e == NS_FD_FRESH) {
+		if ((c = ns_fd_promote(old)) == NULL)
+			goto refuse;
+		ns_conn_ref(c);
+	} else if ((c = ns_fd_get(old)) == NULL) {
+		return new;  /* a stale entry: old is not a socket the shim knows */
+	}
+	if (ns_fd_attach(new, c) != 0) {
 		ns_conn_unref(c);
-		REAL(close)(new);
-		errno = EMFILE;
-		return -1;
+		goto refuse;
 	}
 	ns_conn_unref(c);
 	return new;
+refuse:
+	REAL(close)(new);
+	errno = EMFILE;
+	return -1;
 }
 
 NS_EXPORT int
 dup(int fd)
 {
 	return share(fd, REAL(dup)(fd));
+}
+
+/* Before dup2/dup3 replaces new: a last copy of a connection still gets its records out. */
+static void
+before_replace(int new)
+{
+	struct ns_conn *c = ns_fd_wrapped(new);
+
+	if (c == NULL)
+		return;
+	if (__atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 2 && c->tail_len > c->tail_off)
+		ns_conn_flush(c, new, FLUSH_TIMEOUT_MS);
+	ns_conn_unref(c);
 }
 
 NS_EXPORT int
@@ -120,9 +155,10 @@ dup2(int old, int new)
 
 	if (old == new)
 		return REAL(dup2)(old, new);
-	/* The target's state goes whatever the source is: the fd is about to be replaced. */
-	forget(new);
-	ret = REAL(dup2)(old, new);
+	before_replace(new);
+	/* The target's state goes only once it really is replaced: a failed dup2 changes nothing. */
+	if ((ret = REAL(dup2)(old, new)) < 0)
+		return ret;
 	return share(old, ret);
 }
 
@@ -132,8 +168,9 @@ dup3(int old, int new, int flags)
 	int ret;
 
 	if (old != new)
-		forget(new);
-	ret = REAL(dup3)(old, new, flags);
+		before_replace(new);
+	if ((ret = REAL(dup3)(old, new, flags)) < 0)
+		return ret;
 	return share(old, ret);
 }
 
@@ -150,7 +187,7 @@ fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 		return share(fd, real(fd, cmd, arg));
 	case F_SETFL:
 		ret = real(fd, cmd, arg);
-		if (ret == 0 && (c = ns_fd_get(fd)) != NULL) {
+		if (ret == 0 && (c = ns_fd_wrapped(fd)) != NULL) {
 			c->nonblock = ((long)arg & O_NONBLOCK) != 0;
 			ns_conn_unref(c);
 		}
@@ -195,7 +232,7 @@ ioctl(int fd, unsigned long request, ...)
 	va_start(ap, request);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	if ((c = ns_fd_get(fd)) == NULL)
+	if ((c = ns_fd_wrapped(fd)) == NULL)
 		return REAL(ioctl)(fd, request, arg);
 	switch (request) {
 	case FIONREAD:
@@ -219,7 +256,7 @@ getsockopt(int fd, int level, int name, void *value, socklen_t *len)
 {
 	struct ns_conn *c;
 
-	if (level != SOL_SOCKET || name != SO_RCVLOWAT || (c = ns_fd_get(fd)) == NULL)
+	if (level != SOL_SOCKET || name != SO_RCVLOWAT || (c = ns_fd_wrapped(fd)) == NULL)
 		return REAL(getsockopt)(fd, level, name, value, len);
 	/* The kernel's mark follows records; the program sees the one it set. */
 	if (*len >= sizeof(int)) {
@@ -235,7 +272,7 @@ setsockopt(int fd, int level, int name, const void *value, socklen_t len)
 {
 	struct ns_conn *c;
 
-	if (level != SOL_SOCKET || name != SO_RCVLOWAT || (c = ns_fd_get(fd)) == NULL)
+	if (level != SOL_SOCKET || name != SO_RCVLOWAT || (c = ns_fd_wrapped(fd)) == NULL)
 		return REAL(setsockopt)(fd, level, name, value, len);
 	if (len < sizeof(int)) {
 		ns_conn_unref(c);

@@ -14,7 +14,8 @@
 #include "real.h"
 
 /* Only the client shim makes connections; in the accept shim this is NULL. */
-int ns_client_connect(int fd, const struct sockaddr *addr, socklen_t len) __attribute__((weak));
+int ns_client_start(int fd, const struct sockaddr *addr, socklen_t len, struct ns_conn **out)
+	__attribute__((weak));
 
 static ssize_t
 conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags)
@@ -41,7 +42,7 @@ conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int fl
 NS_EXPORT ssize_t
 read(int fd, void *buf, size_t len)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {buf, len};
 
 	if (c == NULL)
@@ -52,7 +53,7 @@ read(int fd, void *buf, size_t len)
 NS_EXPORT ssize_t
 __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {buf, len};
 
 	if (c == NULL || len > buflen) {
@@ -65,7 +66,7 @@ __read_chk(int fd, void *buf, size_t len, size_t buflen)
 NS_EXPORT ssize_t
 readv(int fd, const struct iovec *iov, int iovcnt)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 
 	if (c == NULL)
 		return REAL(readv)(fd, iov, iovcnt);
@@ -75,7 +76,7 @@ readv(int fd, const struct iovec *iov, int iovcnt)
 NS_EXPORT ssize_t
 recv(int fd, void *buf, size_t len, int flags)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {buf, len};
 
 	if (c == NULL)
@@ -86,7 +87,7 @@ recv(int fd, void *buf, size_t len, int flags)
 NS_EXPORT ssize_t
 __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {buf, len};
 
 	if (c == NULL || len > buflen) {
@@ -99,7 +100,7 @@ __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
 NS_EXPORT ssize_t
 recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *addrlen)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {buf, len};
 
 	if (c == NULL)
@@ -114,7 +115,7 @@ NS_EXPORT ssize_t
 __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *addr,
                socklen_t *addrlen)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {buf, len};
 
 	if (c == NULL || len > buflen) {
@@ -129,7 +130,7 @@ __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags, struct s
 NS_EXPORT ssize_t
 recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 
 	if (c == NULL)
 		return REAL(recvmsg)(fd, msg, flags);
@@ -142,7 +143,7 @@ recvmsg(int fd, struct msghdr *msg, int flags)
 NS_EXPORT int
 recvmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags, struct timespec *timeout)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	unsigned int i;
 
 	if (c == NULL)
@@ -164,7 +165,7 @@ recvmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags, struct time
 NS_EXPORT ssize_t
 write(int fd, const void *buf, size_t len)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {(void *)buf, len};
 
 	if (c == NULL)
@@ -175,7 +176,7 @@ write(int fd, const void *buf, size_t len)
 NS_EXPORT ssize_t
 writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 
 	if (c == NULL)
 		return REAL(writev)(fd, iov, iovcnt);
@@ -185,7 +186,7 @@ writev(int fd, const struct iovec *iov, int iovcnt)
 NS_EXPORT ssize_t
 send(int fd, const void *buf, size_t len, int flags)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {(void *)buf, len};
 
 	if (c == NULL)
@@ -193,47 +194,98 @@ send(int fd, const void *buf, size_t len, int flags)
 	return conn_send(c, fd, &iov, 1, flags);
 }
 
+/*
+ * A send that carries its destination with MSG_FASTOPEN is a connect:
+ * it goes through the one decision.  NS_START_WRAPPED with *out set (the
+ * kernel connect done, the data still to send), NS_START_PLAIN, or -1.
+ */
+static int
+fastopen_start(int fd, const struct sockaddr *addr, socklen_t addrlen, struct ns_conn **out)
+{
+	int r;
+
+	*out = NULL;
+	if (ns_client_start == NULL || addr == NULL)
+		return NS_START_PLAIN;
+	if ((r = ns_client_start(fd, addr, addrlen, out)) != NS_START_WRAPPED)
+		return r;
+	/* With TCP_FASTOPEN_CONNECT on (set for TFO destinations) this only records the address. */
+	if (REAL(connect)(fd, addr, addrlen) < 0 && errno != EINPROGRESS && errno != EISCONN &&
+	    errno != EALREADY) {
+		int saved = errno;
+		if (ns_conn_phase(*out) == NS_PHASE_START)
+			ns_conn_fail(*out, fd, saved, "connect failed");
+		ns_conn_unref(*out);
+		*out = NULL;
+		errno = saved;
+		return -1;
+	}
+	return NS_START_WRAPPED;
+}
+
 NS_EXPORT ssize_t
 sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
        socklen_t addrlen)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	struct iovec iov = {(void *)buf, len};
 
-	if (c == NULL && (flags & MSG_FASTOPEN) && addr != NULL && ns_client_connect != NULL) {
-		/* The program's own TFO connect: make it ours if the destination is cached. */
-		if (ns_client_connect(fd, addr, addrlen) < 0 && errno != EINPROGRESS)
+	if (c == NULL && (flags & MSG_FASTOPEN)) {
+		switch (fastopen_start(fd, addr, addrlen, &c)) {
+		case NS_START_PLAIN:
+			return REAL(sendto)(fd, buf, len, flags, addr, addrlen);
+		case NS_START_WRAPPED:
+			break;
+		default:
 			return -1;
-		if ((c = ns_fd_get(fd)) == NULL)
-			return REAL(send)(fd, buf, len, flags & ~MSG_FASTOPEN);
-		flags &= ~MSG_FASTOPEN;
+		}
 	}
 	if (c == NULL)
 		return REAL(sendto)(fd, buf, len, flags, addr, addrlen);
-	return conn_send(c, fd, &iov, 1, flags);
+	return conn_send(c, fd, &iov, 1, flags & ~MSG_FASTOPEN);
 }
 
 NS_EXPORT ssize_t
 sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 
+	if (c == NULL && (flags & MSG_FASTOPEN)) {
+		switch (fastopen_start(fd, msg->msg_name, msg->msg_namelen, &c)) {
+		case NS_START_PLAIN:
+			return REAL(sendmsg)(fd, msg, flags);
+		case NS_START_WRAPPED:
+			break;
+		default:
+			return -1;
+		}
+	}
 	if (c == NULL)
 		return REAL(sendmsg)(fd, msg, flags);
-	return conn_send(c, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
+	return conn_send(c, fd, msg->msg_iov, (int)msg->msg_iovlen, flags & ~MSG_FASTOPEN);
 }
 
 NS_EXPORT int
 sendmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 	unsigned int i;
 
+	if (c == NULL && (flags & MSG_FASTOPEN) && vlen > 0) {
+		switch (fastopen_start(fd, msgs[0].msg_hdr.msg_name, msgs[0].msg_hdr.msg_namelen, &c)) {
+		case NS_START_PLAIN:
+			return REAL(sendmmsg)(fd, msgs, vlen, flags);
+		case NS_START_WRAPPED:
+			break;
+		default:
+			return -1;
+		}
+	}
 	if (c == NULL)
 		return REAL(sendmmsg)(fd, msgs, vlen, flags);
 	for (i = 0; i < vlen; i++) {
 		ssize_t n = ns_conn_send(c, fd, msgs[i].msg_hdr.msg_iov,
-		                         (int)msgs[i].msg_hdr.msg_iovlen, flags);
+		                         (int)msgs[i].msg_hdr.msg_iovlen, flags & ~MSG_FASTOPEN);
 		if (n < 0)
 			break;
 		msgs[i].msg_len = (unsigned int)n;

@@ -23,11 +23,11 @@
 static void
 start_if_reading(int fd)
 {
-	struct ns_conn *c = ns_fd_get(fd);
+	struct ns_conn *c = ns_fd_wrapped(fd);
 
 	if (c == NULL)
 		return;
-	if (c->phase == NS_PHASE_START && ns_conn_claim(c, fd) == 0)
+	if (ns_conn_phase(c) == NS_PHASE_START)
 		ns_conn_start_empty(c, fd);
 	ns_conn_unref(c);
 }

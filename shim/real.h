@@ -7,6 +7,8 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -55,7 +57,31 @@
 	X(select, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *))                 \
 	X(pselect, int, (int, fd_set *, fd_set *, fd_set *, const struct timespec *,          \
 	                 const sigset_t *))                                                   \
-	X(epoll_ctl, int, (int, int, int, struct epoll_event *))
+	X(epoll_ctl, int, (int, int, int, struct epoll_event *))                              \
+	X(socket, int, (int, int, int))                                                       \
+	X(socketpair, int, (int, int, int, int[2]))                                           \
+	X(open, int, (const char *, int, ...))                                                \
+	X(open64, int, (const char *, int, ...))                                              \
+	X(openat, int, (int, const char *, int, ...))                                         \
+	X(openat64, int, (int, const char *, int, ...))                                       \
+	X(__open_2, int, (const char *, int))                                                 \
+	X(__open64_2, int, (const char *, int))                                               \
+	X(creat, int, (const char *, mode_t))                                                 \
+	X(pipe, int, (int[2]))                                                                \
+	X(pipe2, int, (int[2], int))                                                          \
+	X(epoll_create, int, (int))                                                           \
+	X(epoll_create1, int, (int))                                                          \
+	X(eventfd, int, (unsigned int, int))                                                  \
+	X(timerfd_create, int, (int, int))                                                    \
+	X(signalfd, int, (int, const sigset_t *, int))                                        \
+	X(memfd_create, int, (const char *, unsigned int))                                    \
+	X(fclose, int, (FILE *))                                                              \
+	X(fork, pid_t, (void))                                                                \
+	X(execve, int, (const char *, char *const[], char *const[]))                          \
+	X(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,       \
+	                     const posix_spawnattr_t *, char *const[], char *const[]))        \
+	X(posix_spawnp, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,      \
+	                      const posix_spawnattr_t *, char *const[], char *const[]))
 
 struct ns_real {
 #define NS_REAL_FIELD(name, ret, params) ret(*name) params;

@@ -67,7 +67,7 @@ emulate_sendfile(struct ns_conn *c, int out_fd, int in_fd, off64_t *offset, size
 NS_EXPORT ssize_t
 sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
-	struct ns_conn *c = ns_fd_get(out_fd);
+	struct ns_conn *c = ns_fd_wrapped(out_fd);
 	off64_t off;
 	ssize_t n;
 
@@ -86,7 +86,7 @@ sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 NS_EXPORT ssize_t
 sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
 {
-	struct ns_conn *c = ns_fd_get(out_fd);
+	struct ns_conn *c = ns_fd_wrapped(out_fd);
 	ssize_t n;
 
 	if (c == NULL)
@@ -124,7 +124,7 @@ write_fully(struct ns_conn *c, int fd, const uint8_t *buf, size_t len)
 NS_EXPORT ssize_t
 splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned int flags)
 {
-	struct ns_conn *in = ns_fd_get(fd_in), *out = in == NULL ? ns_fd_get(fd_out) : NULL;
+	struct ns_conn *in = ns_fd_wrapped(fd_in), *out = in == NULL ? ns_fd_wrapped(fd_out) : NULL;
 	uint8_t *buf;
 	ssize_t n = -1;
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "conn.h"
 #include "fdtable.h"
@@ -32,7 +33,28 @@ struct listen_spec {
 
 static struct listen_spec specs[MAX_LISTEN];
 static int nspecs;
+static char specs_error[NS_CONFIG_TEXT_MAX + 128];  /* why NOISESHIM_LISTEN cannot be applied */
 static pthread_once_t specs_once = PTHREAD_ONCE_INIT;
+
+/* An IPv4-mapped IPv6 address is the IPv4 address: fold it so that both compare equal. */
+static void
+fold_mapped(int *family, uint8_t addr[16])
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (*family == AF_INET6 && memcmp(addr, mapped, sizeof(mapped)) == 0) {
+		memmove(addr, addr + 12, 4);
+		*family = AF_INET;
+	}
+}
+
+static int
+unspecified(int family, const uint8_t *addr)
+{
+	static const uint8_t zero[16];
+
+	return memcmp(addr, zero, family == AF_INET ? 4 : 16) == 0;
+}
 
 static int
 parse_spec(const char *text, struct listen_spec *spec)
@@ -44,12 +66,13 @@ parse_spec(const char *text, struct listen_spec *spec)
 
 	memset(spec, 0, sizeof(*spec));
 	port = strtoul(colon != NULL ? colon + 1 : text, &end, 10);
-	if (*end != '\0' || port == 0 || port > 65535)
+	if ((colon != NULL ? colon[1] : text[0]) == '\0' || *end != '\0' || port == 0 ||
+	    port > 65535)
 		return -1;
 	spec->port = (uint16_t)port;
 	if (colon == NULL)
 		return 0;
-	if ((size_t)(colon - text) >= sizeof(host))
+	if ((size_t)(colon - text) >= sizeof(host) || colon == text)
 		return -1;
 	memcpy(host, text, (size_t)(colon - text));
 	host[colon - text] = '\0';
@@ -63,6 +86,10 @@ parse_spec(const char *text, struct listen_spec *spec)
 		spec->family = AF_INET6;
 	else
 		return -1;
+	fold_mapped(&spec->family, spec->addr);
+	/* 0.0.0.0:P and [::]:P name the port on every address, like P alone. */
+	if (unspecified(spec->family, spec->addr))
+		spec->family = 0;
 	return 0;
 }
 
@@ -75,86 +102,125 @@ load_specs(void)
 	snprintf(list, sizeof(list), "%s", ns_shim.config.listen);
 	for (char *item = strtok_r(list, ", ", &save); item != NULL; item = strtok_r(NULL, ", ", &save)) {
 		if (nspecs == MAX_LISTEN) {
-			ns_log(NS_LOG_ERROR, "NOISESHIM_LISTEN: more than %d entries; the rest are ignored",
-			       MAX_LISTEN);
-			break;
+			snprintf(specs_error, sizeof(specs_error),
+			         "NOISESHIM_LISTEN has more than %d entries", MAX_LISTEN);
+			return;
 		}
-		if (parse_spec(item, &specs[nspecs]) == 0)
-			nspecs++;
-		else
-			ns_log(NS_LOG_ERROR, "NOISESHIM_LISTEN: \"%s\" is not a port or addr:port", item);
+		if (parse_spec(item, &specs[nspecs]) != 0) {
+			snprintf(specs_error, sizeof(specs_error),
+			         "NOISESHIM_LISTEN: \"%.200s\" is not a port or addr:port", item);
+			return;
+		}
+		nspecs++;
 	}
 	if (nspecs == 0 && ns_shim.config.transport != NS_TRANSPORT_OFF)
 		ns_log(NS_LOG_WARN, "NOISESHIM_LISTEN names no port: no listener is wrapped");
 }
 
-/* Whether the socket's bound address is one NOISESHIM_LISTEN names. */
-static int
-named(int fd)
+enum naming { NOT_NAMED, NAMED, PORT_ONLY };
+
+/* Whether the socket's bound address is one NOISESHIM_LISTEN names; *where gets it for logs. */
+static enum naming
+named(int fd, char *where, size_t cap)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	const uint8_t *addr;
+	uint8_t addr[16];
+	char host[INET6_ADDRSTRLEN] = "?";
 	uint16_t port;
-	int family;
+	int family, port_seen = 0;
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-		return 0;
+		return NOT_NAMED;
 	family = ss.ss_family;
 	if (family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
 		port = ntohs(in->sin_port);
-		addr = (const uint8_t *)&in->sin_addr;
+		memcpy(addr, &in->sin_addr, 4);
 	} else if (family == AF_INET6) {
 		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 		port = ntohs(in6->sin6_port);
-		addr = (const uint8_t *)&in6->sin6_addr;
+		memcpy(addr, &in6->sin6_addr, 16);
 	} else {
-		return 0;
+		return NOT_NAMED;
 	}
+	inet_ntop(family, addr, host, sizeof(host));
+	snprintf(where, cap, family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+	fold_mapped(&family, addr);
 	for (int i = 0; i < nspecs; i++) {
 		if (specs[i].port != port)
 			continue;
+		port_seen = 1;
 		if (specs[i].family == 0 ||
 		    (specs[i].family == family &&
 		     memcmp(specs[i].addr, addr, family == AF_INET ? 4 : 16) == 0))
-			return 1;
+			return NAMED;
 	}
-	return 0;
+	return port_seen ? PORT_ONLY : NOT_NAMED;
+}
+
+static int
+is_inet(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	       (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
+/* A server that cannot wrap must not serve: say why, once per listener. */
+static int
+refuse(int fd, const char *why)
+{
+	ns_log(NS_LOG_ERROR, "fd %d: listening refused: %s", fd, why);
+	ns_fd_set_listener(fd, NS_LISTENER_REFUSED);
+	errno = EACCES;
+	return -1;
 }
 
 /*
  * Decide whether a listening socket is wrapped, and prepare it if so.  -1
- * with errno when it is named but cannot be served safely.
+ * with errno when it must not serve: the configuration cannot be applied,
+ * or the port is named but cannot be served safely.
  */
 static int
 classify(int fd)
 {
 	int qlen = TFO_QUEUE;
+	char where[64] = "?";
+	enum naming naming;
 
 	pthread_once(&specs_once, load_specs);
-	if (!named(fd)) {
+	if (specs_error[0] != '\0') {
+		if (!is_inet(fd)) {
+			ns_fd_set_listener(fd, NS_LISTENER_PLAIN);
+			return 0;
+		}
+		return refuse(fd, specs_error);
+	}
+	if ((naming = named(fd, where, sizeof(where))) != NAMED) {
+		if (naming == PORT_ONLY)
+			ns_log(NS_LOG_ERROR, "fd %d: %s is not wrapped: NOISESHIM_LISTEN names its port "
+			       "with another address", fd, where);
 		ns_fd_set_listener(fd, NS_LISTENER_PLAIN);
 		return 0;
 	}
 	if (ns_shim.config.transport == NS_TRANSPORT_NOISE) {
-		if (!ns_shim.have_key) {
-			ns_log(NS_LOG_ERROR, "fd %d: refusing to serve: %s", fd, ns_shim.key_error);
-			errno = EACCES;
-			return -1;
+		if (ns_shim_load_key() != 0) {
+			char why[sizeof(ns_shim.key_error) + 64];
+			snprintf(why, sizeof(why), "%s: %s", where, ns_shim.key_error);
+			return refuse(fd, why);
 		}
-		if (ns_replay_guard_init() != 0) {
-			ns_log(NS_LOG_ERROR, "fd %d: refusing to serve: no memory for the replay window", fd);
-			errno = ENOMEM;
-			return -1;
-		}
+		if (ns_replay_guard_init() != 0)
+			return refuse(fd, "no memory for the replay window");
 	}
 	if (REAL(setsockopt)(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen)) != 0)
 		ns_log(NS_LOG_WARN, "fd %d: TCP Fast Open unavailable on this listener: %s", fd,
 		       strerror(errno));
 	ns_fd_set_listener(fd, ns_shim.config.transport == NS_TRANSPORT_NOISE ? NS_LISTENER_NOISE
 	                                                                        : NS_LISTENER_PLAIN);
-	ns_log(NS_LOG_INFO, "fd %d: listening with %s, TCP Fast Open on", fd,
+	ns_log(NS_LOG_INFO, "fd %d: listening on %s with %s, TCP Fast Open on", fd, where,
 	       ns_shim.config.transport == NS_TRANSPORT_TCP ? "plain TCP (NOISESHIM_TRANSPORT=tcp)"
 	       : ns_shim.config.accept == NS_ACCEPT_MIXED ? "Noise_IK and plaintext (mixed)"
 	                                                  : "Noise_IK");
@@ -200,13 +266,15 @@ static int
 track_accepted(int fd, int nonblock)
 {
 	struct ns_conn *c;
+	struct stat st;
 	char peer[64];
 
 	describe_peer(fd, peer, sizeof(peer));
-	if ((c = ns_conn_new(NS_ROLE_RESPONDER, NULL, 0, peer, nonblock)) == NULL)
+	if ((c = ns_conn_new(NS_SOCK_FRESH, fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0)) == NULL)
 		goto fail;
-	c->mixed = ns_shim.config.accept == NS_ACCEPT_MIXED;
-	if (ns_fd_set(fd, c)) {
+	c->nonblock = (uint8_t)nonblock;
+	ns_conn_start_responder(c, ns_shim.config.accept == NS_ACCEPT_MIXED, peer);
+	if (ns_fd_attach(fd, c)) {
 		ns_conn_unref(c);
 		goto fail;
 	}
@@ -219,13 +287,14 @@ fail:
 	return -1;
 }
 
-static int
-accepted(int listener, int fd, int flags)
+/* A connection accepted on listener: a responder if the listener is wrapped. */
+int
+ns_server_accepted(int listener, int fd, int flags)
 {
 	enum ns_listener state = ns_fd_listener(listener);
 	int fl;
 
-	if (fd < 0 || state == NS_LISTENER_PLAIN)
+	if (state == NS_LISTENER_PLAIN)
 		return fd;
 	if (state == NS_LISTENER_UNKNOWN) {
 		/* A socket that was listening before this program started (inherited, activated). */
@@ -234,25 +303,16 @@ accepted(int listener, int fd, int flags)
 			ns_fd_set_listener(listener, NS_LISTENER_PLAIN);
 			return fd;
 		}
-		if (classify(listener) != 0) {
-			REAL(close)(fd);
-			return -1;
-		}
-		if (ns_fd_listener(listener) != NS_LISTENER_NOISE)
+		classify(listener);
+		state = ns_fd_listener(listener);
+		if (state == NS_LISTENER_PLAIN)
 			return fd;
+	}
+	if (state == NS_LISTENER_REFUSED) {
+		REAL(close)(fd);
+		errno = EACCES;
+		return -1;
 	}
 	fl = flags & SOCK_NONBLOCK ? O_NONBLOCK : REAL(fcntl)(fd, F_GETFL);
 	return track_accepted(fd, fl >= 0 && (fl & O_NONBLOCK));
-}
-
-NS_EXPORT int
-accept(int fd, struct sockaddr *addr, socklen_t *len)
-{
-	return accepted(fd, REAL(accept)(fd, addr, len), 0);
-}
-
-NS_EXPORT int
-accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-{
-	return accepted(fd, REAL(accept4)(fd, addr, len, flags), flags);
 }

@@ -8,7 +8,7 @@
 
 #include <sodium.h>
 
-#include "fork.h"
+#include "exec.h"
 #include "keys.h"
 #include "log.h"
 #include "real.h"
@@ -28,6 +28,8 @@ keep_problem(const char *where, const char *problem)
 	if (nproblems < MAX_PROBLEMS)
 		snprintf(problems[nproblems++], sizeof(problems[0]), "%s: %s", where, problem);
 }
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 static void
 load_key(void)
@@ -69,9 +71,21 @@ init(void)
 	if (sodium_init() < 0) {
 		ns_log(NS_LOG_ERROR, "libsodium failed to initialise; no connection will be wrapped");
 		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error), "libsodium failed to initialise");
-		return;
 	}
-	load_key();
+}
+
+/*
+ * The static key, loaded on first need: only a process that wraps a
+ * connection or listens on a wrapped port reads the key file.  0 when
+ * ns_shim.static_key is usable; -1 with the reason in ns_shim.key_error.
+ */
+int
+ns_shim_load_key(void)
+{
+	ns_shim_init();
+	if (ns_shim.key_error[0] == '\0')
+		pthread_once(&key_once, load_key);
+	return ns_shim.have_key ? 0 : -1;
 }
 
 /* Load the configuration and key once; every wrapper that may track an fd calls it. */
@@ -95,5 +109,5 @@ __attribute__((constructor)) static void
 shim_constructor(void)
 {
 	ns_shim_init();
-	ns_fork_init();
+	ns_exec_adopt();
 }

@@ -29,8 +29,15 @@ extern struct ns_shim ns_shim;
 /* Which side this preload object is: the client shim initiates, the accept shim responds. */
 extern const enum ns_role ns_shim_role;
 
-/* Load the configuration and key once; every wrapper that may track an fd calls it. */
+/* Load the configuration once; every wrapper that may track an fd calls it. */
 void ns_shim_init(void);
+
+/*
+ * The static key, loaded on first need: only a process that wraps a
+ * connection or listens on a wrapped port reads the key file.  0 when
+ * ns_shim.static_key is usable; -1 with the reason in ns_shim.key_error.
+ */
+int ns_shim_load_key(void);
 
 /* Milliseconds on the monotonic clock. */
 uint64_t ns_now_ms(void);
