@@ -122,6 +122,9 @@ create(void)
 	struct header *h;
 	int fd;
 
+	/* Adopted from the image before this one: nothing to create. */
+	if (base != NULL)
+		return;
 	if ((fd = memfd_create("noiseshim", MFD_CLOEXEC)) < 0)
 		goto fail;
 	if (ftruncate(fd, HEADER_SIZE) != 0 || map(fd) != 0) {
@@ -174,9 +177,10 @@ ns_arena_adopt(int fd)
 
 	if (base != NULL)
 		return 0;
-	if (fstat(fd, &st) != 0 || st.st_size < HEADER_SIZE || map(fd) != 0)
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < HEADER_SIZE || map(fd) != 0)
 		return -1;
-	if (hdr()->magic != ARENA_MAGIC || hdr()->version != ARENA_VERSION) {
+	if (hdr()->magic != ARENA_MAGIC || hdr()->version != ARENA_VERSION ||
+	    hdr()->size > (uint64_t)st.st_size) {
 		munmap(base, NS_ARENA_RESERVE);
 		base = NULL;
 		arena_fd = -1;

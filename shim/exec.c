@@ -385,11 +385,12 @@ before_exec(const char *path, char *const envp[], struct exec_token *token)
 			cut_off_all(path, why);
 		return envp;
 	}
-	if ((fd = REAL(fcntl)(ns_arena_fd(), F_DUPFD, 3)) < 0 ||
+	/* The arena's fd is spared by every close wrapper; only its close-on-exec flag changes. */
+	if ((fd = ns_arena_fd()) < 0 || REAL(fcntl)(fd, F_SETFD, 0) != 0 ||
 	    (env = handover_env(envp, &h, fd, 1)) == NULL) {
 		snprintf(why, sizeof(why), "no fd or memory to hand the connection state over");
 		if (fd >= 0)
-			REAL(close)(fd);
+			REAL(fcntl)(fd, F_SETFD, FD_CLOEXEC);
 		cut_off_all(path, why);
 		return envp;
 	}
@@ -409,7 +410,7 @@ exec_undo(struct exec_token *token)
 	if (token->handover != NULL)
 		pin(token->handover, 0);
 	if (token->arena_fd >= 0)
-		REAL(close)(token->arena_fd);
+		REAL(fcntl)(token->arena_fd, F_SETFD, FD_CLOEXEC);
 	free_env(token->env);
 	errno = saved;
 }

@@ -44,9 +44,23 @@ ns_fd_closing(int fd)
 	ns_conn_unref(c);
 }
 
+/*
+ * The arena's memfd is the shim's own: a program that closes every fd it
+ * does not know (before exec, say) must not take away what hands its
+ * connections to the next image.  It is CLOEXEC, so keeping it open costs
+ * the program nothing.
+ */
+static int
+is_arena_fd(int fd)
+{
+	return fd >= 0 && fd == ns_arena_fd();
+}
+
 NS_EXPORT int
 close(int fd)
 {
+	if (__builtin_expect(is_arena_fd(fd), 0))
+		return 0;
 	ns_fd_closing(fd);
 	return REAL(close)(fd);
 }
@@ -61,19 +75,39 @@ forget_range(unsigned int first, unsigned int last)
 		ns_fd_closing(fd);
 }
 
+/* close_range around the arena's fd. */
+static int
+close_range_sparing_arena(unsigned int first, unsigned int last, int flags)
+{
+	int arena = ns_arena_fd(), ret = 0;
+
+	if (arena < 0 || (unsigned int)arena < first || (unsigned int)arena > last)
+		return REAL(close_range)(first, last, flags);
+	if ((unsigned int)arena > first)
+		ret = REAL(close_range)(first, (unsigned int)arena - 1, flags);
+	if (ret == 0 && (unsigned int)arena < last)
+		ret = REAL(close_range)((unsigned int)arena + 1, last, flags);
+	return ret;
+}
+
 NS_EXPORT int
 close_range(unsigned int first, unsigned int last, int flags)
 {
 	if (!(flags & CLOSE_RANGE_CLOEXEC))
 		forget_range(first, last);
-	return REAL(close_range)(first, last, flags);
+	return close_range_sparing_arena(first, last, flags);
 }
 
 NS_EXPORT void
 closefrom(int lowfd)
 {
-	forget_range(lowfd < 0 ? 0 : (unsigned int)lowfd, ~0u);
-	REAL(closefrom)(lowfd);
+	unsigned int first = lowfd < 0 ? 0 : (unsigned int)lowfd;
+
+	forget_range(first, ~0u);
+	if (ns_arena_fd() >= (int)first)
+		close_range_sparing_arena(first, ~0u, 0);
+	else
+		REAL(closefrom)(lowfd);
 }
 
 NS_EXPORT int
