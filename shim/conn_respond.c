@@ -164,6 +164,9 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	ns_frame_reader_ready(&c->reader, &len);
 	if ((n = read_msg1(c, c->reader.body, len, &payload)) < 0)
 		return reject(c, fd, "msg1 does not decrypt: it was made for another server key");
+	/* A program that took the connection over across exec never set the window up. */
+	if (n > 0 && ns_replay_guard_init() != 0)
+		return reject(c, fd, "no memory for the replay window: 0-RTT data refused");
 	switch (ns_replay_guard_check(ns_handshake_remote_ephemeral(&c->u.hs), n > 0)) {
 	case NS_REPLAY_REPEAT:
 		return reject(c, fd, "replayed first flight refused");
