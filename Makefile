@@ -102,7 +102,7 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-failclosed test-netns test-tfo test-bench-smoke
+test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke test-failclosed
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -140,7 +140,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-failclosed test-tfo
+	    test-unit test-cli test-interop test-client test-server test-tfo test-failclosed
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done

@@ -247,7 +247,9 @@ static ssize_t send_by_splice(int fd, const unsigned char *bytes, size_t len)
 	return sent;
 }
 
-/* sendmmsg: the bytes in two messages, the first carrying the address. */
+/* sendmmsg: the bytes in two messages.  With MSG_FASTOPEN, which the
+ * kernel applies to every message, one message of two iovecs carrying the
+ * address: a second message would be a second connect. */
 static ssize_t send_by_sendmmsg(int fd, const unsigned char *bytes, size_t len,
 				const struct job *job, bool fastopen)
 {
@@ -260,19 +262,20 @@ static ssize_t send_by_sendmmsg(int fd, const unsigned char *bytes, size_t len,
 		{ .msg_hdr = { .msg_iov = &iov[0], .msg_iovlen = 1 } },
 		{ .msg_hdr = { .msg_iov = &iov[1], .msg_iovlen = 1 } },
 	};
-	unsigned int count = half > 0 ? 2 : 1;
-	struct mmsghdr *first = half > 0 ? &msgs[0] : &msgs[1];
+	unsigned int count = 2;
 
 	if (fastopen) {
-		first->msg_hdr.msg_name = (void *)&job->addr;
-		first->msg_hdr.msg_namelen = job->addr_len;
+		msgs[0].msg_hdr.msg_iovlen = 2;
+		msgs[0].msg_hdr.msg_name = (void *)&job->addr;
+		msgs[0].msg_hdr.msg_namelen = job->addr_len;
+		count = 1;
 	}
-	int sent = sendmmsg(fd, first, count, fastopen ? MSG_FASTOPEN : 0);
+	int sent = sendmmsg(fd, msgs, count, fastopen ? MSG_FASTOPEN : 0);
 	if (sent < 0)
 		return -1;
 	ssize_t total = 0;
 	for (int i = 0; i < sent; i++)
-		total += first[i].msg_len;
+		total += msgs[i].msg_len;
 	return total;
 }
 

@@ -148,6 +148,12 @@ def read_bytes(path):
         return b""
 
 
+def verdict(problems):
+    """None when every check passed, else the problems found, in one line."""
+    found = [p for p in problems if p]
+    return "; ".join(found) if found else None
+
+
 def recording_problem(data, marker, stripped_exec=False, pre_exec_bytes=0):
     """Why what a listener recorded breaks the contract, or None."""
     if leaked(data, marker):
@@ -363,31 +369,30 @@ class Matrix:
         return name, body
 
     def judge_client(self, target, origin, stripped, method, result, marker, record_dir, port):
-        problem = sanitizer_report(result.err)
-        if problem:
-            return problem
+        problems = [sanitizer_report(result.err)]
+        if record_dir is not None:
+            pre = FASTOPEN_PRE_BYTES if method.endswith("-fastopen") else 0
+            problems.append(recording_problem(read_bytes(os.path.join(record_dir, str(port))),
+                                              marker, stripped, pre))
         outcome = CLIENT_OUTCOMES.get(result.rc) if result.rc is not None else None
         if origin == "fclose-fdopen":
             if outcome != "echo-ok":
-                return "the new socket on the closed fd's number did not echo in plaintext: " + \
-                       result.describe()
-            if result.elapsed >= QUICK_SECONDS:
-                return "the plaintext echo took %.2f s (stale Noise state?)" % result.elapsed
+                problems.append("the new socket on the closed fd's number did not echo in "
+                                "plaintext: " + result.describe())
+            elif result.elapsed >= QUICK_SECONDS:
+                problems.append("the plaintext echo took %.2f s (stale Noise state?)" % result.elapsed)
         elif stripped:
             if outcome != "errno":
-                return "after an exec without LD_PRELOAD the write must fail: " + result.describe()
+                problems.append("after an exec without LD_PRELOAD the write must fail: " +
+                                result.describe())
             if target == "echo" and not re.search(r"^noiseshim.*(exec|LD_PRELOAD)", result.err, re.M):
-                return "no shim line says why the exec'd program's fd fails: " + result.describe()
+                problems.append("no shim line says why the exec'd program's fd fails")
         elif target == "echo":
             if outcome != "echo-ok":
-                return "no echo through Noise: " + result.describe()
+                problems.append("no echo through Noise: " + result.describe())
         elif outcome not in ("delivered", "errno"):
-            return "neither delivered nor a clean errno: " + result.describe()
-        if record_dir is not None:
-            pre = FASTOPEN_PRE_BYTES if method.endswith("-fastopen") else 0
-            return recording_problem(read_bytes(os.path.join(record_dir, str(port))), marker,
-                                     stripped, pre)
-        return None
+            problems.append("neither delivered nor a clean errno: " + result.describe())
+        return verdict(problems)
 
     def client_cases(self):
         cases = []
@@ -437,15 +442,15 @@ class Matrix:
                                                   "NOISESHIM_HANDSHAKE_TIMEOUT_MS": SHORT_HANDSHAKE_MS}))
 
             def judge():
-                problem = sanitizer_report(result.err)
-                if problem:
-                    return problem
+                problems = [sanitizer_report(result.err),
+                            recording_problem(read_bytes(os.path.join(self.rec4_dir, str(port))),
+                                              marker)]
                 if not re.search(r"^noiseshim.*%s" % variable, result.err, re.M):
-                    return "no error line at the default level names %s: %s" % (
-                        variable, result.err.strip()[:200] or "(nothing logged)")
+                    problems.append("no error line at the default level names %s: %s" % (
+                        variable, result.err.strip()[:200] or "(nothing logged)"))
                 if CLIENT_OUTCOMES.get(result.rc) not in ("delivered", "errno"):
-                    return "neither delivered nor a clean errno: " + result.describe()
-                return recording_problem(read_bytes(os.path.join(self.rec4_dir, str(port))), marker)
+                    problems.append("neither delivered nor a clean errno: " + result.describe())
+                return verdict(problems)
             return result, judge
         return name, body
 
@@ -459,18 +464,17 @@ class Matrix:
             result = run(argv, self.client_env(NOISESHIM_CACHE=self.badsum_cache))
 
             def judge():
-                problem = sanitizer_report(result.err)
-                if problem:
-                    return problem
-                if not result.line().startswith("errno=EACCES"):
-                    return "the connect must fail with EACCES: " + result.describe()
-                if not re.search(r"^noiseshim.*%s" % re.escape(where), result.err, re.M):
-                    return "no error line at the default level names %s: %s" % (
-                        where, result.err.strip()[:200] or "(nothing logged)")
+                problems = [sanitizer_report(result.err)]
                 data = read_bytes(os.path.join(self.rec4_dir, str(port)))
                 if data:
-                    return "the listener got %d bytes: %s" % (len(data), data[:16].hex())
-                return None
+                    problems.append("the listener got %d bytes%s" % (
+                        len(data), " including the marker in plaintext" if leaked(data, marker) else ""))
+                if not result.line().startswith("errno=EACCES"):
+                    problems.append("the connect must fail with EACCES: " + result.describe())
+                if not re.search(r"^noiseshim.*%s" % re.escape(where), result.err, re.M):
+                    problems.append("no error line at the default level names %s: %s" % (
+                        where, result.err.strip()[:200] or "(nothing logged)"))
+                return verdict(problems)
             return result, judge
         return name, body
 
@@ -489,12 +493,12 @@ class Matrix:
                                                NOISESHIM_HANDSHAKE_TIMEOUT_MS=SHORT_HANDSHAKE_MS))
 
             def judge():
-                problem = sanitizer_report(result.err)
-                if problem:
-                    return problem
+                problems = [sanitizer_report(result.err),
+                            recording_problem(read_bytes(os.path.join(self.rec4_dir, str(port))),
+                                              marker)]
                 if CLIENT_OUTCOMES.get(result.rc) != "errno":
-                    return "the program must get an errno: " + result.describe()
-                return recording_problem(read_bytes(os.path.join(self.rec4_dir, str(port))), marker)
+                    problems.append("the program must get an errno: " + result.describe())
+                return verdict(problems)
             return result, judge
         return name, body
 
@@ -526,32 +530,36 @@ class Matrix:
             if server.poll() is not None or time.monotonic() > deadline:
                 return "the server did not start: " + read_bytes(out).decode(errors="replace")[-300:]
             time.sleep(0.02)
+        problems = []
         for host in probe_hosts:
             probe = run([sys.executable, os.path.join(HERE, "fc_peer.py"), "probe", host, str(port),
                          plain_marker.hex(), PROBE_WAIT], self.base_env)
             if probe.rc != 0:
-                return "a plaintext client via %s was answered: %s" % (host, probe.line())
+                problems.append("a plaintext client via %s was answered: %s" % (host, probe.line()))
         ask_env = dict(self.base_env, NOISESHIM_CACHE=self.cache)
         if self.client_preload:
             ask_env["LD_PRELOAD"] = self.client_preload
         ask = run([sys.executable, os.path.join(HERE, "fc_peer.py"), "ask", ask_host, str(port),
                    wrapped_marker.hex()], ask_env)
         if ask.rc is None:
-            return "the wrapped client hung"
-        if wrapped_answers and ask.rc != 0:
-            return "the wrapped client got no answer: %s %s" % (ask.line(), ask.err.strip()[-160:])
-        if not wrapped_answers and (ask.rc == 0 or "timeout" in ask.line()):
-            return "after an exec without LD_PRELOAD the wrapped client must get an error, got: " + \
-                   ask.line()
+            problems.append("the wrapped client hung")
+        elif wrapped_answers and ask.rc != 0:
+            problems.append("the wrapped client got no answer: %s %s" % (ask.line(),
+                                                                         ask.err.strip()[-160:]))
+        elif not wrapped_answers and (ask.rc == 0 or "timeout" in ask.line()):
+            problems.append("after an exec without LD_PRELOAD the wrapped client must get an "
+                            "error, got: " + ask.line())
         # Children of the server may still be writing their log.
         time.sleep(0.05)
         seen = read_bytes(log)
         if leaked(seen, plain_marker):
-            return "the program read the plaintext client's bytes"
+            problems.append("the program read the plaintext client's bytes")
         if wrapped_answers and wrapped_marker not in seen:
-            return "the program did not read the wrapped client's bytes (%d bytes logged)" % len(seen)
-        text = read_bytes(out).decode(errors="replace")
-        return sanitizer_report(text)
+            problems.append("the program did not read the wrapped client's bytes (%d bytes logged)"
+                            % len(seen))
+        problems.append(sanitizer_report(read_bytes(out).decode(errors="replace")))
+        problems.append(sanitizer_report(ask.err))
+        return verdict(problems)
 
     def server_cases(self):
         cases = []
@@ -625,29 +633,30 @@ class Matrix:
         def body():
             server = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True)
+            probe_argv = [sys.executable, os.path.join(HERE, "fc_peer.py"), "probe", "127.0.0.1",
+                          str(port), plain_marker.hex(), PROBE_WAIT]
             try:
                 out, err = server.communicate(timeout=3)
-                out, err = out.decode(errors="replace"), err.decode(errors="replace")
+                probe = run(probe_argv, self.base_env)
             except subprocess.TimeoutExpired:
-                out = err = ""
-            try:
-                probe = run([sys.executable, os.path.join(HERE, "fc_peer.py"), "probe", "127.0.0.1",
-                             str(port), plain_marker.hex(), PROBE_WAIT], self.base_env)
-            finally:
+                # Still running: it serves, or it would.
+                probe = run(probe_argv, self.base_env)
                 kill_group(server)
-                server.wait()
+                out, err = server.communicate()
+            out, err = out.decode(errors="replace"), err.decode(errors="replace")
 
             def judge():
+                problems = [sanitizer_report(err)]
                 if probe.rc != 0:
-                    return "a plaintext client was served: " + probe.line()
+                    problems.append("a plaintext client was served: " + probe.line())
                 if "errno=EACCES (where: listen)" not in out:
-                    return "listen() must fail with EACCES; the server said: %s" % (
-                        out.strip()[:160] or "(nothing: it kept running)")
+                    problems.append("listen() must fail with EACCES; the server said: %s" % (
+                        out.strip()[:160] or "(nothing: it kept running)"))
                 named = [l for l in err.splitlines() if l.startswith("noiseshim") and variable in l]
                 if len(named) != 1:
-                    return "want one shim line naming %s, got %d: %s" % (variable, len(named),
-                                                                          err.strip()[:300])
-                return sanitizer_report(err)
+                    problems.append("want one shim line naming %s, got %d: %s" % (
+                        variable, len(named), err.strip()[:300]))
+                return verdict(problems)
             return None, judge
         return name, body
 
