@@ -17,6 +17,18 @@
  *   --pause MS       write the marker in two halves, MS milliseconds apart
  *   --plain-port P   fclose-fdopen: the uncached plain echo server at HOST:P
  *
+ * ORIGIN says how the fd that writes came to be: connect; connect-on-dup
+ * (connect a dup, write on the original); dup-before, dup2-before,
+ * dup3-before, fdupfd-before, fdupfd-cloexec-before (copy, connect the
+ * original, write on the copy); fork-before (the child connects and
+ * writes); fork-before-parent (the parent connects, then the child
+ * writes); fork-after; exec-keep and exec-keep-spawn (the new image writes
+ * on the inherited fd, environment unchanged); exec-strip-execve,
+ * exec-strip-spawn, exec-strip-execvp (the same without LD_PRELOAD);
+ * fclose-fdopen (connect to HOST:PORT, close it inside libc, then a new
+ * socket on the same number talks to --plain-port); failed-dup2-onto
+ * (connect, then a dup2 onto the fd that fails).
+ *
  * The connect step is connect() for the plain methods; for the *-fastopen
  * methods it is the call itself (MSG_FASTOPEN with the address, on an
  * unconnected socket), carrying the marker's first half.  The write step
@@ -72,6 +84,7 @@ enum {
 	DUP2_TARGET = 77,
 	DUP3_TARGET = 78,
 	DUPFD_FLOOR = 80,
+	NEVER_OPEN_FD = 1000, /* the source of a dup2 that must fail */
 	FD_TEXT_MAX = 16,
 };
 
@@ -97,7 +110,7 @@ static const char *const origin_names[] = {
 	"connect", "connect-on-dup", "dup-before", "dup2-before", "dup3-before",
 	"fdupfd-before", "fdupfd-cloexec-before", "fork-before", "fork-before-parent",
 	"fork-after", "exec-keep", "exec-keep-spawn", "exec-strip-execve",
-	"exec-strip-spawn", "exec-strip-execvp", "fclose-fdopen",
+	"exec-strip-spawn", "exec-strip-execvp", "fclose-fdopen", "failed-dup2-onto",
 };
 
 struct options {
@@ -592,6 +605,19 @@ static void run_fclose_fdopen(const struct job *job, const char *host)
 	write_step(again, &plain, connect_step_len(&plain));
 }
 
+/* A dup2 that fails (its source is not open) must leave the connected
+ * socket it targets exactly as it was. */
+static void run_failed_dup2_onto(int fd, const struct job *job)
+{
+	connect_step(fd, job);
+	if (fcntl(NEVER_OPEN_FD, F_GETFD) >= 0)
+		finish(EXIT_SETUP, "setup-error: fd %d is open", NEVER_OPEN_FD);
+	current_step = "dup2 from a closed fd";
+	if (dup2(NEVER_OPEN_FD, fd) >= 0 || errno != EBADF)
+		finish(EXIT_SETUP, "setup-error: dup2(%d, %d) did not fail with EBADF", NEVER_OPEN_FD, fd);
+	write_step(fd, job, connect_step_len(job));
+}
+
 static void run_origin(const char *origin, struct job *job, const char *host)
 {
 	size_t offset = connect_step_len(job);
@@ -658,6 +684,8 @@ static void run_origin(const char *origin, struct job *job, const char *host)
 			spawn_self(fd, job, true);
 		else
 			fork_execvp_stripped(fd, job);
+	} else if (strcmp(origin, "failed-dup2-onto") == 0) {
+		run_failed_dup2_onto(fd, job);
 	} else {
 		close(fd);
 		run_fclose_fdopen(job, host);

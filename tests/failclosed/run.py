@@ -64,8 +64,10 @@ RESP_PRIV = "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"
 SHORT_HANDSHAKE_MS = "1500"
 CASE_TIMEOUT = 20           # seconds; fc_client's own alarm is 12
 PROBE_WAIT = "1.5"
-# fclose-fdopen's plain connection must not wait for any handshake.
-QUICK_SECONDS = 1.0
+# fclose-fdopen's plain connection must not wait for a handshake: it runs
+# with this handshake timeout and must be done well before it.
+FCLOSE_HANDSHAKE_MS = "3000"
+QUICK_SECONDS = 2.5
 SANITIZER_SIGNS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
 
 METHODS = ["write", "writev", "send", "sendto", "sendto-fastopen", "sendmsg",
@@ -73,7 +75,7 @@ METHODS = ["write", "writev", "send", "sendto", "sendto-fastopen", "sendmsg",
 ORIGINS = ["connect", "connect-on-dup", "dup-before", "dup2-before", "dup3-before",
            "fdupfd-before", "fdupfd-cloexec-before", "fork-before", "fork-before-parent",
            "fork-after", "exec-keep", "exec-keep-spawn", "exec-strip-execve",
-           "exec-strip-spawn", "exec-strip-execvp", "fclose-fdopen"]
+           "exec-strip-spawn", "exec-strip-execvp", "fclose-fdopen", "failed-dup2-onto"]
 SERVER_READS = ["read", "recv", "readv", "recvmsg", "recvmmsg", "splice"]
 SERVER_ORIGINS = ["direct", "dup", "dup2-stdio", "fork", "exec-keep", "exec-strip", "inetd-exec"]
 HOSTILE_KINDS = ["shutwr", "reset", "four"]
@@ -358,7 +360,9 @@ class Matrix:
             options += ["--plain-port", str(self.plain_echo)]
         argv = [self.fc_client] + options + [method, origin, host, str(port), marker.hex()]
         extra = {}
-        if target == "recorder":
+        if origin == "fclose-fdopen":
+            extra["NOISESHIM_HANDSHAKE_TIMEOUT_MS"] = FCLOSE_HANDSHAKE_MS
+        elif target == "recorder":
             extra["NOISESHIM_HANDSHAKE_TIMEOUT_MS"] = SHORT_HANDSHAKE_MS
         stripped = origin.startswith("exec-strip")
 
