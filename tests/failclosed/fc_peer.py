@@ -7,13 +7,16 @@ usage: fc_peer.py listen DIR HOST KIND:COUNT...
 
 listen  opens COUNT listeners of each KIND on HOST (free ports), prints
         "KIND PORT" for each, then "ready", and appends every byte that
-        any connection to PORT sends to DIR/PORT.  Nothing is ever
-        answered in plaintext.  KIND says what happens after the client's
-        first flight (a route prefix and one whole frame):
-          record  nothing: read until the client closes
+        any connection to PORT sends to DIR/PORT; DIR/PORT.accepted and
+        DIR/PORT.closed grow by one byte per connection accepted and per
+        connection finished with.  Nothing is ever answered in plaintext.
+        KIND says what a listener does once it has the client's first
+        flight (a route prefix and one whole frame):
+          record  nothing: it reads until the client closes
           shutwr  half-close (shutdown SHUT_WR), keep reading
           reset   close with SO_LINGER 0 (a reset)
-          four    send 4 bytes (a frame header) and FIN, keep reading
+          four    send 4 bytes (the header of a frame that never comes)
+                  and FIN, keep reading
 probe   a plaintext client: sends MARKER and reports what comes back
         within WAIT_SECONDS: "refused", "nothing (eof|reset|timeout)" or
         "received N bytes: HEX".  Exits 0 for refused or nothing, 1 if it
@@ -42,13 +45,20 @@ ANSWER = b"ANSWER"
 
 
 class Recording:
+    """DIR/PORT gets the bytes; DIR/PORT.accepted and DIR/PORT.closed one
+    byte per connection accepted and per connection done with, so that a
+    reader can tell when every connection has been recorded in full."""
+
     def __init__(self, path):
         self.path = path
         self.lock = threading.Lock()
 
-    def add(self, data):
-        with self.lock, open(self.path, "ab") as out:
+    def add(self, data, suffix=""):
+        with self.lock, open(self.path + suffix, "ab") as out:
             out.write(data)
+
+    def count(self, event):
+        self.add(b".", "." + event)
 
 
 def first_flight_complete(data):
@@ -88,6 +98,13 @@ def record_rest(conn, recording):
 
 
 def serve(kind, conn, recording):
+    try:
+        serve_connection(kind, conn, recording)
+    finally:
+        recording.count("closed")
+
+
+def serve_connection(kind, conn, recording):
     with conn:
         try:
             if kind != "record" and not read_first_flight(conn, recording):
@@ -126,6 +143,7 @@ def listen(directory, host, specs):
         for key, _ in selector.select():
             conn, _ = key.fileobj.accept()
             kind, recording = key.data
+            recording.count("accepted")
             threading.Thread(target=serve, args=(kind, conn, recording), daemon=True).start()
 
 

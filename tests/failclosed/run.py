@@ -325,6 +325,19 @@ class Matrix:
             if result.returncode != 0:
                 sys.exit("run.py: the test cache does not check out: " + result.stdout + result.stderr)
 
+    def wait_recorded(self, *directories, timeout=5.0):
+        """Until every connection the listeners accepted is recorded in full."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            behind = [name for directory in directories for name in os.listdir(directory)
+                      if name.endswith(".accepted") and
+                      len(read_bytes(os.path.join(directory, name))) !=
+                      len(read_bytes(os.path.join(directory, name[:-len("accepted")] + "closed")))]
+            if not behind:
+                return
+            time.sleep(0.05)
+        print("# listeners still busy after %.0f s: %s" % (timeout, " ".join(behind[:5])))
+
     def stop_all(self):
         for proc in self.procs:
             kill_group(proc)
@@ -686,7 +699,7 @@ class Matrix:
             futures = [(name, pool.submit(body)) for name, body in cases]
             outcomes = [(name, future.result()) for name, future in futures]
         # Listeners may still be writing what the last clients sent.
-        time.sleep(0.3)
+        self.wait_recorded(self.rec4_dir, self.rec6_dir)
         passed = failed = 0
         for name, (_, verdict) in outcomes:
             reason = verdict() if callable(verdict) else verdict
