@@ -305,8 +305,11 @@ static void accept_forever(struct server *s)
 		int conn = s->use_accept4 ? accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC)
 					  : accept(s->listen_fd, NULL, NULL);
 		if (conn < 0) {
+			int error = errno;
+
 			report_errno(s->use_accept4 ? "accept4" : "accept");
-			if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK)
+			/* A listener that is gone will not come back; anything else is one connection. */
+			if (error == EBADF || error == EINVAL || error == ENOTSOCK)
 				exit(EXIT_ERRNO);
 			continue;
 		}
