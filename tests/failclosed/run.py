@@ -7,7 +7,9 @@ usage: tests/failclosed/run.py BUILD_DIR
 BUILD_DIR (build, or build/asan) must hold both shims, noiseshim,
 tests/gopeer, tests/fc_client and tests/fc_server.
 
-Client shim (fc_client under libnoiseshim.so):
+Client shim (fc_client under libnoiseshim.so; its usage lists the eleven
+methods and the seventeen origins, each method run with and without
+TCP_FASTOPEN_CONNECT):
   recorder   a plain listener at a cached address that records every byte
              and never answers: the marker never appears in what it got,
              what it got starts with the route prefix, and the program
@@ -16,7 +18,9 @@ Client shim (fc_client under libnoiseshim.so):
              flight sent before the exec may arrive, and the write fails.
   echo       gopeer's Noise echo at a cached address: the echo comes back
              equal; after a stripping exec the write fails and the shim
-             says why.
+             says why.  In both, after fclose(fdopen()) a new socket on the
+             same fd number talks plaintext to an uncached echo server,
+             quickly.
   hostile    a cached server that half-closes, resets, or sends 4 bytes and
              FIN after the first flight: the program gets an errno.
   config     a cache line with a bad checksum, typos in NOISESHIM_* values.
@@ -36,8 +40,10 @@ Prints "ok NAME" or "FAIL NAME: reason" per case, then
 "failclosed: N passed, M failed"; exits 1 if any case failed.  The work
 directory is kept when a case fails.
 
-FAILCLOSED_DRY_RUN=1 runs every program without the shims: then the checks
-must fail (that is how to see that they can).  FAILCLOSED_JOBS sets how
+FAILCLOSED_DRY_RUN=1 runs every program without the shims: then every
+check fails except the plaintext leg of fclose-fdopen and /bin/true's
+silence, which hold without a shim (that is how to see that the checks
+can fail).  FAILCLOSED_JOBS sets how
 many cases run at once (default 8).
 """
 
