@@ -37,7 +37,8 @@
  * Prints exactly one result line on stdout and exits with its code:
  *   echo-ok                      0   the echo came back equal
  *   delivered                   10   every write succeeded (no --read)
- *   errno=NAME (where: CALL)    11   a socket call failed
+ *   errno=NAME (where: CALL)    11   a socket call failed (", after exec"
+ *                                     when it was the exec'd image's)
  *   echo-mismatch (...)         12   the echo differs from the marker
  *   eof (where: read)           13   the stream ended before the echo
  *   timeout (where: STEP)       14   RUN_SECONDS passed
@@ -132,6 +133,8 @@ struct job {
 };
 
 static const char *volatile current_step = "starting";
+/* Set in the image an exec origin starts, so that its errors say so. */
+static bool after_exec;
 
 static void write_to_stdout(const char *text)
 {
@@ -166,7 +169,8 @@ static void finish_errno(const char *call)
 {
 	const char *name = strerrorname_np(errno);
 
-	finish(EXIT_ERRNO, "errno=%s (where: %s)", name ? name : "unknown", call);
+	finish(EXIT_ERRNO, "errno=%s (where: %s%s)", name ? name : "unknown", call,
+	       after_exec ? ", after exec" : "");
 }
 
 static void setup_error(const char *what) __attribute__((noreturn));
@@ -752,6 +756,7 @@ int main(int argc, char **argv)
 		if (method < 0 || !parse_marker(argv[i + 3], &job))
 			usage();
 		job.method = (enum method)method;
+		after_exec = true;
 		size_t offset = strtoul(argv[i + 4], NULL, 10);
 		if (offset > job.marker_len)
 			usage();
