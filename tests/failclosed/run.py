@@ -259,9 +259,12 @@ class Matrix:
         return int(re.search(r"^listening .*:(\d+)$", text, re.M).group(1))
 
     def free_ports(self, count):
+        """COUNT ports free on IPv4 and IPv6 alike: a dual-stack wildcard
+        bind conflicts with every listener already on 127.0.0.1 or ::1."""
         code = ("import socket,sys\n"
-                "s=[socket.socket() for _ in range(int(sys.argv[1]))]\n"
-                "[x.bind(('127.0.0.1',0)) for x in s]\n"
+                "s=[socket.socket(socket.AF_INET6) for _ in range(int(sys.argv[1]))]\n"
+                "[x.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0) for x in s]\n"
+                "[x.bind(('::',0)) for x in s]\n"
                 "print(' '.join(str(x.getsockname()[1]) for x in s))")
         out = subprocess.run([sys.executable, "-c", code, str(count)], capture_output=True,
                              text=True, check=True).stdout
