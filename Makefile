@@ -37,8 +37,10 @@ INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
+FC_CLIENT    := $(BUILD)/tests/fc_client
+FC_SERVER    := $(BUILD)/tests/fc_server
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
+.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo test-failclosed sanitize \
         bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
@@ -81,6 +83,12 @@ $(CLIENT_MODES): tests/integration/client_modes.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
+# The fail-closed matrix's client and server: plain socket programs like
+# client_modes, free of anything of ours.
+$(BUILD)/tests/fc_%: tests/failclosed/fc_%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -94,7 +102,7 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke
+test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke test-failclosed
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -120,13 +128,19 @@ test-server: all $(GOPEER)
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
 
+# Every way bytes reach a TCP socket, crossed with how its fd came to be,
+# under both shims: a cached destination never sees plaintext, a wrapped
+# port never serves a plaintext client.
+test-failclosed: all $(GOPEER) $(FC_CLIENT) $(FC_SERVER)
+	tests/failclosed/run.py $(BUILD)
+
 test-tfo: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/tfo.sh $(BUILD)
 
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo
+	    test-unit test-cli test-interop test-client test-server test-tfo test-failclosed
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
