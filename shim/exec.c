@@ -564,10 +564,50 @@ execle(const char *path, const char *arg0, ...)
 }
 
 /*
+ * A spawned child that cannot adopt gets, in place of each wrapped fd it
+ * would inherit, an unconnected socket: the same file actions an exec's
+ * replacement does, done by posix_spawn in the child.  0, or an errno.
+ */
+static int
+dead_socket_actions(posix_spawn_file_actions_t *fa, int *dead, size_t *ndead, const char *path,
+                    const char *why)
+{
+	size_t n = 0;
+
+	*ndead = 0;
+	posix_spawn_file_actions_init(fa);
+	for (int fd = ns_fd_next_in_use(0); fd >= 0; fd = ns_fd_next_in_use(fd + 1)) {
+		struct ns_conn *c = ns_fd_wrapped(fd);
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int family;
+
+		if (c == NULL)
+			continue;
+		if (survives_exec(fd) && n < MAX_HANDED) {
+			family = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 ? ss.ss_family : AF_INET;
+			if ((dead[n] = REAL(socket)(family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+			    posix_spawn_file_actions_adddup2(fa, dead[n], fd) != 0) {
+				ns_conn_unref(c);
+				*ndead = n + (dead[n] >= 0);
+				return ENOMEM;
+			}
+			ns_log(NS_LOG_ERROR, "fd %d, %s: cut off in the spawned %s: %s", fd, c->peer, path,
+			       why);
+			n++;
+		}
+		ns_conn_unref(c);
+	}
+	*ndead = n;
+	return 0;
+}
+
+/*
  * posix_spawn: the child is a new process, so the parent keeps its share;
  * the child gets the pins.  A child that cannot adopt must not get a
- * wrapped socket, and the parent cannot see what the file actions will
- * dup: then any wrapped socket refuses the spawn.
+ * wrapped socket: without file actions of the program's, the spawn puts
+ * dead sockets in their place; with them, the shim cannot see what they
+ * will dup, so the spawn is refused.
  */
 static int
 do_spawn(int search, pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
@@ -575,7 +615,10 @@ do_spawn(int search, pid_t *pid, const char *file, const posix_spawn_file_action
 {
 	static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
 	static struct handover h;
+	static int dead[MAX_HANDED];
 	char path[PATH_MAX], why[PATH_MAX + 96];
+	posix_spawn_file_actions_t own;
+	size_t ndead = 0;
 	char **env = NULL;
 	int fd = -1, ret, wrapped_any = 0;
 
@@ -589,21 +632,40 @@ do_spawn(int search, pid_t *pid, const char *file, const posix_spawn_file_action
 		pthread_mutex_unlock(&spawn_lock);
 		goto plain;
 	}
-	if ((search ? search_path(file, path, sizeof(path)) : (snprintf(path, sizeof(path), "%s", file), 0)) != 0 ||
-	    !can_adopt(path, envp, why, sizeof(why)) || h.overflow) {
+	if (search ? search_path(file, path, sizeof(path)) != 0
+	           : snprintf(path, sizeof(path), "%s", file) < 0) {
 		pthread_mutex_unlock(&spawn_lock);
-		ns_log(NS_LOG_ERROR, "spawn of %s refused: it could inherit a wrapped connection, and %s",
-		       file, h.overflow ? "there are too many to hand over" : why);
-		return EACCES;
+		return errno;
+	}
+	if (h.overflow || !can_adopt(path, envp, why, sizeof(why))) {
+		if (h.overflow)
+			snprintf(why, sizeof(why), "more than %d wrapped sockets", MAX_HANDED);
+		if (actions != NULL) {
+			pthread_mutex_unlock(&spawn_lock);
+			ns_log(NS_LOG_ERROR, "spawn of %s refused: it could inherit a wrapped connection "
+			       "through its file actions, and %s", file, why);
+			return EACCES;
+		}
+		if ((ret = dead_socket_actions(&own, dead, &ndead, path, why)) == 0)
+			ret = search ? REAL(posix_spawnp)(pid, file, &own, attr, argv, envp)
+			             : REAL(posix_spawn)(pid, file, &own, attr, argv, envp);
+		posix_spawn_file_actions_destroy(&own);
+		for (size_t i = 0; i < ndead; i++)
+			REAL(close)(dead[i]);
+		pthread_mutex_unlock(&spawn_lock);
+		return ret;
 	}
 	/* Every object, surviving or not: the file actions may dup any of them. */
 	for (size_t i = 0; i < h.count; i++)
 		h.survives[i] = 1;
-	if ((fd = REAL(fcntl)(ns_arena_fd(), F_DUPFD, 3)) < 0 ||
-	    (env = handover_env(envp, &h, fd, 0)) == NULL) {
+	/* The child inherits a copy of the arena's fd; the parent's own stays close-on-exec. */
+	if ((fd = REAL(fcntl)(ns_arena_fd(), F_DUPFD, 3)) < 0) {
 		pthread_mutex_unlock(&spawn_lock);
-		if (fd >= 0)
-			REAL(close)(fd);
+		return EMFILE;
+	}
+	if ((env = handover_env(envp, &h, fd, 0)) == NULL) {
+		pthread_mutex_unlock(&spawn_lock);
+		REAL(close)(fd);
 		return ENOMEM;
 	}
 	pin(&h, 1);
