@@ -90,6 +90,51 @@ int launch_set_path(const char *name, const char *path)
 	return launch_set(name, absolute);
 }
 
+/* Append path, made absolute against cwd, to out (used bytes of cap).  -1 if it does not fit. */
+static int append_absolute(char *out, size_t cap, size_t *used, const char *cwd, const char *path,
+                           size_t len)
+{
+	int n = snprintf(out + *used, cap - *used, "%s%s%s%.*s", *used == 0 ? "" : ",",
+	                 path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", (int)len, path);
+
+	if (n < 0 || (size_t)n >= cap - *used)
+		return -1;
+	*used += (size_t)n;
+	return 0;
+}
+
+int launch_set_path_list(const char *name, const char *list)
+{
+	char cwd[PATH_MAX], joined[4 * PATH_MAX];
+	size_t used = 0;
+	const char *p = list;
+
+	if (getcwd(cwd, sizeof cwd) == NULL) {
+		cli_error("%s: cannot make the paths absolute: %s", list, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		const char *start = p;
+
+		while (len > 0 && (*start == ' ' || *start == '\t')) {
+			start++;
+			len--;
+		}
+		while (len > 0 && (start[len - 1] == ' ' || start[len - 1] == '\t'))
+			len--;
+		if (append_absolute(joined, sizeof joined, &used, cwd, start, len) < 0) {
+			cli_error("%s: the absolute paths do not fit %zu bytes", list, sizeof joined);
+			return -1;
+		}
+		p += strcspn(p, ",");
+		if (*p == '\0')
+			break;
+		p++;
+	}
+	return launch_set(name, joined);
+}
+
 /* Put shim first in LD_PRELOAD, keeping the entries already there.  -1 with an error printed. */
 int launch_preload(const char *shim)
 {
