@@ -18,7 +18,9 @@ BINDIR   := $(PREFIX)/bin
 SHIMDIR  := $(PREFIX)/lib/noiseshim
 MANDIR   := $(PREFIX)/share/man/man1
 DOCDIR   := $(PREFIX)/share/doc/noiseshim
-MAN_PAGE := doc/noiseshim.1
+# The one version: NS_VERSION in lib/version.h, copied into the man page here.
+VERSION  := $(shell sed -n 's/^\#define NS_VERSION "\(.*\)"$$/\1/p' lib/version.h)
+MAN_PAGE := $(BUILD)/noiseshim.1
 CONFIG_DOCS := config/README.md config/noiseshim.conf.example config/cache.example
 
 # Installs what a fresh Debian 12 machine lacks for the suites (the one list).
@@ -59,7 +61,11 @@ STATS_WRITER := $(BUILD)/tests/stats_writer
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
         test-client test-server test-tfo sanitize install uninstall \
         bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
-all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
+all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
+
+$(MAN_PAGE): doc/noiseshim.1.in lib/version.h
+	@mkdir -p $(dir $@)
+	sed 's/@VERSION@/$(VERSION)/g' $< >$@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -130,7 +136,7 @@ test-suites: test-unit test-cli test-install test-interop test-client test-serve
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
 
-test-cli: $(CLI) $(STATS_WRITER)
+test-cli: $(CLI) $(STATS_WRITER) $(MAN_PAGE)
 	tests/cli/test_cli.sh $(CLI) $(STATS_WRITER) $(MAN_PAGE)
 
 # make install into a scratch prefix, then the installed command and shims at work.
