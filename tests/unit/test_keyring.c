@@ -47,7 +47,11 @@ static int setup(void **state)
 	strcpy(f->dir, "/tmp/test_keyring.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	for (int i = 0; i < KEYS; i++) {
-		snprintf(f->path[i], sizeof f->path[i], "%s/k%d", f->dir, i);
+		/* Through a copy: gcc -O1 takes two members of *f for overlapping objects. */
+		char dir[sizeof f->dir];
+
+		strcpy(dir, f->dir);
+		snprintf(f->path[i], sizeof f->path[i], "%s/k%d", dir, i);
 		new_key(f->path[i], f->pub[i]);
 	}
 	snprintf(f->list, sizeof f->list, "%s, %s,%s", f->path[0], f->path[1], f->path[2]);
