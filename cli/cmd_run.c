@@ -27,12 +27,14 @@ static const char USAGE[] =
 	"  --transport MODE   sets NOISESHIM_TRANSPORT: noise encrypts (the default), tcp\n"
 	"                     keeps TCP Fast Open but sends plaintext, off disables the shim\n"
 	"  --shim PATH        the client shim (default: " CLIENT_SHIM_NAME " beside this\n"
-	"                     noiseshim, else ../lib/noiseshim/" CLIENT_SHIM_NAME ")\n"
+	"                     noiseshim, as in a build directory, else PREFIX/lib/noiseshim/\n"
+	"                     for a noiseshim installed as PREFIX/bin/noiseshim)\n"
 	"  --force            launch PROGRAM even if LD_PRELOAD cannot reach it\n"
 	"\n"
 	"PROGRAM is refused, with the reason, when LD_PRELOAD cannot reach it: a static\n"
 	"or Go binary, or one that gains privileges (set-user-ID, set-group-ID, file\n"
-	"capabilities).  A #! script is judged by its interpreter.\n";
+	"capabilities).  A #! script is judged by its interpreter.  A warning says when\n"
+	"the cache does not exist or has no usable entry: the shim then wraps nothing.\n";
 
 static const struct option OPTIONS[] = {
 	{ "cache", required_argument, NULL, 'c' },
