@@ -23,7 +23,9 @@
 enum {
 	MAGIC_LEN = 8,
 	CACHE_LINE = 64,
-	MAX_DIRS = 4,
+	MAX_DIRS = 3,
+	PROC_STAT_MAX = 1024,
+	START_TIME_FIELD = 22, /* of /proc/PID/stat: when the process started */
 	PID_TEXT_MAX = 24,
 };
 
@@ -39,7 +41,8 @@ struct ns_stats {
 	uint32_t fields;
 	uint32_t header_size;
 	int64_t owner;
-	char pad[CACHE_LINE - 3 * sizeof(uint64_t)];
+	uint64_t owner_start; /* tells the owner from a later process given the same pid */
+	char pad[CACHE_LINE - 4 * sizeof(uint64_t)];
 	struct counter value[NS_STAT_COUNT];
 };
 
@@ -217,6 +220,29 @@ static int stats_dir(size_t i, uid_t uid, int create, char *out, size_t cap)
 	return create ? make_dir(out, 0755) : 0;
 }
 
+/* When process pid started, in clock ticks since boot; 0 when unknown. */
+static uint64_t process_start(pid_t pid)
+{
+	char path[PID_TEXT_MAX + 16], text[PROC_STAT_MAX], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return 0;
+	n = fread(text, 1, sizeof text - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	/* The command name, field 2, may hold spaces and parentheses: count from its end. */
+	p = strrchr(text, ')');
+	if (p == NULL)
+		return 0;
+	for (int field = 2; field < START_TIME_FIELD && p != NULL; field++)
+		p = strchr(p + 1, ' ');
+	return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+}
+
 /* Create and map DIR/PID in dir.  NULL with errno set. */
 static struct ns_stats *create_block(const char *dir, pid_t pid)
 {
@@ -244,6 +270,7 @@ static struct ns_stats *create_block(const char *dir, pid_t pid)
 	b->fields = NS_STAT_COUNT;
 	b->header_size = (uint32_t)offsetof(struct ns_stats, value);
 	b->owner = pid;
+	b->owner_start = process_start(pid);
 	atomic_store_explicit(&b->magic, magic_value(), memory_order_release);
 	return b;
 
@@ -372,11 +399,38 @@ static void remove_stale(const char *dir, const char *name, const char *path)
 		unlink(path);
 }
 
-/* Copy the block in the open file fd into s.  -1 with the reason in err. */
-static int copy_block(int fd, struct ns_stats_snapshot *s, char *err, size_t errlen)
+/* Remove a left-over block (a regular file): a link belongs to a live child. */
+static void remove_left_over(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+		unlink(path);
+}
+
+/*
+ * Whether b belongs to an earlier process that had its owner's pid: the
+ * owner's pid runs, but started at another time.  (A dead owner is fine:
+ * its forked children may still be adding.)
+ */
+static int is_older_owner(const struct ns_stats *b)
+{
+	uint64_t now = process_start((pid_t)b->owner);
+
+	return now != 0 && b->owner_start != 0 && now != b->owner_start;
+}
+
+/*
+ * Copy the block in the open file fd (reached through a link if is_link) into
+ * s.  0, 1 when the block is left over from an earlier process with the same
+ * pid, or -1 with the reason in err.
+ */
+static int copy_block(int fd, int is_link, struct ns_stats_snapshot *s, char *err,
+                      size_t errlen)
 {
 	const struct ns_stats *b;
 	struct stat st;
+	int stale;
 
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size < sizeof *b) {
 		set_err(err, errlen, "%s: not a counters block", s->path);
@@ -397,8 +451,10 @@ static int copy_block(int fd, struct ns_stats_snapshot *s, char *err, size_t err
 	s->owner = (pid_t)b->owner;
 	for (size_t i = 0; i < NS_STAT_COUNT; i++)
 		s->value[i] = atomic_load_explicit(&b->value[i].v, memory_order_relaxed);
+	/* Under its own name a block must be its owner's; through a link, a child's. */
+	stale = is_older_owner(b) || (!is_link && s->owner != s->pid);
 	munmap((void *)b, sizeof *b);
-	return 0;
+	return stale ? 1 : 0;
 }
 
 /* The uid that owns process pid, from /proc.  -1 if it is not running. */
@@ -414,6 +470,26 @@ static int process_uid(pid_t pid, uid_t *uid)
 	return 0;
 }
 
+/* Add path, and why it did not serve, to the list of places looked at. */
+static void note_looked(char *looked, size_t cap, size_t *used, const char *path,
+                        const char *why)
+{
+	int n;
+
+	if (*used >= cap)
+		return;
+	n = snprintf(looked + *used, cap - *used, "%s%s%s", *used == 0 ? "" : ", ", path, why);
+	*used = n < 0 ? cap : *used + (size_t)n;
+}
+
+/* Whether path is a symbolic link (a child's pointer to its parent's block). */
+static int is_symlink(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+}
+
 int ns_stats_read(pid_t pid, struct ns_stats_snapshot *s, char *err, size_t errlen)
 {
 	char dir[PATH_MAX], name[PID_TEXT_MAX], looked[MAX_DIRS * PATH_MAX];
@@ -426,7 +502,7 @@ int ns_stats_read(pid_t pid, struct ns_stats_snapshot *s, char *err, size_t errl
 	pid_text(pid, name);
 	looked[0] = '\0';
 	for (size_t i = 0; i < MAX_DIRS; i++) {
-		int fd;
+		int fd, copied;
 
 		if (stats_dir(i, uid, 0, dir, sizeof dir) != 0 ||
 		    join_path(dir, name, s->path, sizeof s->path) != 0)
@@ -437,17 +513,20 @@ int ns_stats_read(pid_t pid, struct ns_stats_snapshot *s, char *err, size_t errl
 		}
 		fd = open(s->path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
-			used += (size_t)snprintf(looked + used, sizeof looked - used, "%s%s",
-			                         used == 0 ? "" : ", ", s->path);
+			note_looked(looked, sizeof looked, &used, s->path, "");
 			continue;
 		}
-		if (copy_block(fd, s, err, errlen) != 0) {
-			close(fd);
-			return -1;
-		}
+		copied = copy_block(fd, is_symlink(s->path), s, err, errlen);
 		close(fd);
-		return 0;
+		if (copied < 0)
+			return -1;
+		if (copied == 0)
+			return 0;
+		/* An earlier process's: it tells nothing about this one. */
+		remove_left_over(s->path);
+		note_looked(looked, sizeof looked, &used, s->path, " (left over, removed)");
 	}
+	memset(s->value, 0, sizeof s->value);
 	if (!running)
 		set_err(err, errlen, "pid %ld is not running", (long)pid);
 	else

@@ -215,6 +215,25 @@ static void test_live_process_without_a_block(void **state)
 	assert_int_equal(unlink(path), 0);
 }
 
+/* A block under a live pid's name that its owner did not make there is left over: not read. */
+static void test_a_block_under_another_name_is_left_over(void **state)
+{
+	char err[NS_STATS_ERR_MAX], mine[PATH_MAX], theirs[PATH_MAX], cmd[2 * PATH_MAX + 16];
+	struct ns_stats_snapshot s;
+	pid_t parent = getppid();
+
+	path_of(getpid(), mine, sizeof mine);
+	path_of(parent, theirs, sizeof theirs);
+	snprintf(cmd, sizeof cmd, "cp %s %s", mine, theirs);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(ns_stats_read(parent, &s, err, sizeof err), -1);
+	assert_non_null(strstr(err, "left over, removed"));
+	assert_int_equal(s.value[NS_STAT_HANDSHAKES_OK], 0);
+	assert_false(exists(parent));
+	/* Our own stays readable. */
+	assert_int_equal(ns_stats_read(getpid(), &s, err, sizeof err), 0);
+}
+
 static void test_field_names(void **state)
 {
 	static const char *const want[NS_STAT_COUNT] = {
@@ -247,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_children_add_to_the_parents_block),
 		cmocka_unit_test(test_what_dead_processes_leave_is_removed),
 		cmocka_unit_test(test_live_process_without_a_block),
+		cmocka_unit_test(test_a_block_under_another_name_is_left_over),
 		cmocka_unit_test(test_field_names),
 	};
 
