@@ -1,6 +1,7 @@
 /*
  * noiseshim doctor: what is wrong with a setup, one finding per line.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 #include "cli.h"
 #include "config.h"
 #include "listen.h"
+#include "listening.h"
 #include "nodeurl.h"
 #include "reach.h"
 #include "server_identity.h"
@@ -30,8 +32,9 @@ static const char USAGE[] =
 	"ok, warn or error; exit 1 if there is an error.  The checks:\n"
 	"\n"
 	"  - every NOISESHIM_* setting the shims would read, from the environment and\n"
-	"    the file named by NOISESHIM_CONFIG (a problem there names FILE:LINE), and\n"
-	"    that each NOISESHIM_LISTEN entry parses\n"
+	"    the file named by NOISESHIM_CONFIG (a problem there names FILE:LINE)\n"
+	"  - that each NOISESHIM_LISTEN entry parses and matches a socket listening\n"
+	"    now (a socket on its port bound to another address is the usual mistake)\n"
 	"  - TCP Fast Open in this host's kernel (net.ipv4.tcp_fastopen), and whether\n"
 	"    listeners take SYN data without a cookie\n"
 	"  - each private key file in FILE,... (else NOISESHIM_KEY): loads, and only\n"
@@ -196,9 +199,62 @@ static void check_config(struct doctor *d, struct ns_config *c)
 		        "file)");
 }
 
+/* addr in inet_ntop's canonical form, so that "::0001" and "::1" compare equal. */
+static void canonical_address(const char *addr, char out[INET6_ADDRSTRLEN])
+{
+	unsigned char bytes[sizeof(struct in6_addr)];
+
+	if (inet_pton(AF_INET, addr, bytes) == 1)
+		inet_ntop(AF_INET, bytes, out, INET6_ADDRSTRLEN);
+	else if (inet_pton(AF_INET6, addr, bytes) == 1)
+		inet_ntop(AF_INET6, bytes, out, INET6_ADDRSTRLEN);
+	else
+		snprintf(out, INET6_ADDRSTRLEN, "%s", addr);
+}
+
+/*
+ * Hold one entry against the sockets listening now: the accept shim wraps a
+ * socket bound to exactly ADDR:PORT, or any socket on PORT for a bare port.
+ * A socket on the port but another address is the likely mistake.
+ */
+static void check_listen_entry(struct doctor *d, const struct listen_entry *e,
+                               const struct listening_list *now)
+{
+	char want[INET6_ADDRSTRLEN], entry[INET6_ADDRSTRLEN + 16];
+	const char *other = NULL;
+
+	canonical_address(e->addr, want);
+	/* As the user would write it: PORT, ADDR:PORT or [IPV6]:PORT. */
+	if (e->addr[0] == '\0')
+		snprintf(entry, sizeof entry, "%u", e->port);
+	else
+		snprintf(entry, sizeof entry, strchr(e->addr, ':') ? "[%s]:%u" : "%s:%u", e->addr,
+		         e->port);
+	for (size_t i = 0; i < now->count; i++) {
+		const struct listening_socket *s = &now->socket[i];
+
+		if (s->port != e->port)
+			continue;
+		if (e->addr[0] == '\0' || strcmp(s->addr, want) == 0) {
+			finding(d, LEVEL_OK, "listen: NOISESHIM_LISTEN entry %s matches the socket "
+			        "listening on %s port %u", entry, s->addr, s->port);
+			return;
+		}
+		other = s->addr;
+	}
+	if (other != NULL)
+		finding(d, LEVEL_WARN, "listen: NOISESHIM_LISTEN entry %s matches no socket: the one "
+		        "on port %u is bound to %s; name that address, or write %u for any address",
+		        entry, e->port, other, e->port);
+	else
+		finding(d, LEVEL_WARN, "listen: NOISESHIM_LISTEN entry %s: nothing listens on port %u "
+		        "now (fine if the server has not started)", entry, e->port);
+}
+
 /* Each NOISESHIM_LISTEN entry must parse, or the accept shim wraps nothing there. */
 static void check_listen(struct doctor *d, const char *list)
 {
+	struct listening_list *now;
 	struct listen_entry e;
 	const char *cursor = list;
 	char err[256];
@@ -208,13 +264,27 @@ static void check_listen(struct doctor *d, const char *list)
 		return;
 	while ((more = listen_next(&cursor, &e, err, sizeof err)) > 0)
 		entries++;
-	if (more < 0)
+	if (more < 0) {
 		finding(d, LEVEL_ERROR, "listen: NOISESHIM_LISTEN=%s: %s", list, err);
-	else if (entries == 0)
+		return;
+	}
+	if (entries == 0) {
 		finding(d, LEVEL_ERROR, "listen: NOISESHIM_LISTEN=%s names no port", list);
-	else
-		finding(d, LEVEL_OK, "listen: NOISESHIM_LISTEN=%s: %d %s", list, entries,
-		        entries == 1 ? "entry" : "entries");
+		return;
+	}
+	finding(d, LEVEL_OK, "listen: NOISESHIM_LISTEN=%s: %d %s", list, entries,
+	        entries == 1 ? "entry" : "entries");
+	now = malloc(sizeof *now);
+	if (now == NULL || listening_read(now) < 0) {
+		finding(d, LEVEL_WARN, "listen: cannot list the listening sockets (/proc/net/tcp): %s",
+		        strerror(now == NULL ? ENOMEM : errno));
+		free(now);
+		return;
+	}
+	cursor = list;
+	while (listen_next(&cursor, &e, err, sizeof err) > 0)
+		check_listen_entry(d, &e, now);
+	free(now);
 }
 
 static void report_allow_problem(void *ctx, const char *file, unsigned line, const char *reason)

@@ -529,7 +529,7 @@ expect_err "127.0.0.1:7807?" "serve --listen 0.0.0.0:PORT prints the IPv4 loopba
 
 stats_dir=$dir/stats
 mkdir "$stats_dir"
-mkfifo "$dir/hold"
+mkfifo "$dir/hold" "$dir/hold-listen"
 NOISESHIM_STATS_DIR=$stats_dir "$stats_writer" <"$dir/hold" >"$dir/writer.out" 2>"$dir/writer.err" &
 writer=$!
 exec 3>"$dir/hold"
@@ -623,6 +623,38 @@ if grep -q "^ok: listen: NOISESHIM_LISTEN=7801,\[::1\]:7802: 2 entries" "$dir/ou
 else
 	fail "doctor counts good NOISESHIM_LISTEN entries (got: $(grep listen "$dir/out"))"
 fi
+# Held against a socket that listens now: one on 127.0.0.1 only.
+python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()' <"$dir/hold-listen" >"$dir/listen-port" &
+listener=$!
+exec 4>"$dir/hold-listen"
+tries=100
+until [ -s "$dir/listen-port" ] || [ "$tries" -eq 0 ]; do
+	sleep 0.05
+	tries=$((tries - 1))
+done
+lport=$(cat "$dir/listen-port")
+NOISESHIM_LISTEN="$lport,127.0.0.1:$lport,0.0.0.0:$lport,[::1]:$lport" run doctor
+if grep -qxF "ok: listen: NOISESHIM_LISTEN entry $lport matches the socket listening on 127.0.0.1 port $lport" "$dir/out" &&
+	grep -qxF "ok: listen: NOISESHIM_LISTEN entry 127.0.0.1:$lport matches the socket listening on 127.0.0.1 port $lport" "$dir/out"; then
+	pass
+else
+	fail "doctor matches NOISESHIM_LISTEN entries to the listening socket (got: $(grep listen "$dir/out"))"
+fi
+if grep -q "^warn: listen: NOISESHIM_LISTEN entry 0.0.0.0:$lport matches no socket: the one on port $lport is bound to 127.0.0.1" "$dir/out" &&
+	grep -q "^warn: listen: NOISESHIM_LISTEN entry \[::1\]:$lport matches no socket" "$dir/out"; then
+	pass
+else
+	fail "doctor warns about an entry whose port listens on another address (got: $(grep listen "$dir/out"))"
+fi
+exec 4>&-
+wait "$listener"
+
 NOISESHIM_LOG=loud run doctor
 expect_rc 1 "doctor with a bad NOISESHIM_LOG"
 if grep -q '^error: config: NOISESHIM_LOG: bad value "loud"' "$dir/out"; then
