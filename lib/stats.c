@@ -176,8 +176,9 @@ static int make_private_dir(const char *path)
  */
 static int stats_dir(size_t i, uid_t uid, int create, char *out, size_t cap)
 {
-	const char *override = getenv("NOISESHIM_STATS_DIR");
-	const char *runtime = getenv("XDG_RUNTIME_DIR");
+	/* secure_getenv: a program that gained privileges must not write where its caller says. */
+	const char *override = secure_getenv("NOISESHIM_STATS_DIR");
+	const char *runtime = secure_getenv("XDG_RUNTIME_DIR");
 	char base[PATH_MAX];
 	int n;
 
