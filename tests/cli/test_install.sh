@@ -35,6 +35,8 @@ finish() {
 	exit
 }
 
+# Our own make, not a child of the make that runs this test (its jobserver is not ours).
+unset MAKEFLAGS MFLAGS MAKELEVEL
 prefix=$dir/usr
 if make -s --no-print-directory BUILD="$build" PREFIX="$prefix" install >"$dir/make.log" 2>&1; then
 	pass
