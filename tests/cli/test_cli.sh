@@ -655,6 +655,32 @@ fi
 exec 4>&-
 wait "$listener"
 
+# Cookie-less TCP Fast Open, in a network namespace of our own (the sysctl is per namespace).
+tfo_ns=nscli-$$-$(od -An -tx1 -N3 /dev/urandom | tr -d ' \n')
+if [ "$(id -u)" = 0 ] && ip netns add "$tfo_ns" 2>/dev/null; then
+	if ip netns exec "$tfo_ns" sh -c 'echo 1539 >/proc/sys/net/ipv4/tcp_fastopen' 2>/dev/null; then
+		ip netns exec "$tfo_ns" "$bin" doctor >"$dir/out" 2>"$dir/err"
+		if grep -q "^warn: net.ipv4.tcp_fastopen = 1539 has bit 0x200: listeners take SYN data without a cookie" "$dir/out" &&
+			grep -q "^warn: net.ipv4.tcp_fastopen = 1539 has bit 0x400: every listener takes SYN data" "$dir/out"; then
+			pass
+		else
+			fail "doctor warns about cookie-less TFO (got: $(grep tcp_fastopen "$dir/out"))"
+		fi
+		ip netns exec "$tfo_ns" sh -c 'echo 3 >/proc/sys/net/ipv4/tcp_fastopen'
+		ip netns exec "$tfo_ns" "$bin" doctor >"$dir/out" 2>"$dir/err"
+		if grep -q "^ok: net.ipv4.tcp_fastopen = 3" "$dir/out" && ! grep -q "has bit 0x" "$dir/out"; then
+			pass
+		else
+			fail "doctor finds TFO with cookies fine (got: $(grep tcp_fastopen "$dir/out"))"
+		fi
+	else
+		echo "SKIP: this kernel keeps net.ipv4.tcp_fastopen global"
+	fi
+	ip netns del "$tfo_ns"
+else
+	echo "SKIP: no network namespace for the cookie-less TFO check (needs root)"
+fi
+
 NOISESHIM_LOG=loud run doctor
 expect_rc 1 "doctor with a bad NOISESHIM_LOG"
 if grep -q '^error: config: NOISESHIM_LOG: bad value "loud"' "$dir/out"; then
