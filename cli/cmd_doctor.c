@@ -17,6 +17,7 @@
 #include "cachefile.h"
 #include "cli.h"
 #include "config.h"
+#include "keyring.h"
 #include "listen.h"
 #include "listening.h"
 #include "nodeurl.h"
@@ -139,37 +140,21 @@ static void check_key_file(struct doctor *d, const char *path, int current)
 /* Every file of a NOISESHIM_KEY list, each problem on its own line. */
 static void check_keys(struct doctor *d, const char *list)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], err[NS_KEYRING_ERR_MAX];
+	const char *cursor = list;
 	unsigned entry = 0;
+	int more;
 
 	if (list == NULL) {
 		finding(d, LEVEL_OK, "key: none given (--key or NOISESHIM_KEY); a client then uses "
 		        "a fresh key per process, a server needs one");
 		return;
 	}
-	for (const char *p = list;; p++) {
-		size_t len = strcspn(p, ",");
-		const char *start = p;
-
-		entry++;
-		while (len > 0 && (*start == ' ' || *start == '\t')) {
-			start++;
-			len--;
-		}
-		while (len > 0 && (start[len - 1] == ' ' || start[len - 1] == '\t'))
-			len--;
-		if (len == 0)
-			finding(d, LEVEL_ERROR, "key: NOISESHIM_KEY: entry %u of the list is empty", entry);
-		else if (len >= sizeof path)
-			finding(d, LEVEL_ERROR, "key: NOISESHIM_KEY: entry %u is too long", entry);
-		else {
-			memcpy(path, start, len);
-			path[len] = '\0';
+	while ((more = ns_keyring_next_path(&cursor, &entry, path, err, sizeof err)) != 0) {
+		if (more < 0)
+			finding(d, LEVEL_ERROR, "key: %s", err);
+		else
 			check_key_file(d, path, entry == 1);
-		}
-		p += strcspn(p, ",");
-		if (*p == '\0')
-			break;
 	}
 }
 

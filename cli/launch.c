@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "keyring.h"
 #include "reach.h"
 #include "shimpath.h"
 
@@ -90,47 +91,32 @@ int launch_set_path(const char *name, const char *path)
 	return launch_set(name, absolute);
 }
 
-/* Append path, made absolute against cwd, to out (used bytes of cap).  -1 if it does not fit. */
-static int append_absolute(char *out, size_t cap, size_t *used, const char *cwd, const char *path,
-                           size_t len)
-{
-	int n = snprintf(out + *used, cap - *used, "%s%s%s%.*s", *used == 0 ? "" : ",",
-	                 path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", (int)len, path);
-
-	if (n < 0 || (size_t)n >= cap - *used)
-		return -1;
-	*used += (size_t)n;
-	return 0;
-}
-
 int launch_set_path_list(const char *name, const char *list)
 {
-	char cwd[PATH_MAX], joined[4 * PATH_MAX];
+	char cwd[PATH_MAX], path[PATH_MAX], joined[NS_KEYRING_MAX * (2 * PATH_MAX + 1)];
+	char err[NS_KEYRING_ERR_MAX];
+	const char *cursor = list;
+	unsigned entries = 0;
 	size_t used = 0;
-	const char *p = list;
+	int more;
 
 	if (getcwd(cwd, sizeof cwd) == NULL) {
 		cli_error("%s: cannot make the paths absolute: %s", list, strerror(errno));
 		return -1;
 	}
-	for (;;) {
-		size_t len = strcspn(p, ",");
-		const char *start = p;
+	while ((more = ns_keyring_next_path(&cursor, &entries, path, err, sizeof err)) > 0) {
+		int n = snprintf(joined + used, sizeof joined - used, "%s%s%s%s", used == 0 ? "" : ",",
+		                 path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path);
 
-		while (len > 0 && (*start == ' ' || *start == '\t')) {
-			start++;
-			len--;
-		}
-		while (len > 0 && (start[len - 1] == ' ' || start[len - 1] == '\t'))
-			len--;
-		if (append_absolute(joined, sizeof joined, &used, cwd, start, len) < 0) {
-			cli_error("%s: the absolute paths do not fit %zu bytes", list, sizeof joined);
+		if (n < 0 || (size_t)n >= sizeof joined - used) {
+			cli_error("%s: more than %d key files", list, NS_KEYRING_MAX);
 			return -1;
 		}
-		p += strcspn(p, ",");
-		if (*p == '\0')
-			break;
-		p++;
+		used += (size_t)n;
+	}
+	if (more < 0) {
+		cli_error("%s", err);
+		return -1;
 	}
 	return launch_set(name, joined);
 }

@@ -39,33 +39,33 @@ static int is_space(char c)
 	return c == ' ' || c == '\t';
 }
 
-/*
- * Copy list entry number n (1-based), starting at *cursor and trimmed, into
- * path and step past its comma.  -1 with the reason in err.
- */
-static int next_path(const char **cursor, size_t n, char path[PATH_MAX], char *err,
-                     size_t errlen)
+int ns_keyring_next_path(const char **cursor, unsigned *n, char path[PATH_MAX], char *err,
+                         size_t errlen)
 {
-	const char *start = *cursor, *comma = strchr(start, ','), *end;
+	const char *start = *cursor, *comma, *end;
 
+	if (start == NULL)
+		return 0;
+	comma = strchr(start, ',');
 	end = comma != NULL ? comma : start + strlen(start);
-	*cursor = comma != NULL ? comma + 1 : end;
+	*cursor = comma != NULL ? comma + 1 : NULL;
+	++*n;
 	while (start < end && is_space(*start))
 		start++;
 	while (end > start && is_space(end[-1]))
 		end--;
 	if (start == end) {
-		set_err(err, errlen, "NOISESHIM_KEY: entry %zu of the list is empty", n);
+		set_err(err, errlen, "NOISESHIM_KEY: entry %u of the list is empty", *n);
 		return -1;
 	}
 	if ((size_t)(end - start) >= PATH_MAX) {
-		set_err(err, errlen, "NOISESHIM_KEY: entry %zu of the list is longer than %d bytes",
-		        n, PATH_MAX - 1);
+		set_err(err, errlen, "NOISESHIM_KEY: entry %u of the list is longer than %d bytes",
+		        *n, PATH_MAX - 1);
 		return -1;
 	}
 	memcpy(path, start, (size_t)(end - start));
 	path[end - start] = '\0';
-	return 0;
+	return 1;
 }
 
 /* Load the key at r->paths[i] into r->keys[i], stamping the file first. */
@@ -91,6 +91,9 @@ struct ns_keyring *ns_keyring_load(const char *list, char *err, size_t errlen)
 {
 	struct ns_keyring *r;
 	const char *cursor = list;
+	char path[PATH_MAX];
+	unsigned entries = 0;
+	int more;
 
 	/* sodium_malloc would lock the pages, but a ring must stay cheap to swap. */
 	r = calloc(1, sizeof *r);
@@ -99,21 +102,25 @@ struct ns_keyring *ns_keyring_load(const char *list, char *err, size_t errlen)
 	r->list = strdup(list);
 	if (r->list == NULL)
 		goto err1;
-	do {
+	while ((more = ns_keyring_next_path(&cursor, &entries, path, err, errlen)) > 0) {
 		if (r->count == NS_KEYRING_MAX) {
 			set_err(err, errlen, "NOISESHIM_KEY: more than %d key files", NS_KEYRING_MAX);
-			goto err1;
+			goto err2;
 		}
-		if (next_path(&cursor, r->count + 1, r->paths[r->count], err, errlen) != 0 ||
-		    load_key(r, r->count, err, errlen) != 0)
-			goto err1;
+		strcpy(r->paths[r->count], path);
+		if (load_key(r, r->count, err, errlen) != 0)
+			goto err2;
 		r->count++;
-	} while (*cursor != '\0' || cursor[-1] == ',');
+	}
+	if (more < 0)
+		goto err2;
 	return r;
 
-err1:
+err2:
 	ns_keyring_free(r);
 	return NULL;
+err1:
+	free(r);
 err0:
 	set_err(err, errlen, "NOISESHIM_KEY: out of memory");
 	return NULL;

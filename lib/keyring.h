@@ -14,6 +14,7 @@
 #ifndef NOISESHIM_KEYRING_H
 #define NOISESHIM_KEYRING_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,16 @@ struct ns_keypair {
 };
 
 struct ns_keyring;
+
+/*
+ * Step through a key list: copy the entry at *cursor, trimmed, into path and
+ * advance *cursor (to NULL after the last entry; start with the list
+ * itself).  *n counts the entries seen, for messages.  1 with path filled,
+ * 0 past the end, -1 with the reason in err for an empty or too long entry
+ * (the cursor still advances, so a checker can go on to the next one).
+ */
+int ns_keyring_next_path(const char **cursor, unsigned *n, char path[PATH_MAX], char *err,
+                         size_t errlen);
 
 /*
  * Load every key file in list.  NULL with the reason in err, naming the

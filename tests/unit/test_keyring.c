@@ -150,6 +150,26 @@ static void test_malformed_lists(void **state)
 	expect_refused(f, list, "more than 8 key files");
 }
 
+/* The list walker goes on past a bad entry, so that a checker can report each one. */
+static void test_next_path_steps_over_bad_entries(void **state)
+{
+	const char *cursor = " a ,\t,b/c,";
+	char path[PATH_MAX], err[NS_KEYRING_ERR_MAX];
+	unsigned n = 0;
+
+	assert_int_equal(ns_keyring_next_path(&cursor, &n, path, err, sizeof err), 1);
+	assert_string_equal(path, "a");
+	assert_int_equal(ns_keyring_next_path(&cursor, &n, path, err, sizeof err), -1);
+	assert_string_equal(err, "NOISESHIM_KEY: entry 2 of the list is empty");
+	assert_int_equal(ns_keyring_next_path(&cursor, &n, path, err, sizeof err), 1);
+	assert_string_equal(path, "b/c");
+	assert_int_equal(ns_keyring_next_path(&cursor, &n, path, err, sizeof err), -1);
+	assert_string_equal(err, "NOISESHIM_KEY: entry 4 of the list is empty");
+	assert_int_equal(ns_keyring_next_path(&cursor, &n, path, err, sizeof err), 0);
+	assert_int_equal(ns_keyring_next_path(&cursor, &n, path, err, sizeof err), 0);
+	assert_int_equal(n, 4);
+}
+
 static void test_refresh_picks_up_a_replaced_file(void **state)
 {
 	struct fixture *f = *state;
@@ -203,6 +223,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_single_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors_name_the_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_lists, setup, teardown),
+		cmocka_unit_test(test_next_path_steps_over_bad_entries),
 		cmocka_unit_test_setup_teardown(test_refresh_picks_up_a_replaced_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_reload_keeps_the_old_ring, setup, teardown),
 	};
