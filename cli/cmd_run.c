@@ -122,29 +122,24 @@ static void ignore_cache_problem(void *ctx, const char *file, unsigned line, con
 }
 
 /*
- * The cache the shim will read: --cache, else NOISESHIM_CACHE from the
- * environment or the config file; NULL when neither names one.
- */
-static const char *configured_cache(const struct run_args *a, struct ns_config *c)
-{
-	if (a->cache != NULL)
-		return a->cache;
-	ns_config_load(c, ignore_problem);
-	return c->cache[0] != '\0' ? c->cache : NULL;
-}
-
-/*
  * A shim without cache entries wraps nothing and says nothing: say it here,
- * in one line.  It fails closed on a configured cache it cannot read.
+ * in one line.  It fails closed on a configured cache it cannot read.  The
+ * cache is --cache, else NOISESHIM_CACHE from the environment or the config
+ * file; an inert shim (--transport or NOISESHIM_TRANSPORT off) reads none.
  */
 static void warn_about_cache(const struct run_args *a)
 {
 	struct ns_config config;
-	const char *path = configured_cache(a, &config);
+	const char *path;
 	char default_path[PATH_MAX];
 	struct ns_cache_table *table;
 	size_t entries;
 
+	ns_config_load(&config, ignore_problem);
+	if (a->transport != NULL ? strcmp(a->transport, "off") == 0
+	                         : config.transport == NS_TRANSPORT_OFF)
+		return;
+	path = a->cache != NULL ? a->cache : config.cache[0] != '\0' ? config.cache : NULL;
 	if (path == NULL) {
 		if (cachefile_default_path(default_path, sizeof default_path) < 0)
 			return;
@@ -185,8 +180,7 @@ int cmd_run(int argc, char **argv)
 	if (launch_find_shim(args.shim, CLIENT_SHIM_NAME, shim, sizeof shim) < 0 ||
 	    launch_check_reach(args.program[0], args.force) < 0)
 		return 1;
-	if (args.transport == NULL || strcmp(args.transport, "off") != 0)
-		warn_about_cache(&args);
+	warn_about_cache(&args);
 	if (args.cache != NULL && launch_set_path("NOISESHIM_CACHE", args.cache) < 0)
 		return 1;
 	if (args.transport != NULL && launch_set("NOISESHIM_TRANSPORT", args.transport) < 0)

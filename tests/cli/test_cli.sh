@@ -474,8 +474,12 @@ if [ -s "$dir/err" ] && grep -q "warning" "$dir/err"; then
 else
 	pass
 fi
-run run --transport off --shim "$shim" -- true
+HOME=$dir/no-home run run --transport off --shim "$shim" -- true
 if grep -q "warning" "$dir/err"; then fail "run --transport off warns about the cache"; else pass; fi
+HOME=$dir/no-home NOISESHIM_TRANSPORT=off run run --shim "$shim" -- true
+if grep -q "warning" "$dir/err"; then fail "run with NOISESHIM_TRANSPORT=off warns about the cache"; else pass; fi
+HOME=$dir/no-home NOISESHIM_TRANSPORT=off run run --transport noise --shim "$shim" -- true
+expect_err "no NodeURL cache" "run --transport noise over NOISESHIM_TRANSPORT=off warns"
 
 # --- nodeurl: a host name is no cache key ----------------------------------------------
 
