@@ -576,6 +576,7 @@ NOISESHIM_STATS_DIR=$stats_dir run stats --prometheus "$parent_pid"
 		"replays_refused_total counter 1" "clients_refused_total counter 4" \
 		"connections_open gauge 3" "bytes_in_total counter 1024" "bytes_out_total counter 2345" \
 		"tfo_syn_data_total counter 6"; do
+		# shellcheck disable=SC2086 # the words are meant to split
 		set -- $m
 		echo "# TYPE noiseshim_$1 $2"
 		echo "noiseshim_$1{pid=\"$parent_pid\"} $3"
