@@ -1,5 +1,7 @@
 # noiseshim build.  `make` builds into $(BUILD); `make test` runs every suite;
-# `make sanitize` runs the unit and integration suites under ASan+UBSan.
+# `make sanitize` runs the unit and integration suites under ASan+UBSan;
+# `make install` copies the command, the shims, the man page and the config
+# examples under $(DESTDIR)$(PREFIX).  The version is NS_VERSION in lib/version.h.
 
 BUILD    ?= build
 CC       ?= cc
@@ -9,6 +11,20 @@ CFLAGS   += $(OPT) $(SANFLAGS) -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-par
             -D_GNU_SOURCE -fPIC -fvisibility=hidden -MMD -MP -Ilib
 LDFLAGS  += $(SANFLAGS)
 CRYPTO_LIBS := -lsodium -lcrypto
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   := $(PREFIX)/bin
+SHIMDIR  := $(PREFIX)/lib/noiseshim
+MANDIR   := $(PREFIX)/share/man/man1
+DOCDIR   := $(PREFIX)/share/doc/noiseshim
+# The one version: NS_VERSION in lib/version.h, copied into the man page here.
+VERSION  := $(shell sed -n 's/^\#define NS_VERSION "\(.*\)"$$/\1/p' lib/version.h)
+MAN_PAGE := $(BUILD)/noiseshim.1
+CONFIG_DOCS := config/README.md config/noiseshim.conf.example config/cache.example
+
+# Installs what a fresh Debian 12 machine lacks for the suites (the one list).
+TEST_DEPS := examples/install-deps.sh --test
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -24,6 +40,9 @@ SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI      := $(BUILD)/noiseshim
+# doctor and run read the configuration exactly as the shims do.
+CLI_SHIM_OBJ := $(BUILD)/shim/config.o
+$(CLI_OBJ): CFLAGS += -Ishim
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -39,10 +58,16 @@ GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
 FC_CLIENT    := $(BUILD)/tests/fc_client
 FC_SERVER    := $(BUILD)/tests/fc_server
+STATS_WRITER := $(BUILD)/tests/stats_writer
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo test-failclosed sanitize \
+.PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
+        test-client test-server test-tfo test-failclosed sanitize install uninstall \
         bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
-all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
+all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
+
+$(MAN_PAGE): doc/noiseshim.1.in lib/version.h
+	@mkdir -p $(dir $@)
+	sed 's/@VERSION@/$(VERSION)/g' $< >$@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -59,8 +84,8 @@ $(CLIENT_SO): $(CLIENT_OBJ) $(CORE)
 $(SERVER_SO): $(SERVER_OBJ) $(CORE)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $(SERVER_OBJ) $(CORE) $(SHIM_LIBS)
 
-$(CLI): $(CLI_OBJ) $(CORE)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE) $(CRYPTO_LIBS)
+$(CLI): $(CLI_OBJ) $(CLI_SHIM_OBJ) $(CORE)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CLI_SHIM_OBJ) $(CORE) $(CRYPTO_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(CORE)
 	@mkdir -p $(dir $@)
@@ -89,6 +114,10 @@ $(BUILD)/tests/fc_%: tests/failclosed/fc_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
+# Writes known counters through lib/stats for the CLI test of `noiseshim stats`.
+$(STATS_WRITER): $(BUILD)/tests/cli/stats_writer.o $(CORE)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -102,13 +131,25 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke test-failclosed
+# First what the suites need, then the suites.
+test: test-deps
+	$(MAKE) test-suites
+
+test-deps:
+	$(TEST_DEPS)
+
+test-suites: test-unit test-cli test-install test-interop test-client test-server test-netns \
+             test-tfo test-bench-smoke test-failclosed
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
 
-test-cli: $(CLI)
-	tests/cli/test_cli.sh $(CLI)
+test-cli: $(CLI) $(STATS_WRITER) $(MAN_PAGE)
+	tests/cli/test_cli.sh $(CLI) $(STATS_WRITER) $(MAN_PAGE)
+
+# make install into a scratch prefix, then the installed command and shims at work.
+test-install: all
+	tests/cli/test_install.sh $(BUILD)
 
 test-interop: $(INTEROP_C) $(GOPEER)
 	cd $(GOPATH_DIR)/src/gopeer && GO111MODULE=off GOPROXY=off \
@@ -137,7 +178,7 @@ test-failclosed: all $(GOPEER) $(FC_CLIENT) $(FC_SERVER)
 test-tfo: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/tfo.sh $(BUILD)
 
-sanitize:
+sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    test-unit test-cli test-interop test-client test-server test-tfo test-failclosed
@@ -161,6 +202,19 @@ bench-overhead: all
 
 test-bench-smoke: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHIMDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(DOCDIR)
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/noiseshim
+	install -m 644 $(CLIENT_SO) $(SERVER_SO) $(DESTDIR)$(SHIMDIR)/
+	install -m 644 $(MAN_PAGE) $(DESTDIR)$(MANDIR)/noiseshim.1
+	install -m 644 $(CONFIG_DOCS) $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/noiseshim $(DESTDIR)$(MANDIR)/noiseshim.1
+	rm -f $(DESTDIR)$(SHIMDIR)/$(notdir $(CLIENT_SO)) $(DESTDIR)$(SHIMDIR)/$(notdir $(SERVER_SO))
+	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(CONFIG_DOCS)))
+	-rmdir $(DESTDIR)$(SHIMDIR) $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build

@@ -126,6 +126,19 @@ bench_ratio() {
 		else printf f "\n", a / b }'
 }
 
+# bench_target LABEL VALUE OP LIMIT: print "LABEL = VALUE (target OP LIMIT): ok"
+# or ": missed", OP being <= or >=; a VALUE of "-" (no figure) is missed too.
+# Returns 1 when missed, so that a caller can fail on it.
+bench_target() {
+	local label=$1 value=$2 op=$3 limit=$4 verdict
+	verdict=$(awk -v v="$value" -v op="$op" -v l="$limit" 'BEGIN {
+		if (v == "-" || v == "") { print "missed"; exit }
+		met = (op == "<=") ? (v + 0 <= l + 0) : (v + 0 >= l + 0)
+		print met ? "ok" : "missed" }')
+	printf '%s = %s (target %s %s): %s\n' "$label" "${value:--}" "$op" "$limit" "$verdict"
+	[ "$verdict" = ok ]
+}
+
 # bench_tls_cert DIR ADDR: a self-signed ECDSA P-256 certificate for ADDR
 # (an IP address) in DIR/cert.pem, its key in DIR/key.pem.  P-256 because
 # it is what a TLS server most often presents, and cheap to sign with.

@@ -201,8 +201,10 @@ print_targets() {
 	noise=$(column "$(cell 5k noise+tfo)" 2)
 	tcp_tfo=$(column "$(cell 5k tcp+tfo)" 2)
 	tls=$(column "$(cell 5k tls1.3)" 2)
-	printf '\n5k: noise+tfo / tcp+tfo = %s (target <= 1.05); tls1.3 / noise+tfo = %s (target >= 2.9)\n' \
-		"$(bench_ratio "$noise" "$tcp_tfo" %.3f)" "$(bench_ratio "$tls" "$noise" %.2f)"
+	echo
+	bench_target "5k: noise+tfo / tcp+tfo" "$(bench_ratio "$noise" "$tcp_tfo" %.3f)" '<=' 1.05
+	bench_target "5k: tls1.3 / noise+tfo" "$(bench_ratio "$tls" "$noise" %.2f)" '>=' 2.9
+	return 0
 }
 
 counter() { ip netns exec "$1" nstat -asz "$2" | awk -v name="$2" '$1 == name { print $2 }'; }

@@ -34,16 +34,22 @@ cli_command_fn cmd_run;
  */
 cli_command_fn cmd_serve;
 
-/* noiseshim doctor [--key FILE] [--cache FILE] [PROGRAM]: report what is wrong with a setup. */
+/* noiseshim doctor [options] [PROGRAM]: report what is wrong with a setup. */
 cli_command_fn cmd_doctor;
+
+/* noiseshim stats [--json|--prometheus] PID: print a process's counters. */
+cli_command_fn cmd_stats;
 
 /* Print "noiseshim: <message>" and a newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Report a getopt failure (c is '?' or ':') for command cmd, show usage; returns EXIT_USAGE. */
+/* Report a getopt failure (c is '?' or ':') for command cmd; returns EXIT_USAGE. */
 int cli_option_error(const char *cmd, const char *usage, int c, char **argv);
 
-/* Report a command-line mistake for cmd, show usage; returns EXIT_USAGE. */
+/*
+ * Report a command-line mistake for cmd in one line, and point to
+ * 'noiseshim CMD --help' (usage is what that prints); returns EXIT_USAGE.
+ */
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

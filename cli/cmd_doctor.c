@@ -1,6 +1,7 @@
 /*
  * noiseshim doctor: what is wrong with a setup, one finding per line.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -11,9 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "allowlist.h"
 #include "cache.h"
 #include "cachefile.h"
 #include "cli.h"
+#include "config.h"
+#include "keyring.h"
+#include "listen.h"
+#include "listening.h"
 #include "nodeurl.h"
 #include "reach.h"
 #include "server_identity.h"
@@ -21,14 +27,21 @@
 #include "tfo.h"
 
 static const char USAGE[] =
-	"usage: noiseshim doctor [--key FILE] [--cache FILE] [PROGRAM]\n"
+	"usage: noiseshim doctor [--key FILE[,FILE...]] [--cache FILE] [--allow FILE] [PROGRAM]\n"
 	"\n"
 	"Check what the shims depend on and print one line per finding, starting with\n"
 	"ok, warn or error; exit 1 if there is an error.  The checks:\n"
 	"\n"
-	"  - TCP Fast Open in this host's kernel (net.ipv4.tcp_fastopen)\n"
-	"  - the private key FILE (else $NOISESHIM_KEY): loads, and only its owner can\n"
-	"    read it\n"
+	"  - every NOISESHIM_* setting the shims would read, from the environment and\n"
+	"    the file named by NOISESHIM_CONFIG (a problem there names FILE:LINE)\n"
+	"  - that each NOISESHIM_LISTEN entry parses and matches a socket listening\n"
+	"    now (a socket on its port bound to another address is the usual mistake)\n"
+	"  - TCP Fast Open in this host's kernel (net.ipv4.tcp_fastopen), and whether\n"
+	"    listeners take SYN data without a cookie\n"
+	"  - each private key file in FILE,... (else NOISESHIM_KEY): loads, and only\n"
+	"    its owner can read it\n"
+	"  - the client allowlist FILE (else $NOISESHIM_ALLOW): every line that is not\n"
+	"    a key, and who may change it\n"
 	"  - the NodeURL cache FILE (else $NOISESHIM_CACHE, else\n"
 	"    ~/.config/noiseshim/cache): every line the shim would skip\n"
 	"  - the shims beside this noiseshim (or in ../lib/noiseshim/)\n"
@@ -37,6 +50,7 @@ static const char USAGE[] =
 static const struct option OPTIONS[] = {
 	{ "key", required_argument, NULL, 'k' },
 	{ "cache", required_argument, NULL, 'c' },
+	{ "allow", required_argument, NULL, 'a' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -50,8 +64,9 @@ struct doctor {
 };
 
 struct doctor_args {
-	const char *key_path;
+	const char *key_list;
 	const char *cache_path;
+	const char *allow_path;
 	const char *program;
 };
 
@@ -99,18 +114,18 @@ static void check_tfo(struct doctor *d)
 		finding(d, LEVEL_WARN, "net.ipv4.tcp_fastopen = %u has bit 0x%x: listeners take SYN "
 		        "data without a cookie, so a spoofed SYN makes this host send a reply to "
 		        "its victim", value, TFO_SERVER_NO_COOKIE);
+	if (value & TFO_SERVER_ALL_LISTENERS)
+		finding(d, LEVEL_WARN, "net.ipv4.tcp_fastopen = %u has bit 0x%x: every listener "
+		        "takes SYN data, even in programs that never asked for it", value,
+		        TFO_SERVER_ALL_LISTENERS);
 }
 
-static void check_key(struct doctor *d, const char *path)
+/* One key file of the list: loads, mode 0600.  Says which entry is current. */
+static void check_key_file(struct doctor *d, const char *path, int current)
 {
 	uint8_t pub[NS_KEY_LEN];
 	char err[512], text[NS_NODEURL_STR_MAX];
 
-	if (path == NULL) {
-		finding(d, LEVEL_OK, "key: none given (--key or NOISESHIM_KEY); a client then uses "
-		        "a fresh key per process, a server needs one");
-		return;
-	}
 	if (server_identity_load(path, pub, err, sizeof err) < 0) {
 		finding(d, LEVEL_ERROR, "key: %s", err);
 		return;
@@ -118,8 +133,191 @@ static void check_key(struct doctor *d, const char *path)
 	if (ns_noise_pub_encode(pub, text, sizeof text) == 0)
 		finding(d, LEVEL_ERROR, "key: %s: cannot encode its public key", path);
 	else
-		finding(d, LEVEL_OK, "key: %s loads, readable only by its owner; noise_pub=%s",
-		        path, text);
+		finding(d, LEVEL_OK, "key: %s loads, readable only by its owner; %snoise_pub=%s",
+		        path, current ? "" : "still accepted, not current; ", text);
+}
+
+/* Every file of a NOISESHIM_KEY list, each problem on its own line. */
+static void check_keys(struct doctor *d, const char *list)
+{
+	char path[PATH_MAX], err[NS_KEYRING_ERR_MAX];
+	const char *cursor = list;
+	unsigned entry = 0;
+	int more;
+
+	if (list == NULL) {
+		finding(d, LEVEL_OK, "key: none given (--key or NOISESHIM_KEY); a client then uses "
+		        "a fresh key per process, a server needs one");
+		return;
+	}
+	while ((more = ns_keyring_next_path(&cursor, &entry, path, err, sizeof err)) != 0) {
+		if (more < 0)
+			finding(d, LEVEL_ERROR, "key: %s", err);
+		else
+			check_key_file(d, path, entry == 1);
+	}
+}
+
+/* The doctor the config reporter writes to: ns_config_load's callback has no context. */
+static struct doctor *config_doctor;
+
+static void report_config_problem(const char *where, const char *problem)
+{
+	finding(config_doctor, LEVEL_ERROR, "config: %s: %s", where, problem);
+}
+
+/* The settings as the shims would read them; every bad one is an error naming where it is. */
+static void check_config(struct doctor *d, struct ns_config *c)
+{
+	const char *file = getenv("NOISESHIM_CONFIG");
+	unsigned errors_before = d->errors;
+
+	config_doctor = d;
+	ns_config_load(c, report_config_problem);
+	config_doctor = NULL;
+	if (d->errors > errors_before)
+		return;
+	if (file != NULL && file[0] != '\0')
+		finding(d, LEVEL_OK, "config: NOISESHIM_CONFIG=%s and the environment parse", file);
+	else
+		finding(d, LEVEL_OK, "config: the NOISESHIM_* environment parses (no NOISESHIM_CONFIG "
+		        "file)");
+}
+
+/* addr in inet_ntop's canonical form, so that "::0001" and "::1" compare equal. */
+static void canonical_address(const char *addr, char out[INET6_ADDRSTRLEN])
+{
+	unsigned char bytes[sizeof(struct in6_addr)];
+
+	if (inet_pton(AF_INET, addr, bytes) == 1)
+		inet_ntop(AF_INET, bytes, out, INET6_ADDRSTRLEN);
+	else if (inet_pton(AF_INET6, addr, bytes) == 1)
+		inet_ntop(AF_INET6, bytes, out, INET6_ADDRSTRLEN);
+	else
+		snprintf(out, INET6_ADDRSTRLEN, "%s", addr);
+}
+
+/*
+ * Hold one entry against the sockets listening now: the accept shim wraps a
+ * socket bound to exactly ADDR:PORT, or any socket on PORT for a bare port.
+ * A socket on the port but another address is the likely mistake.
+ */
+static void check_listen_entry(struct doctor *d, const struct listen_entry *e,
+                               const struct listening_list *now)
+{
+	char want[INET6_ADDRSTRLEN], entry[INET6_ADDRSTRLEN + 16];
+	const char *other = NULL;
+
+	canonical_address(e->addr, want);
+	/* As the user would write it: PORT, ADDR:PORT or [IPV6]:PORT. */
+	if (e->addr[0] == '\0')
+		snprintf(entry, sizeof entry, "%u", e->port);
+	else
+		snprintf(entry, sizeof entry, strchr(e->addr, ':') ? "[%s]:%u" : "%s:%u", e->addr,
+		         e->port);
+	for (size_t i = 0; i < now->count; i++) {
+		const struct listening_socket *s = &now->socket[i];
+
+		if (s->port != e->port)
+			continue;
+		if (e->addr[0] == '\0' || strcmp(s->addr, want) == 0) {
+			finding(d, LEVEL_OK, "listen: NOISESHIM_LISTEN entry %s matches the socket "
+			        "listening on %s port %u", entry, s->addr, s->port);
+			return;
+		}
+		other = s->addr;
+	}
+	if (other != NULL)
+		finding(d, LEVEL_WARN, "listen: NOISESHIM_LISTEN entry %s matches no socket: the one "
+		        "on port %u is bound to %s; name that address, or write %u for any address",
+		        entry, e->port, other, e->port);
+	else
+		finding(d, LEVEL_WARN, "listen: NOISESHIM_LISTEN entry %s: nothing listens on port %u "
+		        "now (fine if the server has not started)", entry, e->port);
+}
+
+/* Each NOISESHIM_LISTEN entry must parse, or the accept shim wraps nothing there. */
+static void check_listen(struct doctor *d, const char *list)
+{
+	struct listening_list *now;
+	struct listen_entry e;
+	const char *cursor = list;
+	char err[256];
+	int more, entries = 0;
+
+	if (list[0] == '\0')
+		return;
+	while ((more = listen_next(&cursor, &e, err, sizeof err)) > 0)
+		entries++;
+	if (more < 0) {
+		finding(d, LEVEL_ERROR, "listen: NOISESHIM_LISTEN=%s: %s", list, err);
+		return;
+	}
+	if (entries == 0) {
+		finding(d, LEVEL_ERROR, "listen: NOISESHIM_LISTEN=%s names no port", list);
+		return;
+	}
+	finding(d, LEVEL_OK, "listen: NOISESHIM_LISTEN=%s: %d %s", list, entries,
+	        entries == 1 ? "entry" : "entries");
+	now = malloc(sizeof *now);
+	if (now == NULL || listening_read(now) < 0) {
+		finding(d, LEVEL_WARN, "listen: cannot list the listening sockets (/proc/net/tcp): %s",
+		        strerror(now == NULL ? ENOMEM : errno));
+		free(now);
+		return;
+	}
+	cursor = list;
+	while (listen_next(&cursor, &e, err, sizeof err) > 0)
+		check_listen_entry(d, &e, now);
+	free(now);
+}
+
+static void report_allow_problem(void *ctx, const char *file, unsigned line, const char *reason)
+{
+	struct doctor *d = ctx;
+
+	if (line == 0)
+		finding(d, LEVEL_ERROR, "allowlist: %s: %s", file, reason);
+	else
+		finding(d, LEVEL_ERROR, "allowlist: %s:%u: %s", file, line, reason);
+}
+
+/* Whoever can write the allowlist decides which clients get in. */
+static void check_allow_mode(struct doctor *d, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)))
+		finding(d, LEVEL_ERROR, "allowlist: %s: mode %04o lets others choose which clients "
+		        "get in; fix it with: chmod go-w %s", path, (unsigned)(st.st_mode & 07777),
+		        path);
+}
+
+static void check_allowlist(struct doctor *d, const char *path)
+{
+	unsigned errors_before = d->errors;
+	struct ns_allowlist *a;
+	size_t keys;
+
+	if (path == NULL) {
+		finding(d, LEVEL_OK, "allowlist: none (--allow or NOISESHIM_ALLOW): a server lets in "
+		        "every client that knows its key");
+		return;
+	}
+	a = ns_allowlist_load(path, report_allow_problem, d);
+	if (a == NULL)
+		return;
+	keys = ns_allowlist_count(a);
+	ns_allowlist_free(a);
+	check_allow_mode(d, path);
+	if (d->errors > errors_before)
+		return;
+	if (keys == 0)
+		finding(d, LEVEL_WARN, "allowlist: %s lists no key: the server lets no client in",
+		        path);
+	else
+		finding(d, LEVEL_OK, "allowlist: %s: %zu client %s", path, keys,
+		        keys == 1 ? "key" : "keys");
 }
 
 static void report_cache_problem(void *ctx, const char *file, unsigned line, const char *reason)
@@ -209,16 +407,19 @@ static int parse_args(int argc, char **argv, struct doctor_args *a, int *done)
 {
 	int c;
 
-	*a = (struct doctor_args){ .key_path = getenv("NOISESHIM_KEY") };
-	if (a->key_path != NULL && a->key_path[0] == '\0')
-		a->key_path = NULL;
-	while ((c = getopt_long(argc, argv, ":k:c:h", OPTIONS, NULL)) != -1) {
+	*a = (struct doctor_args){ .allow_path = getenv("NOISESHIM_ALLOW") };
+	if (a->allow_path != NULL && a->allow_path[0] == '\0')
+		a->allow_path = NULL;
+	while ((c = getopt_long(argc, argv, ":k:c:a:h", OPTIONS, NULL)) != -1) {
 		switch (c) {
 		case 'k':
-			a->key_path = optarg;
+			a->key_list = optarg;
 			break;
 		case 'c':
 			a->cache_path = optarg;
+			break;
+		case 'a':
+			a->allow_path = optarg;
 			break;
 		case 'h':
 			*done = cli_help(USAGE);
@@ -236,18 +437,26 @@ static int parse_args(int argc, char **argv, struct doctor_args *a, int *done)
 	return 0;
 }
 
-/* noiseshim doctor [--key FILE] [--cache FILE] [PROGRAM]: report what is wrong with a setup. */
+/* noiseshim doctor [options] [PROGRAM]: report what is wrong with a setup. */
 int cmd_doctor(int argc, char **argv)
 {
 	struct doctor_args args;
 	struct doctor d = { 0 };
+	struct ns_config config;
 	int done;
 
 	if (parse_args(argc, argv, &args, &done) < 0)
 		return done;
+	check_config(&d, &config);
+	check_listen(&d, config.listen);
 	check_tfo(&d);
-	check_key(&d, args.key_path);
-	check_cache(&d, args.cache_path);
+	/* --key, else NOISESHIM_KEY from the environment or the config file. */
+	check_keys(&d, args.key_list != NULL ? args.key_list
+	                                     : config.key[0] != '\0' ? config.key : NULL);
+	check_allowlist(&d, args.allow_path);
+	/* --cache, else NOISESHIM_CACHE from the environment or the config file. */
+	check_cache(&d, args.cache_path != NULL ? args.cache_path
+	                                        : config.cache[0] != '\0' ? config.cache : NULL);
 	check_shim(&d, CLIENT_SHIM_NAME, "run");
 	check_shim(&d, SERVER_SHIM_NAME, "serve");
 	if (args.program != NULL)

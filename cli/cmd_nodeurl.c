@@ -2,8 +2,10 @@
  * noiseshim nodeurl: the NodeURL of a server, for clients' caches.
  */
 #include <getopt.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "cli.h"
 #include "nodeurl.h"
@@ -14,7 +16,9 @@ static const char USAGE[] =
 	"\n"
 	"Print the NodeURL of a server whose private key is FILE and which clients\n"
 	"reach at HOST:PORT (an IPv6 address in brackets: [::1]:7777).  Add the\n"
-	"output to a client's cache with 'noiseshim cache add'.\n"
+	"output to a client's cache with 'noiseshim cache add'.  HOST must be a\n"
+	"numeric address: the cache is matched against the addresses programs\n"
+	"connect() to, so a host name is refused with the addresses it resolves to.\n"
 	"\n"
 	"  --key FILE         the server's private key file\n"
 	"  --addr HOST:PORT   where clients connect\n"
@@ -79,6 +83,37 @@ static int parse_args(int argc, char **argv, struct nodeurl_args *a, int *done)
 	return -1;
 }
 
+/*
+ * A cache entry needs the address a program connects to, which a name does
+ * not fix (curl tries ::1 before 127.0.0.1 for localhost): refuse it, and
+ * list what it resolves to so that the user can pick.
+ */
+static void refuse_host_name(const char *addr, const struct ns_nodeurl *u)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *list, *ai;
+	char found[512], numeric[NI_MAXHOST];
+	size_t used = 0;
+	int rc = getaddrinfo(u->host, NULL, &hints, &list);
+
+	if (rc != 0) {
+		cli_error("--addr '%s': the cache needs a numeric IP address, and %s does not "
+		          "resolve (%s)", addr, u->host, gai_strerror(rc));
+		return;
+	}
+	found[0] = '\0';
+	for (ai = list; ai != NULL && used < sizeof found; ai = ai->ai_next) {
+		/* One entry per address: SOCK_STREAM leaves out the datagram twins. */
+		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, numeric, sizeof numeric, NULL, 0,
+		                NI_NUMERICHOST) != 0)
+			continue;
+		used += (size_t)snprintf(found + used, sizeof found - used, "%s%s",
+		                         used == 0 ? "" : ", ", numeric);
+	}
+	freeaddrinfo(list);
+	cli_error("--addr '%s': the cache needs a numeric IP address; %s is %s: give one (and "
+	          "one NodeURL for each address clients connect to)", addr, u->host, found);
+}
+
 /* Fill u's host and port from HOST:PORT text.  -1 with an error printed. */
 static int parse_addr(const char *addr, struct ns_nodeurl *u)
 {
@@ -95,6 +130,10 @@ static int parse_addr(const char *addr, struct ns_nodeurl *u)
 	}
 	if (u->port == 0) {
 		cli_error("--addr '%s': no port; expected HOST:PORT", addr);
+		return -1;
+	}
+	if (u->family == NS_ADDR_NAME) {
+		refuse_host_name(addr, u);
 		return -1;
 	}
 	return 0;

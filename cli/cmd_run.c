@@ -4,10 +4,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cache.h"
+#include "cachefile.h"
 #include "cli.h"
+#include "config.h"
 #include "launch.h"
 #include "shimpath.h"
 
@@ -23,12 +27,14 @@ static const char USAGE[] =
 	"  --transport MODE   sets NOISESHIM_TRANSPORT: noise encrypts (the default), tcp\n"
 	"                     keeps TCP Fast Open but sends plaintext, off disables the shim\n"
 	"  --shim PATH        the client shim (default: " CLIENT_SHIM_NAME " beside this\n"
-	"                     noiseshim, else ../lib/noiseshim/" CLIENT_SHIM_NAME ")\n"
+	"                     noiseshim, as in a build directory, else PREFIX/lib/noiseshim/\n"
+	"                     for a noiseshim installed as PREFIX/bin/noiseshim)\n"
 	"  --force            launch PROGRAM even if LD_PRELOAD cannot reach it\n"
 	"\n"
 	"PROGRAM is refused, with the reason, when LD_PRELOAD cannot reach it: a static\n"
 	"or Go binary, or one that gains privileges (set-user-ID, set-group-ID, file\n"
-	"capabilities).  A #! script is judged by its interpreter.\n";
+	"capabilities).  A #! script is judged by its interpreter.  A warning says when\n"
+	"the cache does not exist or has no usable entry: the shim then wraps nothing.\n";
 
 static const struct option OPTIONS[] = {
 	{ "cache", required_argument, NULL, 'c' },
@@ -100,13 +106,66 @@ static int parse_args(int argc, char **argv, struct run_args *a, int *done)
 	return 0;
 }
 
-/* The shim fails closed on a cache it cannot read: say so before it happens. */
-static void warn_unreadable_cache(const char *path)
+/* Problems the shim itself will log are not run's to repeat. */
+static void ignore_problem(const char *where, const char *problem)
 {
-	if (access(path, R_OK) < 0)
+	(void)where;
+	(void)problem;
+}
+
+static void ignore_cache_problem(void *ctx, const char *file, unsigned line, const char *reason)
+{
+	(void)ctx;
+	(void)file;
+	(void)line;
+	(void)reason;
+}
+
+/*
+ * A shim without cache entries wraps nothing and says nothing: say it here,
+ * in one line.  It fails closed on a configured cache it cannot read.  The
+ * cache is --cache, else NOISESHIM_CACHE from the environment or the config
+ * file; an inert shim (--transport or NOISESHIM_TRANSPORT off) reads none.
+ */
+static void warn_about_cache(const struct run_args *a)
+{
+	struct ns_config config;
+	const char *path;
+	char default_path[PATH_MAX];
+	struct ns_cache_table *table;
+	size_t entries;
+
+	ns_config_load(&config, ignore_problem);
+	if (a->transport != NULL ? strcmp(a->transport, "off") == 0
+	                         : config.transport == NS_TRANSPORT_OFF)
+		return;
+	path = a->cache != NULL ? a->cache : config.cache[0] != '\0' ? config.cache : NULL;
+	if (path == NULL) {
+		if (cachefile_default_path(default_path, sizeof default_path) < 0)
+			return;
+		if (access(default_path, F_OK) < 0) {
+			cli_error("warning: no NodeURL cache (no --cache, no NOISESHIM_CACHE, no %s): "
+			          "the shim wraps no connection; add servers with 'noiseshim cache "
+			          "add URL'", default_path);
+			return;
+		}
+		path = default_path;
+	}
+	if (access(path, R_OK) < 0) {
 		cli_error("warning: %s: %s; while it cannot be read, the shim refuses TCP "
 		          "connections rather than risk plaintext",
 		          path, strerror(errno));
+		return;
+	}
+	table = ns_cache_table_load(path, ignore_cache_problem, NULL);
+	if (table == NULL)
+		return;
+	entries = ns_cache_table_count(table);
+	ns_cache_table_free(table);
+	if (entries == 0)
+		cli_error("warning: %s has no usable entry: the shim wraps no connection; add "
+		          "servers with 'noiseshim cache add URL', check it with 'noiseshim cache "
+		          "check'", path);
 }
 
 /* noiseshim run [options] PROGRAM [ARGS]: run PROGRAM under the client shim. */
@@ -121,11 +180,9 @@ int cmd_run(int argc, char **argv)
 	if (launch_find_shim(args.shim, CLIENT_SHIM_NAME, shim, sizeof shim) < 0 ||
 	    launch_check_reach(args.program[0], args.force) < 0)
 		return 1;
-	if (args.cache != NULL) {
-		warn_unreadable_cache(args.cache);
-		if (launch_set_path("NOISESHIM_CACHE", args.cache) < 0)
-			return 1;
-	}
+	warn_about_cache(&args);
+	if (args.cache != NULL && launch_set_path("NOISESHIM_CACHE", args.cache) < 0)
+		return 1;
 	if (args.transport != NULL && launch_set("NOISESHIM_TRANSPORT", args.transport) < 0)
 		return 1;
 	if (launch_preload(shim) < 0)

@@ -9,35 +9,40 @@
 #include <string.h>
 
 #include "cli.h"
+#include "keyring.h"
 #include "launch.h"
 #include "listen.h"
+#include "localaddr.h"
 #include "nodeurl.h"
 #include "server_identity.h"
 #include "shimpath.h"
 #include "tfo.h"
 
-#define DEFAULT_CLIENT_HOST "127.0.0.1"
-
 static const char USAGE[] =
-	"usage: noiseshim serve --key FILE --listen PORTS [--accept noise|mixed] [--addr HOST]\n"
-	"                       [--proto 1|2] [--tfo] [--shim PATH] [--force]\n"
+	"usage: noiseshim serve --key FILE[,FILE...] --listen PORTS [--accept noise|mixed]\n"
+	"                       [--addr HOST] [--proto 1|2] [--tfo] [--shim PATH] [--force]\n"
 	"                       [--] PROGRAM [ARGS...]\n"
 	"\n"
 	"Run the server PROGRAM, found through PATH, with the accept shim preloaded:\n"
 	"its listening sockets in PORTS answer Noise_IK with the key in FILE.  First,\n"
 	"print to stderr the NodeURL of each port, for 'noiseshim cache add' on clients.\n"
 	"\n"
-	"  --key FILE       the server's private key file (sets NOISESHIM_KEY)\n"
+	"  --key FILE[,FILE...]\n"
+	"                   the server's private key files (sets NOISESHIM_KEY): the\n"
+	"                   first is current and goes into the NodeURLs, the others are\n"
+	"                   still accepted, for clients that hold an older NodeURL\n"
 	"  --listen PORTS   the listening sockets to wrap, separated by commas: PORT\n"
 	"                   (any address), ADDR:PORT or [IPV6]:PORT (sets NOISESHIM_LISTEN)\n"
 	"  --accept MODE    sets NOISESHIM_ACCEPT: noise takes only Noise (the default),\n"
 	"                   mixed takes Noise and plaintext on one port\n"
 	"  --addr HOST      where clients connect, for the NodeURLs (default: the\n"
-	"                   address in PORTS, else " DEFAULT_CLIENT_HOST ")\n"
+	"                   address in PORTS; for a port on every address, one NodeURL\n"
+	"                   for each address of this host, 127.0.0.1 and ::1 first)\n"
 	"  --proto 1|2      the NodeURLs' noise_proto: 1 ChaChaPoly (default), 2 AESGCM\n"
 	"  --tfo            the NodeURLs say the server accepts TCP Fast Open (f=1)\n"
 	"  --shim PATH      the accept shim (default: " SERVER_SHIM_NAME " beside this\n"
-	"                   noiseshim, else ../lib/noiseshim/" SERVER_SHIM_NAME ")\n"
+	"                   noiseshim, as in a build directory, else PREFIX/lib/noiseshim/\n"
+	"                   for a noiseshim installed as PREFIX/bin/noiseshim)\n"
 	"  --force          launch PROGRAM even if LD_PRELOAD cannot reach it\n"
 	"\n"
 	"PROGRAM is refused, with the reason, when LD_PRELOAD cannot reach it: a static\n"
@@ -212,38 +217,77 @@ static int parse_args(int argc, char **argv, struct serve_args *a, int *done)
 	return -1;
 }
 
-/* Where clients connect to e: --addr, else e's own address unless it is a wildcard. */
-static const char *client_host(const struct serve_args *a, const struct listen_entry *e)
+/* Print the NodeURL of host and port.  -1 with an error printed. */
+static int print_nodeurl(const struct serve_args *a, const char *host, unsigned port,
+                         const uint8_t pub[NS_KEY_LEN])
 {
-	if (a->addr != NULL)
-		return a->addr;
-	return listen_is_wildcard(e) ? DEFAULT_CLIENT_HOST : e->addr;
+	char text[NS_NODEURL_STR_MAX];
+	const char *problem;
+	struct ns_nodeurl u;
+
+	problem = parse_host(host, port, &u);
+	if (problem != NULL) {
+		cli_error("%s port %u: %s", host, port, problem);
+		return -1;
+	}
+	server_identity_apply(&u, pub, a->proto, a->tfo);
+	if (ns_nodeurl_format(&u, text, sizeof text) == 0) {
+		cli_error("%s port %u: the NodeURL does not fit %d bytes", host, port,
+		          NS_NODEURL_STR_MAX);
+		return -1;
+	}
+	fprintf(stderr, "%s\n", text);
+	return 0;
 }
 
-/* Print the NodeURL of each --listen entry to stderr.  -1 with an error printed. */
+/*
+ * Where clients reach e: --addr, else e's own address, else (a wildcard)
+ * every address of this host of the families e listens on.
+ */
+static void client_hosts(const struct serve_args *a, const struct listen_entry *e,
+                         struct localaddr_list *hosts)
+{
+	const char *only = a->addr != NULL ? a->addr : !listen_is_wildcard(e) ? e->addr : NULL;
+
+	if (only != NULL) {
+		hosts->count = 1;
+		snprintf(hosts->addr[0], sizeof hosts->addr[0], "%s", only);
+		return;
+	}
+	/* 0.0.0.0 takes IPv4 only; :: and a bare port take both (a dual-stack socket). */
+	localaddr_list(1, strcmp(e->addr, "0.0.0.0") != 0, hosts);
+}
+
+/* Print the NodeURLs of each --listen entry to stderr.  -1 with an error printed. */
 static int print_nodeurls(const struct serve_args *a, const uint8_t pub[NS_KEY_LEN])
 {
-	const char *list = a->listen, *host, *problem;
-	char text[NS_NODEURL_STR_MAX], err[256];
+	const char *list = a->listen;
+	struct localaddr_list hosts;
 	struct listen_entry e;
-	struct ns_nodeurl u;
+	char err[256];
 
 	fprintf(stderr, "noiseshim: clients add these NodeURLs with 'noiseshim cache add URL':\n");
 	while (listen_next(&list, &e, err, sizeof err) > 0) {
-		host = client_host(a, &e);
-		problem = parse_host(host, e.port, &u);
-		if (problem != NULL) {
-			cli_error("%s port %u: %s", host, e.port, problem);
-			return -1;
-		}
-		server_identity_apply(&u, pub, a->proto, a->tfo);
-		if (ns_nodeurl_format(&u, text, sizeof text) == 0) {
-			cli_error("%s port %u: the NodeURL does not fit %d bytes", host, e.port,
-			          NS_NODEURL_STR_MAX);
-			return -1;
-		}
-		fprintf(stderr, "%s\n", text);
+		client_hosts(a, &e, &hosts);
+		for (size_t i = 0; i < hosts.count; i++)
+			if (print_nodeurl(a, hosts.addr[i], e.port, pub) < 0)
+				return -1;
 	}
+	return 0;
+}
+
+/* The public half of the current (first) key of the list.  -1 with an error printed. */
+static int current_public_key(const char *list, uint8_t pub[NS_KEY_LEN])
+{
+	char err[NS_KEYRING_ERR_MAX];
+	struct ns_keyring *ring = ns_keyring_load(list, err, sizeof err);
+
+	if (ring == NULL) {
+		cli_error("%s", err);
+		return -1;
+	}
+	memcpy(pub, ns_keyring_key(ring, 0)->pub, NS_KEY_LEN);
+	ns_keyring_free(ring);
 	return 0;
 }
 
@@ -267,21 +311,20 @@ int cmd_serve(int argc, char **argv)
 {
 	struct serve_args args;
 	uint8_t pub[NS_KEY_LEN];
-	char shim[PATH_MAX], err[512];
+	char shim[PATH_MAX];
 	int done;
 
 	if (parse_args(argc, argv, &args, &done) < 0)
 		return done;
-	if (server_identity_load(args.key_path, pub, err, sizeof err) < 0) {
-		cli_error("%s", err);
+	/* Every key in the list is loaded, so that a bad one is refused before the program runs. */
+	if (current_public_key(args.key_path, pub) < 0)
 		return 1;
-	}
 	if (launch_find_shim(args.shim, SERVER_SHIM_NAME, shim, sizeof shim) < 0 ||
 	    launch_check_reach(args.program[0], args.force) < 0 || print_nodeurls(&args, pub) < 0)
 		return 1;
 	if (args.tfo)
 		warn_tfo_server_off();
-	if (launch_set_path("NOISESHIM_KEY", args.key_path) < 0 ||
+	if (launch_set_path_list("NOISESHIM_KEY", args.key_path) < 0 ||
 	    launch_set("NOISESHIM_LISTEN", args.listen) < 0 ||
 	    (args.accept != NULL && launch_set("NOISESHIM_ACCEPT", args.accept) < 0) ||
 	    launch_preload(shim) < 0)

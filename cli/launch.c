@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "keyring.h"
 #include "reach.h"
 #include "shimpath.h"
 
@@ -88,6 +89,36 @@ int launch_set_path(const char *name, const char *path)
 	}
 	snprintf(absolute, sizeof absolute, "%s/%s", cwd, path);
 	return launch_set(name, absolute);
+}
+
+int launch_set_path_list(const char *name, const char *list)
+{
+	char cwd[PATH_MAX], path[PATH_MAX], joined[NS_KEYRING_MAX * (2 * PATH_MAX + 1)];
+	char err[NS_KEYRING_ERR_MAX];
+	const char *cursor = list;
+	unsigned entries = 0;
+	size_t used = 0;
+	int more;
+
+	if (getcwd(cwd, sizeof cwd) == NULL) {
+		cli_error("%s: cannot make the paths absolute: %s", list, strerror(errno));
+		return -1;
+	}
+	while ((more = ns_keyring_next_path(&cursor, &entries, path, err, sizeof err)) > 0) {
+		int n = snprintf(joined + used, sizeof joined - used, "%s%s%s%s", used == 0 ? "" : ",",
+		                 path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path);
+
+		if (n < 0 || (size_t)n >= sizeof joined - used) {
+			cli_error("%s: more than %d key files", list, NS_KEYRING_MAX);
+			return -1;
+		}
+		used += (size_t)n;
+	}
+	if (more < 0) {
+		cli_error("%s", err);
+		return -1;
+	}
+	return launch_set(name, joined);
 }
 
 /* Put shim first in LD_PRELOAD, keeping the entries already there.  -1 with an error printed. */

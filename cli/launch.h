@@ -22,6 +22,12 @@ int launch_set(const char *name, const char *value);
  */
 int launch_set_path(const char *name, const char *path);
 
+/*
+ * Set name to a NOISESHIM_KEY list of paths, each made absolute (spaces
+ * around the commas dropped).  -1 with an error printed.
+ */
+int launch_set_path_list(const char *name, const char *list);
+
 /* Put shim first in LD_PRELOAD, keeping the entries already there.  -1 with an error printed. */
 int launch_preload(const char *shim);
 

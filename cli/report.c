@@ -19,7 +19,7 @@ void cli_error(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* Report a getopt failure (c is '?' or ':') for command cmd, show usage; returns EXIT_USAGE. */
+/* Report a getopt failure (c is '?' or ':') for command cmd; returns EXIT_USAGE. */
 int cli_option_error(const char *cmd, const char *usage, int c, char **argv)
 {
 	char shortopt[3] = { '-', (char)optopt, '\0' };
@@ -32,16 +32,21 @@ int cli_option_error(const char *cmd, const char *usage, int c, char **argv)
 	                       optopt != 0 ? shortopt : argv[optind - 1]);
 }
 
-/* Report a command-line mistake for cmd, show usage; returns EXIT_USAGE. */
+/*
+ * Report a command-line mistake for cmd: one line, then where the whole usage
+ * is.  usage is what --help prints; a mistake gets only the pointer to it, so
+ * that the reason is not lost above a screenful of text.
+ */
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 {
 	va_list ap;
 
+	(void)usage;
 	fprintf(stderr, "noiseshim: %s: ", cmd);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n%s", usage);
+	fprintf(stderr, "\ntry 'noiseshim %s --help'\n", cmd);
 	return EXIT_USAGE;
 }
 

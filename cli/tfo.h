@@ -11,6 +11,7 @@ enum {
 	TFO_CLIENT = 0x1,             /* connect() may put data in the SYN */
 	TFO_SERVER = 0x2,             /* listeners with TCP_FASTOPEN accept data in the SYN */
 	TFO_SERVER_NO_COOKIE = 0x200, /* ... even from a client that never got a cookie */
+	TFO_SERVER_ALL_LISTENERS = 0x400, /* every listener, with TCP_FASTOPEN or not */
 };
 
 /* Read net.ipv4.tcp_fastopen into *value.  -1 with errno set. */

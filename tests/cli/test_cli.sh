@@ -1,14 +1,24 @@
 #!/bin/sh
 # End-to-end tests of the noiseshim command.
-# usage: tests/cli/test_cli.sh PATH/TO/noiseshim
+# usage: tests/cli/test_cli.sh PATH/TO/noiseshim PATH/TO/stats_writer PATH/TO/noiseshim.1
 set -u
 
-bin=${1:?usage: test_cli.sh PATH/TO/noiseshim}
+usage="usage: test_cli.sh PATH/TO/noiseshim PATH/TO/stats_writer PATH/TO/noiseshim.1"
+bin=${1:?$usage}
+stats_writer=${2:?$usage}
+man_page=${3:?$usage}
+here=$(cd "$(dirname "$0")" && pwd)
 # Some tests run in another directory.
-case $bin in
-/*) ;;
-*/*) bin=$PWD/$bin ;;
-esac
+absolute() {
+	case $1 in
+	/*) echo "$1" ;;
+	*/*) echo "$PWD/$1" ;;
+	*) echo "$1" ;;
+	esac
+}
+bin=$(absolute "$bin")
+stats_writer=$(absolute "$stats_writer")
+man_page=$(absolute "$man_page")
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$dir"' EXIT
 umask 022
@@ -413,6 +423,339 @@ run doctor --cache "$dir/no-such-cache"
 expect_rc 1 "doctor with a --cache that does not exist"
 if grep -q "^error: cache: $dir/no-such-cache: " "$dir/out"; then pass; else fail "doctor names a missing cache"; fi
 
+# --- version and man page ----------------------------------------------------------
+
+version=$(sed -n 's/^#define NS_VERSION "\(.*\)"$/\1/p' "$here/../../lib/version.h")
+run --version
+expect_rc 0 "--version"
+expect_out_line "noiseshim $version" "--version prints the version of lib/version.h"
+if printf '%s\n' "$version" | grep -qxE '[0-9]+\.[0-9]+\.[0-9]+'; then
+	pass
+else
+	fail "the version '$version' is X.Y.Z"
+fi
+
+if MANWIDTH=80 man -l "$man_page" >"$dir/man.txt" 2>"$dir/man.err"; then pass; else fail "man -l $man_page"; fi
+if [ ! -s "$dir/man.err" ] && groff -man -ww -z "$man_page" 2>"$dir/man.err" && [ ! -s "$dir/man.err" ]; then
+	pass
+else
+	fail "the man page renders without warnings: $(head -n 3 "$dir/man.err")"
+fi
+for section in NAME SYNOPSIS DESCRIPTION COMMANDS ENVIRONMENT FILES "EXIT STATUS" EXAMPLES; do
+	if grep -qx "$section" "$dir/man.txt"; then pass; else fail "the man page lacks section $section"; fi
+done
+if grep -q "noiseshim $version" "$dir/man.txt"; then pass; else fail "the man page names version $version"; fi
+# Every command and every variable the shims read is in the page.
+for word in keygen pubkey nodeurl "cache add" "cache remove" "cache list" "cache check" run serve \
+	stats doctor --version --json --prometheus --allow --accept --addr --proto --tfo --shim --force \
+	--transport NOISESHIM_CONFIG NOISESHIM_TRANSPORT NOISESHIM_KEY NOISESHIM_ALLOW NOISESHIM_CACHE \
+	NOISESHIM_TFO NOISESHIM_0RTT NOISESHIM_LISTEN NOISESHIM_ACCEPT NOISESHIM_LOG NOISESHIM_LOG_FILE \
+	NOISESHIM_PREFIX NOISESHIM_HANDSHAKE_TIMEOUT_MS NOISESHIM_REPLAY_WINDOW \
+	NOISESHIM_REPLAY_CAPACITY NOISESHIM_STATS_DIR; do
+	if grep -qF -- "$word" "$dir/man.txt"; then pass; else fail "the man page does not mention $word"; fi
+done
+
+# --- run: a cache that wraps nothing is said so ---------------------------------------
+
+HOME=$dir/no-home run run --shim "$shim" -- true
+expect_rc 0 "run without any cache"
+expect_err "no NodeURL cache" "run warns when there is no cache at all"
+# The dummy shim makes ld.so complain too: count only our lines.
+if [ "$(grep -c '^noiseshim: ' "$dir/err")" -eq 1 ]; then pass; else fail "the no-cache warning is one line"; fi
+printf '# nothing yet\n' >"$dir/empty-cache"
+run run --cache "$dir/empty-cache" --shim "$shim" -- true
+expect_err "$dir/empty-cache has no usable entry" "run warns about a cache without entries"
+printf 'garbage\n' >"$dir/garbage-cache"
+NOISESHIM_CACHE=$dir/garbage-cache run run --shim "$shim" -- true
+expect_err "$dir/garbage-cache has no usable entry" "run reads NOISESHIM_CACHE for the warning"
+run run --cache "$run_cache" --shim "$shim" -- true
+if [ -s "$dir/err" ] && grep -q "warning" "$dir/err"; then
+	fail "run warns about a cache that has an entry"
+else
+	pass
+fi
+HOME=$dir/no-home run run --transport off --shim "$shim" -- true
+if grep -q "warning" "$dir/err"; then fail "run --transport off warns about the cache"; else pass; fi
+HOME=$dir/no-home NOISESHIM_TRANSPORT=off run run --shim "$shim" -- true
+if grep -q "warning" "$dir/err"; then fail "run with NOISESHIM_TRANSPORT=off warns about the cache"; else pass; fi
+HOME=$dir/no-home NOISESHIM_TRANSPORT=off run run --transport noise --shim "$shim" -- true
+expect_err "no NodeURL cache" "run --transport noise over NOISESHIM_TRANSPORT=off warns"
+
+# --- nodeurl: a host name is no cache key ----------------------------------------------
+
+run nodeurl --key "$key" --addr localhost:1
+expect_rc 2 "nodeurl --addr localhost:1 is refused"
+expect_err "needs a numeric IP address" "the refusal of a host name says why"
+expect_err "127.0.0.1" "the refusal lists what localhost resolves to"
+if [ -s "$dir/out" ]; then fail "nodeurl printed a NodeURL for a host name"; else pass; fi
+
+# --- serve: key lists and wildcard ports -------------------------------------------------
+
+key2=$dir/second.key
+"$bin" keygen "$key2" >"$dir/key2.pub" 2>/dev/null
+key2_pub=$(cat "$dir/key2.pub")
+(cd "$dir" && "$bin" serve --key "second.key, $key" --listen 7805 --addr 192.0.2.9 --shim "$shim" \
+	-- sh -c "$show_server_env") >"$dir/out" 2>"$dir/err"
+expect_out_line "$shim|$real_dir/second.key,$key|7805|unset" \
+	"serve passes the key list to NOISESHIM_KEY with every path absolute"
+if grep -qxF "192.0.2.9:7805?noise_proto=1&noise_pub=$key2_pub" "$dir/err" &&
+	! grep -qF "$keygen_pub" "$dir/err"; then
+	pass
+else
+	fail "serve prints NodeURLs of the current (first) key only (got: $(cat "$dir/err"))"
+fi
+run serve --key "$key,$loose" --listen 7805 --shim "$shim" -- true
+expect_rc 1 "serve with a bad second key"
+expect_err "$loose" "serve names the bad key of the list"
+run serve --key "$key,$dir/absent.key" --listen 7805 --shim "$shim" -- true
+expect_rc 1 "serve with a missing second key"
+expect_err "$dir/absent.key" "serve names the missing key of the list"
+
+run serve --key "$key" --listen 7806 --shim "$shim" -- true
+for addr in $(ip -o addr show 2>/dev/null | awk '$3 == "inet" || ($3 == "inet6" && $0 !~ / scope link/) { sub("/.*", "", $4); print $4 }'); do
+	case $addr in
+	*:*) want="[$addr]:7806?noise_proto=1&noise_pub=$keygen_pub" ;;
+	*) want="$addr:7806?noise_proto=1&noise_pub=$keygen_pub" ;;
+	esac
+	if grep -qxF "$want" "$dir/err"; then pass; else fail "serve --listen 7806 prints a NodeURL for $addr"; fi
+done
+if [ "$(grep -m1 ':7806?' "$dir/err")" = "127.0.0.1:7806?noise_proto=1&noise_pub=$keygen_pub" ]; then
+	pass
+else
+	fail "serve lists 127.0.0.1 first for a wildcard port"
+fi
+if grep -q '^\[fe80' "$dir/err"; then fail "serve printed a link-local NodeURL"; else pass; fi
+run serve --key "$key" --listen 0.0.0.0:7807 --shim "$shim" -- true
+if grep -q '^\[' "$dir/err"; then fail "serve --listen 0.0.0.0:PORT printed IPv6 NodeURLs"; else pass; fi
+expect_err "127.0.0.1:7807?" "serve --listen 0.0.0.0:PORT prints the IPv4 loopback"
+
+# --- stats ----------------------------------------------------------------------------
+
+stats_dir=$dir/stats
+mkdir "$stats_dir"
+mkfifo "$dir/hold" "$dir/hold-listen"
+NOISESHIM_STATS_DIR=$stats_dir "$stats_writer" <"$dir/hold" >"$dir/writer.out" 2>"$dir/writer.err" &
+writer=$!
+exec 3>"$dir/hold"
+tries=100
+until [ -s "$dir/writer.out" ] || [ "$tries" -eq 0 ]; do
+	sleep 0.05
+	tries=$((tries - 1))
+done
+read -r parent_pid worker_pid <"$dir/writer.out"
+NOISESHIM_STATS_DIR=$stats_dir run stats "$parent_pid"
+expect_rc 0 "stats PID"
+cat >"$dir/want.txt" <<-EOF_TEXT
+	handshakes_ok     13
+	handshakes_failed 2
+	replays_refused   1
+	clients_refused   4
+	connections_open  3
+	bytes_in          1024
+	bytes_out         2345
+	tfo_syn_data      6
+EOF_TEXT
+if cmp -s "$dir/want.txt" "$dir/out"; then pass; else fail "stats prints the counters exactly: $(cat "$dir/out")"; fi
+NOISESHIM_STATS_DIR=$stats_dir run stats --json "$parent_pid"
+want_json="{\"pid\":$parent_pid,\"owner\":$parent_pid,\"handshakes_ok\":13,\"handshakes_failed\":2,\"replays_refused\":1,\"clients_refused\":4,\"connections_open\":3,\"bytes_in\":1024,\"bytes_out\":2345,\"tfo_syn_data\":6}"
+if [ "$(cat "$dir/out")" = "$want_json" ]; then pass; else fail "stats --json: got $(cat "$dir/out")"; fi
+if python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$dir/out" 2>/dev/null; then
+	pass
+else
+	fail "stats --json is valid JSON"
+fi
+NOISESHIM_STATS_DIR=$stats_dir run stats --json "$worker_pid"
+if [ "$(cat "$dir/out")" = "$(printf '%s' "$want_json" | sed "s/\"pid\":$parent_pid/\"pid\":$worker_pid/")" ]; then
+	pass
+else
+	fail "stats of a worker reads its parent's counters: got $(cat "$dir/out")"
+fi
+NOISESHIM_STATS_DIR=$stats_dir run stats --prometheus "$parent_pid"
+{
+	for m in "handshakes_ok_total counter 13" "handshakes_failed_total counter 2" \
+		"replays_refused_total counter 1" "clients_refused_total counter 4" \
+		"connections_open gauge 3" "bytes_in_total counter 1024" "bytes_out_total counter 2345" \
+		"tfo_syn_data_total counter 6"; do
+		# shellcheck disable=SC2086 # the words are meant to split
+		set -- $m
+		echo "# TYPE noiseshim_$1 $2"
+		echo "noiseshim_$1{pid=\"$parent_pid\"} $3"
+	done
+} >"$dir/want.prom"
+if grep -v '^# HELP ' "$dir/out" | cmp -s "$dir/want.prom" -; then
+	pass
+else
+	fail "stats --prometheus: got $(cat "$dir/out")"
+fi
+if [ "$(grep -c '^# HELP noiseshim_[a-z_]* [A-Za-z]' "$dir/out")" -eq 8 ]; then
+	pass
+else
+	fail "stats --prometheus has a # HELP line for each of the 8 metrics"
+fi
+exec 3>&-
+wait "$writer"
+if [ -z "$(ls -A "$stats_dir")" ]; then
+	fail "the writer's block is gone though it forked (a child could still be adding)"
+fi
+NOISESHIM_STATS_DIR=$stats_dir run stats "$worker_pid"
+expect_rc 1 "stats of a pid that has exited"
+expect_err "is not running" "stats says the pid is not running"
+NOISESHIM_STATS_DIR=$stats_dir run stats "$parent_pid"
+expect_rc 1 "stats of an exited parent"
+if [ -z "$(ls -A "$stats_dir")" ]; then pass; else fail "stats left files of dead pids: $(ls "$stats_dir")"; fi
+NOISESHIM_STATS_DIR=$stats_dir run stats $$
+expect_rc 1 "stats of a process without counters"
+expect_err "no counters for pid $$" "stats says a pid has no counters"
+for args in "stats" "stats --json" "stats 0" "stats -5" "stats 12x" "stats 1 2" \
+	"stats --json --prometheus 1"; do
+	# shellcheck disable=SC2086
+	run $args
+	expect_rc 2 "noiseshim $args is a usage error"
+done
+
+# --- doctor: settings, key lists, the allowlist -------------------------------------------
+
+NOISESHIM_LISTEN=1.2.3:80 run doctor
+expect_rc 1 "doctor with a bad NOISESHIM_LISTEN"
+if grep -q "^error: listen: NOISESHIM_LISTEN=1.2.3:80: " "$dir/out"; then
+	pass
+else
+	fail "doctor names the bad NOISESHIM_LISTEN (got: $(cat "$dir/out"))"
+fi
+NOISESHIM_LISTEN='7801,[::1]:7802' run doctor
+if grep -q "^ok: listen: NOISESHIM_LISTEN=7801,\[::1\]:7802: 2 entries" "$dir/out"; then
+	pass
+else
+	fail "doctor counts good NOISESHIM_LISTEN entries (got: $(grep listen "$dir/out"))"
+fi
+# Held against a socket that listens now: one on 127.0.0.1 only.
+python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()' <"$dir/hold-listen" >"$dir/listen-port" &
+listener=$!
+exec 4>"$dir/hold-listen"
+tries=100
+until [ -s "$dir/listen-port" ] || [ "$tries" -eq 0 ]; do
+	sleep 0.05
+	tries=$((tries - 1))
+done
+lport=$(cat "$dir/listen-port")
+NOISESHIM_LISTEN="$lport,127.0.0.1:$lport,0.0.0.0:$lport,[::1]:$lport" run doctor
+if grep -qxF "ok: listen: NOISESHIM_LISTEN entry $lport matches the socket listening on 127.0.0.1 port $lport" "$dir/out" &&
+	grep -qxF "ok: listen: NOISESHIM_LISTEN entry 127.0.0.1:$lport matches the socket listening on 127.0.0.1 port $lport" "$dir/out"; then
+	pass
+else
+	fail "doctor matches NOISESHIM_LISTEN entries to the listening socket (got: $(grep listen "$dir/out"))"
+fi
+if grep -q "^warn: listen: NOISESHIM_LISTEN entry 0.0.0.0:$lport matches no socket: the one on port $lport is bound to 127.0.0.1" "$dir/out" &&
+	grep -q "^warn: listen: NOISESHIM_LISTEN entry \[::1\]:$lport matches no socket" "$dir/out"; then
+	pass
+else
+	fail "doctor warns about an entry whose port listens on another address (got: $(grep listen "$dir/out"))"
+fi
+exec 4>&-
+wait "$listener"
+
+# Cookie-less TCP Fast Open, in a network namespace of our own (the sysctl is per namespace).
+tfo_ns=nscli-$$-$(od -An -tx1 -N3 /dev/urandom | tr -d ' \n')
+if [ "$(id -u)" = 0 ] && ip netns add "$tfo_ns" 2>/dev/null; then
+	if ip netns exec "$tfo_ns" sh -c 'echo 1539 >/proc/sys/net/ipv4/tcp_fastopen' 2>/dev/null; then
+		ip netns exec "$tfo_ns" "$bin" doctor >"$dir/out" 2>"$dir/err"
+		if grep -q "^warn: net.ipv4.tcp_fastopen = 1539 has bit 0x200: listeners take SYN data without a cookie" "$dir/out" &&
+			grep -q "^warn: net.ipv4.tcp_fastopen = 1539 has bit 0x400: every listener takes SYN data" "$dir/out"; then
+			pass
+		else
+			fail "doctor warns about cookie-less TFO (got: $(grep tcp_fastopen "$dir/out"))"
+		fi
+		ip netns exec "$tfo_ns" sh -c 'echo 3 >/proc/sys/net/ipv4/tcp_fastopen'
+		ip netns exec "$tfo_ns" "$bin" doctor >"$dir/out" 2>"$dir/err"
+		if grep -q "^ok: net.ipv4.tcp_fastopen = 3" "$dir/out" && ! grep -q "has bit 0x" "$dir/out"; then
+			pass
+		else
+			fail "doctor finds TFO with cookies fine (got: $(grep tcp_fastopen "$dir/out"))"
+		fi
+	else
+		echo "SKIP: this kernel keeps net.ipv4.tcp_fastopen global"
+	fi
+	ip netns del "$tfo_ns"
+else
+	echo "SKIP: no network namespace for the cookie-less TFO check (needs root)"
+fi
+
+NOISESHIM_LOG=loud run doctor
+expect_rc 1 "doctor with a bad NOISESHIM_LOG"
+if grep -q '^error: config: NOISESHIM_LOG: bad value "loud"' "$dir/out"; then
+	pass
+else
+	fail "doctor names the bad NOISESHIM_LOG (got: $(cat "$dir/out"))"
+fi
+printf '# settings\nNOISESHIM_TFO=sometimes\nNOISESHIM_LOG=info\n' >"$dir/bad.conf"
+NOISESHIM_CONFIG=$dir/bad.conf run doctor
+expect_rc 1 "doctor with a bad config file"
+if grep -q "^error: config: $dir/bad.conf:2: bad value \"sometimes\"" "$dir/out"; then
+	pass
+else
+	fail "doctor names the config file's FILE:LINE (got: $(grep config "$dir/out"))"
+fi
+printf 'NOISESHIM_KEY=%s\n' "$loose" >"$dir/key.conf"
+NOISESHIM_CONFIG=$dir/key.conf run doctor
+if grep -q "^error: key: .*$loose" "$dir/out"; then pass; else fail "doctor checks NOISESHIM_KEY of the config file"; fi
+NOISESHIM_KEY="$key,$key2" run doctor
+expect_rc 0 "doctor with a good key list"
+if grep -q "^ok: key: $key loads.*noise_pub=$keygen_pub" "$dir/out" &&
+	grep -q "^ok: key: $key2 loads.*still accepted.*noise_pub=$key2_pub" "$dir/out"; then
+	pass
+else
+	fail "doctor checks each key of the list (got: $(grep key "$dir/out"))"
+fi
+chmod 000 "$key2"
+if [ "$(id -u)" = 0 ]; then
+	# root reads any file: an unreadable key is one that is not there.
+	unreadable=$dir/absent.key
+else
+	unreadable=$key2
+fi
+NOISESHIM_KEY="$key,$unreadable, ,$loose" run doctor
+expect_rc 1 "doctor with an unreadable key"
+if grep -q "^error: key: $unreadable: " "$dir/out" && grep -q "^error: key: .*chmod 600 $loose" "$dir/out" &&
+	grep -q "^error: key: NOISESHIM_KEY: entry 3 of the list is empty" "$dir/out" &&
+	grep -q "^ok: key: $key " "$dir/out"; then
+	pass
+else
+	fail "doctor reports each bad key of the list on its own line (got: $(grep key "$dir/out"))"
+fi
+chmod 600 "$key2"
+
+allow=$dir/allow
+printf '# clients\n%s\nnot-a-key\n' "$keygen_pub" >"$allow"
+chmod 644 "$allow"
+NOISESHIM_ALLOW=$allow run doctor
+expect_rc 1 "doctor with a bad allowlist line"
+if grep -q "^error: allowlist: $allow:3: not a public key" "$dir/out"; then
+	pass
+else
+	fail "doctor names the allowlist's FILE:LINE (got: $(grep allowlist "$dir/out"))"
+fi
+printf '# clients\n%s\n%s  # second\n' "$keygen_pub" "$key2_pub" >"$allow"
+run doctor --allow "$allow"
+expect_rc 0 "doctor with a good allowlist"
+if grep -q "^ok: allowlist: $allow: 2 client keys" "$dir/out"; then pass; else fail "doctor counts allowlist keys"; fi
+chmod 666 "$allow"
+run doctor --allow "$allow"
+expect_rc 1 "doctor with an allowlist others can write"
+if grep -q "^error: allowlist: $allow: mode 0666.*chmod go-w" "$dir/out"; then
+	pass
+else
+	fail "doctor refuses an allowlist others can write"
+fi
+run doctor --allow "$dir/no-allow"
+expect_rc 1 "doctor with a missing allowlist"
+if grep -q "^error: allowlist: $dir/no-allow: " "$dir/out"; then pass; else fail "doctor names a missing allowlist"; fi
+
 # --- command line ---------------------------------------------------------------
 
 for args in "--help" "-h" "keygen --help" "pubkey --help" "nodeurl --help" "cache --help" \
@@ -436,6 +779,12 @@ for args in "" "frobnicate" "--frobnicate" "keygen --frobnicate" "keygen a b" "p
 	run $args
 	expect_rc 2 "noiseshim $args is a usage error"
 	expect_err "noiseshim: " "noiseshim $args prefixes its error"
+	# One line saying what is wrong, one saying where the usage is: never the whole help.
+	if [ "$(wc -l <"$dir/err")" -eq 2 ] && tail -n 1 "$dir/err" | grep -qx "try 'noiseshim [a-z ]*--help'"; then
+		pass
+	else
+		fail "noiseshim $args prints one line and the --help hint (got $(wc -l <"$dir/err") lines)"
+	fi
 done
 
 echo "cli: $passed passed, $failed failed"
