@@ -39,6 +39,7 @@
 #include "log.h"
 #include "real.h"
 #include "shim.h"
+#include "stdio_streams.h"
 
 #define INHERIT_VAR "NOISESHIM_INHERIT"
 
@@ -799,6 +800,8 @@ ns_exec_adopt(void)
 		while (items[i].drop-- > 0)
 			ns_conn_unref(items[i].conn);
 	}
+	for (int std = 0; std <= 2; std++)
+		ns_stdio_refresh(std);
 out:
 	unsetenv(INHERIT_VAR);
 }

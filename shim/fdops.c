@@ -16,6 +16,7 @@
 #include "fdtable.h"
 #include "real.h"
 #include "shim.h"
+#include "stdio_streams.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -193,7 +194,9 @@ dup2(int old, int new)
 	/* The target's state goes only once it really is replaced: a failed dup2 changes nothing. */
 	if ((ret = REAL(dup2)(old, new)) < 0)
 		return ret;
-	return share(old, ret);
+	ret = share(old, ret);
+	ns_stdio_refresh(new);
+	return ret;
 }
 
 NS_EXPORT int
@@ -205,7 +208,9 @@ dup3(int old, int new, int flags)
 		before_replace(new);
 	if ((ret = REAL(dup3)(old, new, flags)) < 0)
 		return ret;
-	return share(old, ret);
+	ret = share(old, ret);
+	ns_stdio_refresh(new);
+	return ret;
 }
 
 /* fcntl for a tracked fd: dups share state, O_NONBLOCK is remembered. */

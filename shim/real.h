@@ -76,6 +76,7 @@
 	X(signalfd, int, (int, const sigset_t *, int))                                        \
 	X(memfd_create, int, (const char *, unsigned int))                                    \
 	X(fclose, int, (FILE *))                                                              \
+	X(fdopen, FILE *, (int, const char *))                                                \
 	X(fork, pid_t, (void))                                                                \
 	X(execve, int, (const char *, char *const[], char *const[]))                          \
 	X(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,       \
