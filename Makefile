@@ -38,7 +38,7 @@ GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
+.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-handoff test-tfo sanitize \
         bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
@@ -94,7 +94,7 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke
+test: test-unit test-cli test-interop test-client test-server test-handoff test-netns test-tfo test-bench-smoke
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -116,6 +116,12 @@ test-client: all $(GOPEER) $(CLIENT_MODES)
 test-server: all $(GOPEER)
 	tests/integration/server.sh $(BUILD)
 
+# Servers that hand the accepted socket to other processes (git daemon, sshd
+# with and without re-exec, an inetd-style server) and a Java server bound to
+# ::ffff:127.0.0.1, under the accept shim.  sshd needs root.
+test-handoff: all
+	tests/integration/handoff.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -126,7 +132,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo
+	    test-unit test-cli test-interop test-client test-server test-handoff test-tfo
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
