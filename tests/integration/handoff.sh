@@ -344,9 +344,10 @@ setup_git_repository() {
 # the same socket, which streams the pack that git-pack-objects makes.
 test_git() {
 	allocate_ports "$1"
-	local run=$1 port=${server_port[$1]} clone=$work/$1.clone rc
-	start_server "$run" "$port" git daemon --export-all --base-path="$work/git" --reuseaddr \
-		--port="$port" --listen=127.0.0.1 || return
+	local run=$1 port=${server_port[$1]} clone=$work/$1.clone rc requests
+	# --verbose logs each request the daemon serves: "Request upload-pack for '/repo'".
+	start_server "$run" "$port" git daemon --verbose --export-all --base-path="$work/git" \
+		--reuseaddr --port="$port" --listen=127.0.0.1 || return
 	client_command "$run"
 
 	timeout 60 "${client_cmd[@]}" git clone -q "git://127.0.0.1:$port/repo" "$clone" \
@@ -360,15 +361,18 @@ test_git() {
 		pass "$run-clone"
 	fi
 
+	requests=$(grep -c 'Request upload-pack' "$server_log")
 	timeout 30 git clone -q "git://127.0.0.1:$port/repo" "$clone-plain" >"$work/$run.plain.log" 2>&1
 	rc=$?
-	if [ "$rc" -ne 0 ] && [ ! -e "$clone-plain/blob.bin" ]; then
-		pass "$run-plain-refused"
-	else
-		fail "$run-plain-refused" "a plain git clone exited $rc$([ -e "$clone-plain/blob.bin" ] && echo ' with the file')"
-	fi
 	# The first pkt-line a git client sends: length, then the command.
 	expect_probe_refused "$run" "0019git-upload-pack /repo"
+	sleep 0.2
+	requests=$(($(grep -c 'Request upload-pack' "$server_log") - requests))
+	if [ "$rc" -ne 0 ] && [ ! -e "$clone-plain/blob.bin" ] && [ "$requests" -eq 0 ]; then
+		pass "$run-plain-refused"
+	else
+		fail "$run-plain-refused" "a plain git clone exited $rc$([ -e "$clone-plain/blob.bin" ] && echo ' with the file'); the daemon served $requests plaintext requests"
+	fi
 	finish_run "$run"
 	rm -rf "$clone" "$clone-plain"
 }
@@ -387,8 +391,7 @@ setup_ssh() {
 }
 
 ssh_options=(-F /dev/null -i "$work/client_key" -o IdentitiesOnly=yes -o BatchMode=yes
-	-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
-	-o ConnectTimeout=20)
+	-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20)
 
 # test_sshd RUN [-r]: sshd re-execs itself for each connection (-R, with
 # the socket on stdin and stdout) unless -r; then a sandboxed child does
