@@ -390,6 +390,29 @@ setup_ssh() {
 		{ [ -d /run/sshd ] || mkdir -m 755 /run/sshd; }
 }
 
+# seccomp_kills_since UPTIME: what the kernel logged since UPTIME (seconds
+# since boot, /proc/uptime) about sshd processes killed by a seccomp filter,
+# with the syscall named: why a pre-authentication child died, which sshd
+# does not log.  Empty if nothing was, or the kernel log cannot be read.
+seccomp_kills_since() {
+	local unistd=/usr/include/x86_64-linux-gnu/asm/unistd_64.h
+	dmesg 2>/dev/null | awk -v since="$1" -v unistd="$unistd" '
+		BEGIN {
+			while ((getline line < unistd) > 0)
+				if (split(line, f, " ") == 3 && f[1] == "#define" && f[2] ~ /^__NR_/)
+					name[f[3]] = substr(f[2], 6)
+		}
+		/type=1326/ && /comm="sshd"/ {
+			stamp = $0
+			sub(/^\[ */, "", stamp)
+			sub(/\].*/, "", stamp)
+			if (stamp + 0 < since + 0 || !match($0, /syscall=[0-9]+/))
+				next
+			nr = substr($0, RSTART + 8, RLENGTH - 8)
+			printf "an sshd process was killed by its seccomp filter at syscall %s (%s); ", nr, (nr in name) ? name[nr] : "?"
+		}'
+}
+
 ssh_options=(-F /dev/null -i "$work/client_key" -o IdentitiesOnly=yes -o BatchMode=yes
 	-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20)
 
@@ -399,7 +422,7 @@ ssh_options=(-F /dev/null -i "$work/client_key" -o IdentitiesOnly=yes -o BatchMo
 # back for the session.  300 KB go each way in one session.
 test_sshd() {
 	allocate_ports "$1"
-	local run=$1 port=${server_port[$1]} config=$work/$1.sshd_config rc up_sum accepted
+	local run=$1 port=${server_port[$1]} config=$work/$1.sshd_config rc up_sum accepted kernel_log_since
 	shift
 	cat >"$config" <<-EOF
 		Port $port
@@ -414,6 +437,7 @@ test_sshd() {
 		StrictModes no
 		PrintMotd no
 	EOF
+	kernel_log_since=$(cut -d' ' -f1 /proc/uptime)
 	start_server "$run" "$port" "$sshd" -D -e -f "$config" "$@" || return
 	client_command "$run"
 
@@ -423,7 +447,7 @@ test_sshd() {
 	rc=$?
 	up_sum=$(cat "$work/$run.up.sum" 2>/dev/null)
 	if [ "$rc" -ne 0 ]; then
-		fail "$run-ssh" "the wrapped ssh exited $rc: $(tail_of "$work/$run.ssh.log") / sshd: $(tail_of "$server_log")"
+		fail "$run-ssh" "the wrapped ssh exited $rc: $(tail_of "$work/$run.ssh.log") / $(seccomp_kills_since "$kernel_log_since")sshd: $(tail_of "$server_log")"
 	elif [ "$(sha256 "$work/$run.down")" != "$(sha256 "$work/ssh-down.bin")" ]; then
 		fail "$run-ssh" "the file read through ssh differs: $(stat -c %s "$work/$run.down") bytes of $ssh_file_bytes"
 	elif [ "$up_sum" != "$(sha256 "$work/ssh-up.bin")" ]; then
