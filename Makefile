@@ -61,7 +61,7 @@ FC_SERVER    := $(BUILD)/tests/fc_server
 STATS_WRITER := $(BUILD)/tests/stats_writer
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-server test-tfo test-failclosed sanitize install uninstall \
+        test-client test-server test-tfo test-failclosed test-handoff sanitize install uninstall \
         bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
@@ -139,7 +139,7 @@ test-deps:
 	$(TEST_DEPS)
 
 test-suites: test-unit test-cli test-install test-interop test-client test-server test-netns \
-             test-tfo test-bench-smoke test-failclosed
+             test-tfo test-bench-smoke test-failclosed test-handoff
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -165,6 +165,12 @@ test-client: all $(GOPEER) $(CLIENT_MODES)
 test-server: all $(GOPEER)
 	tests/integration/server.sh $(BUILD)
 
+# Servers that hand the accepted socket to other processes (git daemon, sshd
+# with and without re-exec, an inetd-style server) and a Java server bound to
+# ::ffff:127.0.0.1, under the accept shim.  sshd needs root.
+test-handoff: all
+	tests/integration/handoff.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -181,7 +187,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo test-failclosed
+	    test-unit test-cli test-interop test-client test-server test-tfo test-failclosed test-handoff
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
