@@ -190,6 +190,7 @@ dup2(int old, int new)
 
 	if (old == new)
 		return REAL(dup2)(old, new);
+	ns_arena_fd_wanted(new);
 	before_replace(new);
 	/* The target's state goes only once it really is replaced: a failed dup2 changes nothing. */
 	if ((ret = REAL(dup2)(old, new)) < 0)
@@ -204,8 +205,10 @@ dup3(int old, int new, int flags)
 {
 	int ret;
 
-	if (old != new)
+	if (old != new) {
+		ns_arena_fd_wanted(new);
 		before_replace(new);
+	}
 	if ((ret = REAL(dup3)(old, new, flags)) < 0)
 		return ret;
 	ret = share(old, ret);
