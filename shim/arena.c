@@ -4,6 +4,7 @@
  * everyone's mapping.
  */
 #include "arena.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -245,7 +246,9 @@ grow(size_t len)
 	struct header *h = hdr();
 	uint64_t off = h->size;
 
-	if (off + len > NS_ARENA_RESERVE || ftruncate(arena_fd, (off_t)(off + len)) != 0) {
+	/* A sandbox may kill the process for ftruncate: then only free blocks can be had. */
+	if (off + len > NS_ARENA_RESERVE || ns_sandboxed ||
+	    ftruncate(arena_fd, (off_t)(off + len)) != 0) {
 		errno = ENOMEM;
 		return 0;
 	}
@@ -360,7 +363,7 @@ ns_arena_buf_free(ns_off buf, size_t used)
 		return;
 	sodium_memzero(b, used < NS_ARENA_BUF ? used : NS_ARENA_BUF);
 	lock_arena();
-	warm = h->warm_bufs < NS_ARENA_WARM_BUFS;
+	warm = h->warm_bufs < NS_ARENA_WARM_BUFS || ns_sandboxed;
 	if (warm)
 		h->warm_bufs++;
 	unlock_arena();

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "real.h"
+#include "sandbox.h"
 #include "shim.h"
 
 int ns_conn_unstarted;
@@ -320,8 +321,8 @@ ns_conn_flush(struct ns_conn *c, int fd, int timeout_ms)
 		return;
 	tail = ns_arena_ptr(c->tx_buf);
 	while (c->tail_len > c->tail_off && ns_conn_phase(c) != NS_PHASE_FAILED) {
-		ssize_t n = REAL(send)(fd, tail + c->tail_off, c->tail_len - c->tail_off,
-		                      MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n = ns_sock_send(fd, tail + c->tail_off, c->tail_len - c->tail_off,
+		                         MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n > 0) {
 			c->tail_off += (uint32_t)n;
 			continue;

@@ -238,6 +238,9 @@ void ns_conn_flush(struct ns_conn *c, int fd, int timeout_ms);
 /* Milliseconds left before the handshake deadline (0 when it has passed). */
 int ns_conn_deadline_left(const struct ns_conn *c);
 
+/* Make this thread's record buffer now, while memory can still be had. */
+void ns_conn_prepare_thread(void);
+
 /* In a fork child: reset this process's own locks (the shared ones need nothing). */
 void ns_conn_after_fork_child(void);
 

@@ -15,6 +15,7 @@
 #include "iov.h"
 #include "log.h"
 #include "real.h"
+#include "sandbox.h"
 #include "shim.h"
 
 static const struct ns_record_kind msg2_kind = {NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY,
@@ -36,7 +37,7 @@ ns_conn_set_lowat(struct ns_conn *c, int fd, int lowat)
 {
 	if (lowat > LOWAT_CAP)
 		lowat = LOWAT_CAP;
-	if (c->kernel_lowat != lowat &&
+	if (c->kernel_lowat != lowat && !ns_sandboxed &&
 	    REAL(setsockopt)(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
 		c->kernel_lowat = lowat;
 }
@@ -59,13 +60,14 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 	ns_frame_reader_limits(&c->reader, kind->min_body, kind->max_body);
 	while (!ns_frame_reader_ready(&c->reader, &len)) {
 		int header_done = c->reader.header_have == NS_FRAME_HEADER_LEN;
-		int keep_last = header_done && c->reader.body_len - kind->overhead > room;
+		/* In a sandbox no byte can be peeked: poll reports held plaintext instead. */
+		int keep_last = header_done && c->reader.body_len - kind->overhead > room && !ns_sandboxed;
 
 		space = ns_frame_reader_space(&c->reader, &want);
 		if (keep_last && want == 1)
-			n = REAL(recv)(fd, space, 1, MSG_PEEK | (block ? 0 : MSG_DONTWAIT));
+			n = ns_sock_recv(fd, space, 1, MSG_PEEK | (block ? 0 : MSG_DONTWAIT));
 		else
-			n = REAL(recv)(fd, space, keep_last ? want - 1 : want, block ? 0 : MSG_DONTWAIT);
+			n = ns_sock_recv(fd, space, keep_last ? want - 1 : want, block ? 0 : MSG_DONTWAIT);
 		if (n > 0) {
 			c->kernel_byte_held = keep_last && want == 1;
 			if (ns_frame_reader_commit(&c->reader, (size_t)n)) {

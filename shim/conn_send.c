@@ -18,6 +18,7 @@
 #include "iov.h"
 #include "log.h"
 #include "real.h"
+#include "sandbox.h"
 #include "shim.h"
 
 /* Room for one outgoing record: its plaintext, and its wire form (or the first flight). */
@@ -40,6 +41,15 @@ static void
 make_buffer_key(void)
 {
 	pthread_key_create(&buffer_key, free_buffer);
+}
+
+static struct record_buffer *record_buffer(void);
+
+/* Make this thread's record buffer now, while memory can still be had. */
+void
+ns_conn_prepare_thread(void)
+{
+	record_buffer();
 }
 
 /* This thread's record buffer, or NULL (errno ENOMEM). */
@@ -112,7 +122,7 @@ send_record(struct ns_conn *c, int fd, const uint8_t *buf, size_t len, const uin
 	ssize_t n;
 
 	while (off < len) {
-		n = REAL(send)(fd, buf + off, len - off, kernel_flags(flags));
+		n = ns_sock_send(fd, buf + off, len - off, kernel_flags(flags));
 		if (n <= 0)
 			break;
 		off += (size_t)n;
@@ -137,8 +147,8 @@ flush_tail(struct ns_conn *c, int fd, int flags)
 	uint8_t *tail = ns_arena_ptr(c->tx_buf);
 
 	while (c->tail_off < c->tail_len) {
-		ssize_t n = REAL(send)(fd, tail + c->tail_off, c->tail_len - c->tail_off,
-		                      kernel_flags(flags));
+		ssize_t n = ns_sock_send(fd, tail + c->tail_off, c->tail_len - c->tail_off,
+		                         kernel_flags(flags));
 		if (n <= 0)
 			return -1;
 		c->tail_off += (uint32_t)n;

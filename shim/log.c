@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "real.h"
+#include "sandbox.h"
 
 static enum ns_log_level log_level = NS_LOG_ERROR;
 static char log_path[PATH_MAX];
@@ -27,7 +28,8 @@ ns_log_configure(const struct ns_config *c)
 int
 ns_log_enabled(enum ns_log_level level)
 {
-	return level <= log_level;
+	/* A sandboxed process may be killed for opening a file or writing to one. */
+	return level <= log_level && !ns_sandboxed;
 }
 
 /* Write one line: "noiseshim[PID]: LEVEL: message". */

@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "fdtable.h"
 #include "real.h"
+#include "sandbox.h"
 
 /*
  * glibc declares poll()'s fds write-only (an access attribute meant for
@@ -58,17 +59,63 @@ scan_fdsets(int nfds, const fd_set *readfds, const fd_set *writefds)
 			start_if_reading(fd);
 }
 
+/* Whether fd is a wrapped connection holding plaintext the kernel does not signal. */
+static int
+holds_unsignalled(int fd)
+{
+	struct ns_conn *c = ns_fd_wrapped(fd);
+	int held = c != NULL && __atomic_load_n(&c->plain_len, __ATOMIC_ACQUIRE) > 0 &&
+	           !c->kernel_byte_held;
+
+	ns_conn_unref(c);
+	return held;
+}
+
+/*
+ * In a sandbox no byte is kept back in the kernel for held plaintext, so
+ * poll reports it: those fds are readable now, the rest as the kernel says
+ * without waiting.  -1 when nothing is held (the kernel alone decides).
+ */
+static int
+poll_held(struct pollfd *fds, nfds_t n, const sigset_t *mask)
+{
+	int any = 0, ready = 0;
+
+	if (__builtin_expect(!ns_sandboxed, 1))
+		return -1;
+	for (nfds_t i = 0; i < n && !any; i++)
+		any = (fds[i].events & POLLIN) && holds_unsignalled(fds[i].fd);
+	if (!any)
+		return -1;
+	if (REAL(ppoll)(fds, n, &(struct timespec){0, 0}, mask) < 0)
+		return -1;
+	for (nfds_t i = 0; i < n; i++) {
+		if ((fds[i].events & POLLIN) && holds_unsignalled(fds[i].fd))
+			fds[i].revents |= POLLIN;
+		ready += fds[i].revents != 0;
+	}
+	return ready;
+}
+
 NS_EXPORT int
 poll(struct pollfd *fds, nfds_t n, int timeout)
 {
+	int ready;
+
 	scan_pollfds(fds, n);
+	if ((ready = poll_held(fds, n, NULL)) >= 0)
+		return ready;
 	return REAL(poll)(fds, n, timeout);
 }
 
 NS_EXPORT int
 ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask)
 {
+	int ready;
+
 	scan_pollfds(fds, n);
+	if ((ready = poll_held(fds, n, mask)) >= 0)
+		return ready;
 	return REAL(ppoll)(fds, n, timeout, mask);
 }
 

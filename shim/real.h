@@ -10,6 +10,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -77,6 +78,9 @@
 	X(memfd_create, int, (const char *, unsigned int))                                    \
 	X(fclose, int, (FILE *))                                                              \
 	X(fdopen, FILE *, (int, const char *))                                                \
+	X(prctl, int, (int, ...))                                                             \
+	X(setrlimit, int, (__rlimit_resource_t, const struct rlimit *))                       \
+	X(setrlimit64, int, (__rlimit_resource_t, const struct rlimit64 *))                   \
 	X(fork, pid_t, (void))                                                                \
 	X(execve, int, (const char *, char *const[], char *const[]))                          \
 	X(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,       \
