@@ -113,15 +113,20 @@ def serve_mapped(port, record_path):
 def send_file(port, path):
     with open(path, "rb") as f:
         data = f.read()
+    answer = b""
     with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT_SECONDS) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while True:
-            chunk = sock.recv(CHUNK)
-            if not chunk:
-                break
-            answer += chunk
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            while True:
+                chunk = sock.recv(CHUNK)
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError:
+            # The server cut the connection (a refusal, mid-send or after):
+            # what counts is what came back before that.
+            pass
     sys.stdout.write(answer.decode(errors="replace"))
 
 
