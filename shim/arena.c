@@ -4,6 +4,7 @@
  * everyone's mapping.
  */
 #include "arena.h"
+#include "ownfd.h"
 #include "sandbox.h"
 
 #include <errno.h>
@@ -104,34 +105,6 @@ ns_shared_wake(const uint32_t *word)
 	syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/*
- * Keep the memfd out of the way of programs that put their own fds at
- * fixed small numbers (sshd dup2s onto 4 and 5 before it re-execs).
- */
-enum { ARENA_FD_MIN = 64 };
-
-static int
-high_fd(int fd)
-{
-	int moved = fcntl(fd, F_DUPFD_CLOEXEC, ARENA_FD_MIN);
-
-	if (moved < 0)
-		return fd;
-	close(fd);
-	return moved;
-}
-
-/* The program is about to put another file at the arena's fd number: move the arena away. */
-void
-ns_arena_fd_wanted(int fd)
-{
-	int moved;
-
-	if (fd < 0 || fd != arena_fd)
-		return;
-	if ((moved = fcntl(arena_fd, F_DUPFD_CLOEXEC, fd + 1 > ARENA_FD_MIN ? fd + 1 : ARENA_FD_MIN)) >= 0)
-		arena_fd = moved;
-}
 
 static int
 map(int fd)
@@ -143,6 +116,7 @@ map(int fd)
 		return -1;
 	base = p;
 	arena_fd = fd;
+	ns_own_fd_register(&arena_fd);
 	return 0;
 }
 
@@ -157,7 +131,7 @@ create(void)
 		return;
 	if ((fd = memfd_create("noiseshim", MFD_CLOEXEC)) < 0)
 		goto fail;
-	fd = high_fd(fd);
+	fd = ns_own_fd_high(fd);
 	if (ftruncate(fd, HEADER_SIZE) != 0 || map(fd) != 0) {
 		close(fd);
 		goto fail;
@@ -220,7 +194,7 @@ ns_arena_adopt(int fd)
 	}
 	/* Only this process uses the fd from now on; an exec must not leak it further. */
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
-	arena_fd = high_fd(fd);
+	arena_fd = ns_own_fd_high(fd);
 	/* Later calls to ns_arena_open() find it mapped. */
 	pthread_once(&open_once, create);
 	return 0;

@@ -47,9 +47,6 @@ int ns_arena_ready(void);
 /* The memfd, for an exec'd image to inherit; -1 if none. */
 int ns_arena_fd(void);
 
-/* The program is about to put another file at the arena's fd number: move the arena away. */
-void ns_arena_fd_wanted(int fd);
-
 /* Map the arena an exec'ing process handed over as fd.  0, or -1 with errno. */
 int ns_arena_adopt(int fd);
 

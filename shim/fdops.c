@@ -13,6 +13,7 @@
 
 #include "birth.h"
 #include "conn.h"
+#include "ownfd.h"
 #include "fdtable.h"
 #include "real.h"
 #include "shim.h"
@@ -46,21 +47,14 @@ ns_fd_closing(int fd)
 }
 
 /*
- * The arena's memfd is the shim's own: a program that closes every fd it
- * does not know (before exec, say) must not take away what hands its
- * connections to the next image.  It is CLOEXEC, so keeping it open costs
- * the program nothing.
+ * The shim's own fds (ownfd.h): a program that closes every fd it does not
+ * know (before exec, say) must not take away what hands its connections to
+ * the next image.  They are close-on-exec, so keeping them costs nothing.
  */
-static int
-is_arena_fd(int fd)
-{
-	return fd >= 0 && fd == ns_arena_fd();
-}
-
 NS_EXPORT int
 close(int fd)
 {
-	if (__builtin_expect(is_arena_fd(fd), 0))
+	if (__builtin_expect(ns_own_fd(fd), 0))
 		return 0;
 	ns_fd_closing(fd);
 	return REAL(close)(fd);
@@ -76,18 +70,22 @@ forget_range(unsigned int first, unsigned int last)
 		ns_fd_closing(fd);
 }
 
-/* close_range around the arena's fd. */
+/* close_range around the shim's own fds. */
 static int
-close_range_sparing_arena(unsigned int first, unsigned int last, int flags)
+close_range_sparing_own(unsigned int first, unsigned int last, int flags)
 {
-	int arena = ns_arena_fd(), ret = 0;
+	int ret = 0;
 
-	if (arena < 0 || (unsigned int)arena < first || (unsigned int)arena > last)
-		return REAL(close_range)(first, last, flags);
-	if ((unsigned int)arena > first)
-		ret = REAL(close_range)(first, (unsigned int)arena - 1, flags);
-	if (ret == 0 && (unsigned int)arena < last)
-		ret = REAL(close_range)((unsigned int)arena + 1, last, flags);
+	for (int own = ns_own_fd_after(first > 0 ? (int)first - 1 : -1); ret == 0 && first <= last;
+	     own = ns_own_fd_after(own)) {
+		if (own < 0 || (unsigned int)own > last)
+			return REAL(close_range)(first, last, flags);
+		if ((unsigned int)own > first)
+			ret = REAL(close_range)(first, (unsigned int)own - 1, flags);
+		if ((unsigned int)own == ~0u)
+			break;
+		first = (unsigned int)own + 1;
+	}
 	return ret;
 }
 
@@ -96,7 +94,7 @@ close_range(unsigned int first, unsigned int last, int flags)
 {
 	if (!(flags & CLOSE_RANGE_CLOEXEC))
 		forget_range(first, last);
-	return close_range_sparing_arena(first, last, flags);
+	return close_range_sparing_own(first, last, flags);
 }
 
 NS_EXPORT void
@@ -105,8 +103,8 @@ closefrom(int lowfd)
 	unsigned int first = lowfd < 0 ? 0 : (unsigned int)lowfd;
 
 	forget_range(first, ~0u);
-	if (ns_arena_fd() >= (int)first)
-		close_range_sparing_arena(first, ~0u, 0);
+	if (ns_own_fd_after(lowfd - 1) >= 0)
+		close_range_sparing_own(first, ~0u, 0);
 	else
 		REAL(closefrom)(lowfd);
 }
@@ -190,7 +188,7 @@ dup2(int old, int new)
 
 	if (old == new)
 		return REAL(dup2)(old, new);
-	ns_arena_fd_wanted(new);
+	ns_own_fd_wanted(new);
 	before_replace(new);
 	/* The target's state goes only once it really is replaced: a failed dup2 changes nothing. */
 	if ((ret = REAL(dup2)(old, new)) < 0)
@@ -206,7 +204,7 @@ dup3(int old, int new, int flags)
 	int ret;
 
 	if (old != new) {
-		ns_arena_fd_wanted(new);
+		ns_own_fd_wanted(new);
 		before_replace(new);
 	}
 	if ((ret = REAL(dup3)(old, new, flags)) < 0)
