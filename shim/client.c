@@ -295,6 +295,7 @@ ns_client_start(int fd, const struct sockaddr *addr, socklen_t len, struct ns_co
 		goto out;
 	}
 	c = NULL;  /* the caller has its reference now */
+	(*out)->tfo = (uint8_t)wants_tfo(&entry);
 	ret = NS_START_WRAPPED;
 	ns_log(NS_LOG_INFO, "fd %d, %s: Noise_IK_25519_%s_BLAKE2b, TCP Fast Open %s, 0-RTT %s", fd,
 	       peer, ns_suite_name((enum ns_suite)(*out)->suite), wants_tfo(&entry) ? "on" : "off",

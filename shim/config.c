@@ -140,6 +140,12 @@ parse_handshake_timeout(struct ns_config *c, const char *v)
 }
 
 static int
+parse_first_flight(struct ns_config *c, const char *v)
+{
+	return parse_number(v, 0, 1000 * 1000, &c->first_flight_us);
+}
+
+static int
 parse_replay_window(struct ns_config *c, const char *v)
 {
 	return parse_number(v, 1, 24 * 3600, &c->replay_window_s);
@@ -167,6 +173,7 @@ static const struct variable {
 	{"NOISESHIM_LOG_FILE", parse_log_file, "a path"},
 	{"NOISESHIM_PREFIX", parse_prefix, "exactly 8 bytes"},
 	{"NOISESHIM_HANDSHAKE_TIMEOUT_MS", parse_handshake_timeout, "1..3600000"},
+	{"NOISESHIM_FIRST_FLIGHT_US", parse_first_flight, "microseconds, 0..1000000"},
 	{"NOISESHIM_REPLAY_WINDOW", parse_replay_window, "seconds, 1..86400"},
 	{"NOISESHIM_REPLAY_CAPACITY", parse_replay_capacity, "entries, 1..1073741824"},
 };
@@ -259,6 +266,14 @@ ns_config_load(struct ns_config *c, ns_config_report_fn *report)
 	c->log_level = NS_LOG_ERROR;
 	memcpy(c->prefix, NS_ROUTE_PREFIX_DEFAULT, NS_ROUTE_PREFIX_LEN);
 	c->handshake_timeout_ms = 10 * 1000;
+	/*
+	 * A program that writes its request and then waits for the answer
+	 * releases msg1 by waiting; the quiet time only matters to one that
+	 * waits where the shim cannot see it.  2 ms is far below any round trip
+	 * worth a first flight and far above the gap between two writes of one
+	 * request.
+	 */
+	c->first_flight_us = 2000;
 	c->replay_window_s = 10 * 60;
 	c->replay_capacity = 1u << 20;
 

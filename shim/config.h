@@ -29,6 +29,7 @@ struct ns_config {
 	char log_file[PATH_MAX];
 	uint8_t prefix[NS_ROUTE_PREFIX_LEN];
 	unsigned handshake_timeout_ms;
+	unsigned first_flight_us;              /* quiet time that releases a coalesced first flight */
 	unsigned replay_window_s;
 	unsigned replay_capacity;
 };

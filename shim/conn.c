@@ -310,31 +310,34 @@ wait_writable(int fd, int timeout_ms)
 	return REAL(poll)(&p, 1, timeout_ms) == 1 && (p.revents & POLLOUT);
 }
 
-/* Push out a pending tail before shutdown or close, waiting at most timeout_ms. */
+/*
+ * Push out what the program was told had left before shutdown or close,
+ * waiting at most timeout_ms: a tail, and writes that waited for msg2
+ * (which this call then reads itself).
+ */
 void
 ns_conn_flush(struct ns_conn *c, int fd, int timeout_ms)
 {
 	uint64_t deadline = ns_now_ms() + (uint64_t)timeout_ms;
-	uint8_t *tail;
 
 	if (ns_conn_lock_tx(c, fd))
 		return;
-	tail = ns_arena_ptr(c->tx_buf);
-	while (c->tail_len > c->tail_off && ns_conn_phase(c) != NS_PHASE_FAILED) {
-		ssize_t n = ns_sock_send(fd, tail + c->tail_off, c->tail_len - c->tail_off,
-		                         MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n > 0) {
-			c->tail_off += (uint32_t)n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			break;
+	while (ns_conn_flush_pending(c, fd) != 0 && ns_conn_phase(c) != NS_PHASE_FAILED) {
 		uint64_t now = ns_now_ms();
-		if (now >= deadline || !wait_writable(fd, (int)(deadline - now)))
+
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			break;
+		if (now >= deadline)
+			break;
+		if (c->tail_len > c->tail_off)
+			wait_writable(fd, (int)(deadline - now));
+		else if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2)
+			ns_conn_await_peer(c, fd);
+		else
 			break;
 	}
-	if (c->tail_len > c->tail_off)
-		ns_log(NS_LOG_WARN, "fd %d, %s: closed with %u bytes of a record unsent", fd, c->peer,
-		       c->tail_len - c->tail_off);
+	if (c->tail_len > c->tail_off || c->early_len > 0)
+		ns_log(NS_LOG_WARN, "fd %d, %s: closed with %u bytes unsent", fd, c->peer,
+		       c->tail_len - c->tail_off + c->early_len);
 	ns_conn_unlock_tx(c);
 }

@@ -20,7 +20,8 @@
  *    plain_*, kernel_byte_held, kernel_lowat, rx_nonce, prefix_have, and
  *    the handshake state while a handshake message is being read.
  *  - tx_lock (robust, process-shared): the send side: tx_buf, tail_*,
- *    tx_nonce, and the handshake state while a message is being written.
+ *    early_*, last_write_us, hold, corked, tx_nonce, and the handshake
+ *    state while a message is being written.
  *  - phase is written with both locks held once the handshake state
  *    exists; read without a lock (atomic), and waited on as a futex.
  *  - refs: atomic.  error, peer, role, suite, flags: set before the object
@@ -104,7 +105,14 @@ struct ns_conn {
 	/* Send side, under tx_lock. */
 	ns_off tx_buf;                 /* tail ciphertext at 0, its plaintext at NS_ARENA_BUF_PLAIN */
 	uint32_t tail_off, tail_len;
-	uint32_t tail_plain_len;
+	uint32_t tail_plain_len;       /* 0: the program was already told (a tail the shim owns) */
+	ns_off early_buf;              /* plaintext the program was told was sent, not sealed yet: */
+	uint32_t early_len;            /* the coalesced first flight, then writes waiting for msg2 */
+	uint64_t last_write_us;        /* when the first flight last grew */
+	uint8_t hold;                  /* MSG_MORE on the last write, or TCP_CORK: keep coalescing */
+	uint8_t corked;                /* TCP_CORK as the program set it */
+	uint8_t tfo;                   /* the first flight rides in the SYN */
+	uint8_t nodelay_until_record;  /* msg2 went alone: push the first record without Nagle */
 };
 
 _Static_assert(sizeof(struct ns_conn) <= NS_ARENA_SLOT, "a connection fits its slot");
@@ -133,6 +141,18 @@ enum { NS_MSG2_LOWAT = NS_FRAME_HEADER_LEN + NS_MSG2_OVERHEAD + 1 };
 
 /* Likewise between records: an empty record carries nothing to read. */
 enum { NS_RECORD_LOWAT = NS_FRAME_HEADER_LEN + NS_TAG_LEN + 1 };
+
+enum {
+	/*
+	 * Later writes join the first one in msg1 only while msg1 still fits
+	 * the SYN a TFO client sends (an MSS of 1,460 less options, prefix and
+	 * msg1's own 108 bytes): a bigger msg1 waits for the handshake anyway.
+	 */
+	NS_SYN_PAYLOAD = 1200,
+	/* The service thread's looks at a reply awaited as msg2: first after, then at most every. */
+	NS_PROBE_FIRST_MS = 10,
+	NS_PROBE_MAX_MS = 250,
+};
 
 /* A new socket object of kind, with one reference (the caller's fd); NULL (errno) on failure. */
 struct ns_conn *ns_conn_new(enum ns_sock_kind kind, uint64_t ino);
@@ -220,14 +240,51 @@ ssize_t ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iov
 ssize_t ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags);
 
 /*
+ * The first flight goes now, with whatever was coalesced (empty if
+ * nothing): the program waits for the peer, or no more fits.  Never
+ * blocks; a part the kernel does not take yet is a tail the shim pushes
+ * out.  Under tx_lock.
+ */
+void ns_conn_release(struct ns_conn *c, int fd);
+
+/* Release the first flight from outside the send side (a wait, a read, a close). */
+void ns_conn_release_unlocked(struct ns_conn *c, int fd);
+
+/* Responder in NS_PHASE_MSG2_DUE with writes that waited for msg1: they ride in msg2.  Under tx_lock. */
+void ns_conn_send_early_msg2(struct ns_conn *c, int fd);
+
+/*
+ * Push out what the program was told had left: a tail the shim owns and,
+ * once the transport keys exist, the early data.  0 when nothing is left,
+ * -1 with errno (EAGAIN: the kernel takes no more now).  Under tx_lock.
+ */
+int ns_conn_flush_pending(struct ns_conn *c, int fd);
+
+/* Work for the service thread (service.c); each returns >0 to run again in that many ms. */
+int ns_conn_service_release(struct ns_conn *c, int fd);
+int ns_conn_service_deadline(struct ns_conn *c, int fd);
+int ns_conn_service_probe(struct ns_conn *c, int fd);
+int ns_conn_service_msg2(struct ns_conn *c, int fd);
+
+/* The service thread saw fd ready: do what is pending; the epoll events still wanted (0: none). */
+uint32_t ns_conn_service_io(struct ns_conn *c, int fd);
+
+/* The epoll events the service thread should watch fd for now. */
+uint32_t ns_conn_service_wants(const struct ns_conn *c);
+
+/* Initiator awaiting msg2: read it if it is whole, without waiting.  Under rx_lock. */
+enum ns_pull ns_conn_read_handshake(struct ns_conn *c, int fd);
+
+/* TCP_CORK as the program sets it: uncorking releases a held first flight. */
+void ns_conn_set_cork(struct ns_conn *c, int fd, int on);
+
+/*
  * For a writer that must wait for the peer's handshake message: read it,
  * unless a reader is already at it.  Returns once the phase has moved on
  * or the handshake deadline passed.
  */
 void ns_conn_await_peer(struct ns_conn *c, int fd);
 
-/* The program waits for input before writing: send msg1 now, empty. */
-void ns_conn_start_empty(struct ns_conn *c, int fd);
 
 /* Plaintext readable without blocking (FIONREAD). */
 int ns_conn_readable(struct ns_conn *c, int fd);

@@ -5,6 +5,7 @@
  * held plaintext.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "real.h"
 #include "sandbox.h"
+#include "service.h"
 #include "shim.h"
 
 static const struct ns_record_kind msg2_kind = {NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY,
@@ -143,6 +145,12 @@ complete_initiator(struct ns_conn *c, int fd, size_t len)
 	ns_conn_hold(c, (size_t)(payload - body), (size_t)n);
 	ns_conn_set_phase(c, NS_PHASE_OPEN);
 	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
+	/* Writes that waited for the keys leave now, unless a writer is at it already. */
+	if (c->early_len > 0 && pthread_mutex_trylock(&c->tx_lock) == 0) {
+		if (ns_conn_flush_pending(c, fd) != 0 && ns_conn_phase(c) != NS_PHASE_FAILED)
+			ns_service_watch(fd, c);
+		ns_conn_unlock_tx(c);
+	}
 	return 0;
 }
 
@@ -170,27 +178,28 @@ open_record(struct ns_conn *c, int fd, size_t len)
 }
 
 /*
- * A blocking read waiting for msg2 waits no longer than the handshake
- * deadline: a server that never answers must not hang the program.
+ * A blocking read of a handshake message waits for more of it no longer
+ * than the handshake deadline, one deadline from the start however the
+ * bytes trickle in.  0 when there may be more to read, -1 when the
+ * deadline passed (the connection failed).
  */
 static int
-msg2_due(struct ns_conn *c, int fd)
+await_handshake_bytes(struct ns_conn *c, int fd)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	int left;
 
-	/* This reader handles msg2 itself, empty or not. */
-	ns_conn_set_lowat(c, fd, 1);
 	while ((left = ns_conn_deadline_left(c)) > 0) {
 		int n = REAL(poll)(&p, 1, left);
-		if (n > 0)
-			return 1;
-		if (n < 0 && errno != EINTR)
-			return 1;  /* let the read itself report the problem */
+		if (n > 0 || (n < 0 && errno != EINTR))
+			return 0;  /* readable, or let the read itself report the problem */
 	}
-	ns_conn_fail(c, fd, ETIMEDOUT, "no handshake reply in time (is the server wrapped?)");
+	ns_conn_fail(c, fd, ETIMEDOUT,
+	             c->role == NS_ROLE_INITIATOR
+	                     ? "no handshake reply in time (is the server wrapped?)"
+	                     : "the client did not complete the handshake in time");
 	errno = ETIMEDOUT;
-	return 0;
+	return -1;
 }
 
 /* The stream ended or broke before msg2: that is a failed handshake, never a clean end. */
@@ -211,10 +220,15 @@ handshake_cut(struct ns_conn *c, int fd, enum ns_pull r)
 	return NS_PULL_ERROR;
 }
 
-/* Wait (blocking readers only) until a writer has sent msg2 and the transport keys exist. */
+/*
+ * The server reads again: the client may be waiting for msg2 to send more,
+ * so msg2 goes now unless a writer is sending it.  A blocking reader waits
+ * for that writer.
+ */
 static enum ns_pull
-await_msg2_sent(struct ns_conn *c, int block)
+await_msg2_sent(struct ns_conn *c, int fd, int block)
 {
+	ns_conn_service_msg2(c, fd);
 	while (block && ns_conn_phase(c) == NS_PHASE_MSG2_DUE)
 		ns_shared_wait(&c->phase, NS_PHASE_MSG2_DUE, 100);
 	if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE) {
@@ -242,16 +256,19 @@ next_record(struct ns_conn *c, int fd, size_t room, int block)
 		errno = c->error;
 		return NS_PULL_ERROR;
 	case NS_PHASE_AWAIT_MSG1:
-		return ns_conn_respond(c, fd, room, block);
+		while ((r = ns_conn_respond(c, fd, room, 0)) == NS_PULL_AGAIN && block)
+			if (await_handshake_bytes(c, fd) != 0)
+				return NS_PULL_ERROR;
+		return r;
 	case NS_PHASE_MSG2_DUE:
 		/* The client cannot send records before it has msg2. */
-		if ((r = await_msg2_sent(c, block)) != NS_PULL_READY)
+		if ((r = await_msg2_sent(c, fd, block)) != NS_PULL_READY)
 			return r;
 		return next_record(c, fd, room, block);
 	case NS_PHASE_AWAIT_MSG2:
-		if (block && !msg2_due(c, fd))
-			return NS_PULL_ERROR;
-		r = ns_conn_pull(c, fd, &msg2_kind, room, block);
+		while ((r = ns_conn_pull(c, fd, &msg2_kind, room, 0)) == NS_PULL_AGAIN && block)
+			if (await_handshake_bytes(c, fd) != 0)
+				return NS_PULL_ERROR;
 		if (r != NS_PULL_READY)
 			return handshake_cut(c, fd, r);
 		ns_frame_reader_ready(&c->reader, &len);
@@ -278,8 +295,9 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		errno = EOPNOTSUPP;
 		return -1;
 	}
+	/* Reading is waiting for the peer: the first flight goes now, with whatever it gathered. */
 	if (ns_conn_phase(c) == NS_PHASE_START)
-		ns_conn_start_empty(c, fd);
+		ns_conn_release_unlocked(c, fd);
 	if (len == 0 && ns_conn_phase(c) != NS_PHASE_FAILED)
 		return 0;
 	if (ns_conn_lock_rx(c, fd))
@@ -370,6 +388,15 @@ ns_conn_await_peer(struct ns_conn *c, int fd)
 			ns_shared_wait(&c->phase, phase, left < 100 ? left : 100);
 		}
 	}
+}
+
+/* Initiator awaiting msg2: read it if it is whole, without waiting.  Under rx_lock. */
+enum ns_pull
+ns_conn_read_handshake(struct ns_conn *c, int fd)
+{
+	if (ns_conn_phase(c) != NS_PHASE_AWAIT_MSG2)
+		return NS_PULL_READY;
+	return next_record(c, fd, 0, 0);
 }
 
 /* Plaintext readable without blocking (FIONREAD). */

@@ -16,6 +16,7 @@
 #include "real.h"
 #include "replay.h"
 #include "replay_guard.h"
+#include "service.h"
 #include "shim.h"
 
 /* Even an empty msg1 must wake the server: msg2 has to go out at once. */
@@ -177,10 +178,22 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	}
 	ns_conn_hold(c, (size_t)(payload - c->reader.body), (size_t)n);
 	ns_conn_set_phase(c, NS_PHASE_MSG2_DUE);
-	/* A writer holding the send side sends msg2 with its own first bytes. */
+	/*
+	 * msg2 carries the answer when the program writes one soon after it
+	 * reads the request (as Storj's Go responder does); it goes at once
+	 * when there is no request, or a write already waits, or no service
+	 * thread can send it later.  A writer holding the send side sends it
+	 * with its own first bytes.
+	 */
 	if (pthread_mutex_trylock(&c->tx_lock) == 0) {
-		if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE)
-			ns_conn_send_msg2(c, fd, NULL, 0, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE) {
+			if (c->early_len > 0)
+				ns_conn_send_early_msg2(c, fd);
+			else if (n == 0 || ns_shim.config.first_flight_us == 0 ||
+			         ns_service_at(fd, c, NS_JOB_MSG2,
+			                       ns_now_ms() + (ns_shim.config.first_flight_us + 999) / 1000) != 0)
+				ns_conn_send_msg2(c, fd, NULL, 0, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+		}
 		ns_conn_unlock_tx(c);
 	}
 	return NS_PULL_READY;

@@ -10,6 +10,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <sodium.h>
@@ -19,6 +21,7 @@
 #include "log.h"
 #include "real.h"
 #include "sandbox.h"
+#include "service.h"
 #include "shim.h"
 
 /* Room for one outgoing record: its plaintext, and its wire form (or the first flight). */
@@ -165,17 +168,35 @@ wait_writable(int fd, int timeout_ms)
 	REAL(poll)(&p, 1, timeout_ms);
 }
 
+/* Milliseconds to the service thread's next look, rounded up from the quiet time. */
+static uint64_t
+quiet_due_ms(void)
+{
+	return ns_now_ms() + (ns_shim.config.first_flight_us + 999) / 1000;
+}
+
+/* The handshake is under way: its deadline, and a look at the reply's first bytes. */
+static void
+schedule_handshake(struct ns_conn *c, int fd)
+{
+	ns_service_at(fd, c, NS_JOB_DEADLINE, c->hs_start_ms + ns_shim.config.handshake_timeout_ms);
+	if (c->role == NS_ROLE_INITIATOR)
+		ns_service_at(fd, c, NS_JOB_PROBE, ns_now_ms() + NS_PROBE_FIRST_MS);
+	if (c->tail_len > c->tail_off)
+		ns_service_watch(fd, c);
+}
+
 /*
- * Build and send the first flight: route prefix, then msg1 carrying
- * payload_len bytes from iov.  Returns payload_len once all of it left, or
- * -1 with errno (the payload is then not reported as sent).
+ * Build and send the first flight: route prefix, then msg1 carrying len
+ * bytes of payload, which the program was already told had been sent.
+ * Never waits: what the kernel does not take is a tail the shim pushes out.
+ * 0, or -1 with errno when the connection failed.
  */
-static ssize_t
-send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt,
-                  size_t payload_len, int flags)
+static int
+send_first_flight(struct ns_conn *c, int fd, const uint8_t *payload, size_t len)
 {
 	struct record_buffer *rb = record_buffer();
-	uint8_t *buf, *msg, *payload;
+	uint8_t *buf, *msg;
 	size_t total;
 	long n;
 	int r;
@@ -184,10 +205,8 @@ send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 		return -1;
 	buf = rb->wire;
 	msg = buf + NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN;
-	payload = rb->plain;
 	memcpy(buf, ns_shim.config.prefix, NS_ROUTE_PREFIX_LEN);
-	ns_iov_gather(iov, iovcnt, 0, payload, payload_len);
-	if ((n = ns_handshake_write_msg1(&c->u.hs, payload, payload_len, msg)) < 0) {
+	if ((n = ns_handshake_write_msg1(&c->u.hs, payload, len, msg)) < 0) {
 		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(&c->u.hs));
 		errno = EPROTO;
 		return -1;
@@ -195,49 +214,113 @@ send_first_flight(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 	ns_frame_header_put(buf + NS_ROUTE_PREFIX_LEN, (size_t)n);
 	total = NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n;
 	/* From here the handshake state has moved on: msg1 leaves whole or as a tail. */
+	c->hs_start_ms = ns_now_ms();
 	__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
 	ns_conn_set_phase(c, NS_PHASE_AWAIT_MSG2);
-	r = send_record(c, fd, buf, total, payload, payload_len, flags);
-	if (r == 1)
-		return (ssize_t)payload_len;
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-		/* Nothing left the process: keep msg1 whole as the tail, sent by the next call. */
-		if (keep_tail(c, buf, total, payload, payload_len) != 0)
-			ns_conn_fail(c, fd, ENOMEM, "out of memory holding the first flight");
-		errno = EAGAIN;
-	} else if (r < 0) {
+	r = send_record(c, fd, buf, total, NULL, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+	    keep_tail(c, buf, total, NULL, 0) != 0)
+		ns_conn_fail(c, fd, ENOMEM, "out of memory holding the first flight");
+	else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 		ns_conn_fail(c, fd, errno, "the first flight could not be sent");
+	if (ns_conn_phase(c) == NS_PHASE_FAILED) {
+		errno = c->error;
+		return -1;
 	}
-	return -1;
+	schedule_handshake(c, fd);
+	return 0;
 }
 
-/* The program waits for input before writing: send msg1 now, empty. */
-void
-ns_conn_start_empty(struct ns_conn *c, int fd)
+/* Plaintext waiting in the early buffer. */
+static uint8_t *
+early(struct ns_conn *c)
 {
-	if (ns_conn_lock_tx(c, fd))
-		return;
-	if (ns_conn_phase(c) == NS_PHASE_START)
-		send_first_flight(c, fd, NULL, 0, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
-	/* A connect still in progress cannot take msg1 yet; it is due within a round trip. */
-	while (c->tail_off < c->tail_len && ns_conn_phase(c) != NS_PHASE_FAILED) {
-		int left = ns_conn_deadline_left(c);
+	return ns_arena_ptr(c->early_buf);
+}
 
-		if (flush_tail(c, fd, MSG_DONTWAIT | MSG_NOSIGNAL) == 0)
-			break;
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			ns_conn_fail(c, fd, errno, "the first flight could not be sent");
-			break;
-		}
-		if (left == 0) {
-			ns_conn_fail(c, fd, ETIMEDOUT, "the first flight could not be sent in time");
-			break;
-		}
-		wait_writable(fd, left);
+static void
+drop_early(struct ns_conn *c)
+{
+	if (c->early_buf != 0)
+		ns_arena_buf_free(c->early_buf, c->early_len);
+	c->early_buf = 0;
+	c->early_len = 0;
+}
+
+/* Take up to len bytes of iov into the early buffer, at most cap in all.  Bytes taken, or -1. */
+static ssize_t
+take_early(struct ns_conn *c, const struct iovec *iov, int iovcnt, size_t len, size_t cap)
+{
+	size_t take;
+
+	if (c->early_buf == 0 && (c->early_buf = ns_arena_buf_alloc()) == 0) {
+		errno = ENOMEM;
+		return -1;
 	}
-	if (c->tail_off == c->tail_len)
-		drop_tail(c);
+	if (c->early_len >= cap) {
+		errno = EAGAIN;
+		return -1;
+	}
+	take = len < cap - c->early_len ? len : cap - c->early_len;
+	ns_iov_gather(iov, iovcnt, 0, early(c) + c->early_len, take);
+	c->early_len += (uint32_t)take;
+	return (ssize_t)take;
+}
+
+/*
+ * The first flight goes now, with whatever was coalesced (empty if
+ * nothing): the program waits for the peer, or no more fits.  Never
+ * blocks; a part the kernel does not take yet is a tail the shim pushes
+ * out.  Under tx_lock.
+ */
+void
+ns_conn_release(struct ns_conn *c, int fd)
+{
+	size_t len = c->early_len;
+
+	if (ns_conn_phase(c) != NS_PHASE_START)
+		return;
+	c->early_len = 0;
+	c->hold = 0;
+	send_first_flight(c, fd, len > 0 ? early(c) : NULL, len);
+	if (len > 0)
+		sodium_memzero(early(c), len);
+}
+
+/* Release the first flight from outside the send side (a wait, a read, a close). */
+void
+ns_conn_release_unlocked(struct ns_conn *c, int fd)
+{
+	if (ns_conn_phase(c) != NS_PHASE_START || ns_conn_lock_tx(c, fd) != 0)
+		return;
+	ns_conn_release(c, fd);
 	ns_conn_unlock_tx(c);
+}
+
+/* TCP_CORK as the program sets it: uncorking releases a held first flight. */
+void
+ns_conn_set_cork(struct ns_conn *c, int fd, int on)
+{
+	if (ns_conn_lock_tx(c, fd) != 0)
+		return;
+	c->corked = (uint8_t)(on != 0);
+	if (!on && c->hold && ns_conn_phase(c) == NS_PHASE_START)
+		ns_conn_release(c, fd);
+	ns_conn_unlock_tx(c);
+}
+
+/* Wait, as a blocking write does, until the tail the shim owns is out; 0, or -1 with errno. */
+static int
+drain_blocking(struct ns_conn *c, int fd)
+{
+	while (ns_conn_flush_pending(c, fd) != 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+		if (c->tail_len <= c->tail_off)
+			return 0;  /* only early data is left, which waits for msg2 */
+		wait_writable(fd, -1);
+	}
+	return 0;
 }
 
 /* Seal plain into out (len + NS_TAG_LEN bytes) with the next send nonce.  0, or -1. */
@@ -253,6 +336,30 @@ seal(struct ns_conn *c, const uint8_t *plain, size_t len, uint8_t *out)
 		return -1;
 	c->tx_nonce = ns_cipher_nonce(tx);
 	return 0;
+}
+
+/* msg2 went alone: the answer behind it must not wait for msg2's ACK (Nagle). */
+static void
+push_next_record(struct ns_conn *c, int fd)
+{
+	int nodelay = 0;
+	socklen_t len = sizeof(nodelay);
+
+	if (ns_sandboxed || REAL(getsockopt)(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) != 0 ||
+	    nodelay)
+		return;
+	if (REAL(setsockopt)(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)) == 0)
+		c->nodelay_until_record = 1;
+}
+
+/* The first record after a lone msg2 has gone: Nagle as the program had it. */
+static void
+nagle_again(struct ns_conn *c, int fd)
+{
+	if (c->nodelay_until_record) {
+		REAL(setsockopt)(fd, IPPROTO_TCP, TCP_NODELAY, &(int){0}, sizeof(int));
+		c->nodelay_until_record = 0;
+	}
 }
 
 /*
@@ -282,6 +389,8 @@ ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 	ns_frame_header_put(rb->wire, (size_t)n);
 	ns_conn_set_phase(c, NS_PHASE_OPEN);
 	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
+	if (payload_len == 0)
+		push_next_record(c, fd);
 	r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len,
 	                flags);
 	if (r == 1)
@@ -325,6 +434,8 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 		}
 		r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + chunk + NS_TAG_LEN, plain, chunk,
 		                flags);
+		if (r >= 0)
+			nagle_again(c, fd);
 		if (r == 1) {
 			sent += chunk;
 			continue;
@@ -337,12 +448,133 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 	return sent > 0 ? (ssize_t)sent : -1;
 }
 
+/* Responder in NS_PHASE_MSG2_DUE with writes that waited for msg1: they ride in msg2.  Under tx_lock. */
+void
+ns_conn_send_early_msg2(struct ns_conn *c, int fd)
+{
+	size_t n = c->early_len < NS_MAX_PLAINTEXT ? c->early_len : NS_MAX_PLAINTEXT;
+	struct iovec iov = {early(c), n};
+
+	if (ns_conn_send_msg2(c, fd, &iov, 1, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+	    ns_conn_phase(c) != NS_PHASE_OPEN)
+		return;
+	/* msg2 left whole or as a tail: its payload counts as sent either way. */
+	c->tail_plain_len = 0;
+	memmove(early(c), early(c) + n, c->early_len - n);
+	c->early_len -= (uint32_t)n;
+	if (c->early_len == 0)
+		drop_early(c);
+	if (c->early_len > 0 || c->tail_len > c->tail_off)
+		ns_service_watch(fd, c);
+}
+
+/*
+ * Push out what the program was told had left: a tail the shim owns and,
+ * once the transport keys exist, the early data.  0 when nothing is left,
+ * -1 with errno (EAGAIN: the kernel takes no more now).  Under tx_lock.
+ */
+int
+ns_conn_flush_pending(struct ns_conn *c, int fd)
+{
+	struct iovec iov;
+	size_t off = 0;
+	ssize_t n;
+
+	if (c->tail_len > c->tail_off && c->tail_plain_len == 0) {
+		if (flush_tail(c, fd, MSG_DONTWAIT | MSG_NOSIGNAL) != 0)
+			return -1;
+		drop_tail(c);
+	}
+	if (c->early_len == 0 || ns_conn_phase(c) != NS_PHASE_OPEN) {
+		if (ns_conn_phase(c) == NS_PHASE_OPEN)
+			drop_early(c);
+		if (c->early_len > 0) {
+			errno = EAGAIN;
+			return -1;
+		}
+		return 0;
+	}
+	/* Whole records only; a record the kernel took part of becomes a tail the shim owns. */
+	while (off < c->early_len) {
+		iov = (struct iovec){early(c) + off, c->early_len - off};
+		n = send_records(c, fd, &iov, 1, iov.iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	if (c->tail_len > c->tail_off && c->tail_plain_len > 0) {
+		/* The record in the tail counts as sent: its plaintext is not the program's to retry. */
+		off += c->tail_plain_len;
+		c->tail_plain_len = 0;
+	}
+	memmove(early(c), early(c) + off, c->early_len - off);
+	c->early_len -= (uint32_t)off;
+	if (c->early_len == 0 && c->tail_len <= c->tail_off) {
+		drop_early(c);
+		return 0;
+	}
+	if (ns_conn_phase(c) == NS_PHASE_FAILED)
+		errno = c->error;
+	else
+		errno = EAGAIN;
+	return -1;
+}
+
+/*
+ * The program's write while the first flight is still being gathered:
+ * taken into msg1 (reported as sent), unless it no longer fits.  Bytes
+ * taken, 0 when the first flight went and the write goes on as a later one,
+ * or -1.
+ */
+static ssize_t
+coalesce(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len, int flags)
+{
+	size_t budget = c->tfo ? NS_SYN_PAYLOAD : NS_MAX_PLAINTEXT;
+	ssize_t taken;
+
+	/* The first write always rides whole (up to a frame); later ones only within one SYN. */
+	if (c->early_len > 0 && c->early_len + len > budget) {
+		ns_conn_release(c, fd);
+		return ns_conn_phase(c) == NS_PHASE_FAILED ? -1 : 0;
+	}
+	if ((taken = take_early(c, iov, iovcnt, len, NS_MAX_PLAINTEXT)) < 0)
+		return -1;
+	c->last_write_us = ns_now_us();
+	c->hold = (flags & MSG_MORE) || c->corked;
+	if ((flags & MSG_EOR) || ns_shim.config.first_flight_us == 0 ||
+	    (!c->hold && ns_service_at(fd, c, NS_JOB_RELEASE, quiet_due_ms()) != 0)) {
+		ns_conn_release(c, fd);
+		if (ns_conn_phase(c) == NS_PHASE_FAILED) {
+			errno = c->error;
+			return -1;
+		}
+	}
+	return taken;
+}
+
+/*
+ * A write while the handshake is not done, on a non-blocking socket: it
+ * waits in the early buffer (reported as sent) and leaves once the keys
+ * exist.  A full buffer is EAGAIN.
+ */
+static ssize_t
+write_early(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len)
+{
+	ssize_t taken = take_early(c, iov, iovcnt, len, NS_ARENA_BUF);
+
+	if (taken > 0)
+		ns_service_watch(fd, c);
+	return taken;
+}
+
 /* send-like write of plaintext from iov. */
 ssize_t
 ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
 	const int supported = MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE | MSG_EOR;
 	size_t len = ns_iov_total(iov, iovcnt);
+	int nonblock = c->nonblock || (flags & MSG_DONTWAIT);
+	enum ns_phase phase;
 	ssize_t ret = -1;
 
 	if (flags & ~supported) {
@@ -353,30 +585,35 @@ ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		return 0;
 	if (ns_conn_lock_tx(c, fd))
 		return -1;
-	if (ns_conn_phase(c) == NS_PHASE_START && c->zero_rtt) {
-		ret = send_first_flight(c, fd, iov, iovcnt,
-		                        len < NS_MAX_PLAINTEXT ? len : NS_MAX_PLAINTEXT, flags);
-		goto out;
+	if (ns_conn_phase(c) == NS_PHASE_START) {
+		if (!c->zero_rtt)
+			ns_conn_release(c, fd);
+		else if ((ret = coalesce(c, fd, iov, iovcnt, len, flags)) != 0)
+			goto out;
 	}
-	if (ns_conn_phase(c) == NS_PHASE_START && send_first_flight(c, fd, NULL, 0, 0, flags) < 0 &&
-	    c->tail_len == 0)
-		goto out;
-	if (c->tail_len > c->tail_off || c->tx_buf != 0) {
+	/* A record the program was told about but the kernel took only part of. */
+	if (c->tail_len > c->tail_off && c->tail_plain_len > 0) {
 		int same = ns_iov_starts_with(iov, iovcnt, tail_plain(c), c->tail_plain_len);
 
 		if (flush_tail(c, fd, flags) < 0)
 			goto out;
-		if (same && c->tail_plain_len > 0) {
+		if (same) {
 			ret = (ssize_t)c->tail_plain_len;
 			drop_tail(c);
 			goto out;
 		}
-		if (c->tail_plain_len > 0)
-			ns_log(NS_LOG_WARN, "fd %d, %s: the program did not retry a partly sent write; "
-			       "its first %u bytes were delivered anyway", fd, c->peer, c->tail_plain_len);
+		ns_log(NS_LOG_WARN, "fd %d, %s: the program did not retry a partly sent write; "
+		       "its first %u bytes were delivered anyway", fd, c->peer, c->tail_plain_len);
 		drop_tail(c);
 	}
-	if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2 || ns_conn_phase(c) == NS_PHASE_AWAIT_MSG1) {
+	phase = ns_conn_phase(c);
+	if (phase == NS_PHASE_AWAIT_MSG2 || phase == NS_PHASE_AWAIT_MSG1) {
+		if (nonblock) {
+			ret = write_early(c, fd, iov, iovcnt, len);
+			goto out;
+		}
+		if (drain_blocking(c, fd) != 0 && ns_conn_phase(c) == NS_PHASE_FAILED)
+			goto failed;
 		ns_conn_await_peer(c, fd);
 		if (c->plaintext) {
 			/* Mixed mode, plaintext client: the program has the bare socket from now on. */
@@ -384,19 +621,37 @@ ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 			ns_conn_unlock_tx(c);
 			return REAL(sendmsg)(fd, &m, flags);
 		}
-		if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2 || ns_conn_phase(c) == NS_PHASE_AWAIT_MSG1)
+		phase = ns_conn_phase(c);
+		if (phase == NS_PHASE_AWAIT_MSG2 || phase == NS_PHASE_AWAIT_MSG1)
 			ns_conn_fail(c, fd, ETIMEDOUT, "no handshake message from the peer in time");
 	}
 	if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE) {
-		/* The program's first bytes ride in msg2, like a client's in msg1. */
-		ret = ns_conn_send_msg2(c, fd, iov, iovcnt, len, flags);
-		goto out;
+		/* Writes that waited for msg1 ride in msg2 first; the program's first bytes otherwise. */
+		if (c->early_len > 0) {
+			ns_conn_send_early_msg2(c, fd);
+		} else {
+			ret = ns_conn_send_msg2(c, fd, iov, iovcnt, len, flags);
+			goto out;
+		}
 	}
-	if (ns_conn_phase(c) == NS_PHASE_FAILED) {
-		errno = c->error;
-		goto out;
+	if (ns_conn_phase(c) == NS_PHASE_FAILED)
+		goto failed;
+	/* What the program was told had left goes before anything it writes now. */
+	if (ns_conn_flush_pending(c, fd) != 0) {
+		if (ns_conn_phase(c) == NS_PHASE_FAILED)
+			goto failed;
+		if (nonblock) {
+			ret = write_early(c, fd, iov, iovcnt, len);
+			goto out;
+		}
+		if (drain_blocking(c, fd) != 0)
+			goto failed;
 	}
 	ret = send_records(c, fd, iov, iovcnt, len, flags);
+	goto out;
+failed:
+	errno = c->error ? c->error : EPIPE;
+	ret = -1;
 out:
 	ns_conn_unlock_tx(c);
 	return ret;

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,9 +42,13 @@ ns_fd_closing(int fd)
 		ns_fd_set_listener(fd, NS_LISTENER_UNKNOWN);
 	if (c == NULL)
 		return;
-	if (c->kind == NS_SOCK_WRAPPED && __atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 1 &&
-	    c->tail_len > c->tail_off)
-		ns_conn_flush(c, fd, FLUSH_TIMEOUT_MS);
+	if (c->kind == NS_SOCK_WRAPPED && __atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 1) {
+		/* What was gathered for msg1, or written before msg2, was reported as sent. */
+		if (ns_conn_phase(c) == NS_PHASE_START && c->early_len > 0)
+			ns_conn_release_unlocked(c, fd);
+		if (c->tail_len > c->tail_off || c->early_len > 0)
+			ns_conn_flush(c, fd, FLUSH_TIMEOUT_MS);
+	}
 	ns_conn_unref(c);
 }
 
@@ -119,7 +125,7 @@ shutdown(int fd, int how)
 	if (how != SHUT_RD) {
 		/* The peer must get msg1 and every whole record before the end of the stream. */
 		if (ns_conn_phase(c) == NS_PHASE_START)
-			ns_conn_start_empty(c, fd);
+			ns_conn_release_unlocked(c, fd);
 		ns_conn_flush(c, fd, FLUSH_TIMEOUT_MS);
 	}
 	ns_conn_unref(c);
@@ -176,8 +182,12 @@ before_replace(int new)
 
 	if (c == NULL)
 		return;
-	if (__atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 2 && c->tail_len > c->tail_off)
-		ns_conn_flush(c, new, FLUSH_TIMEOUT_MS);
+	if (__atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 2) {
+		if (ns_conn_phase(c) == NS_PHASE_START && c->early_len > 0)
+			ns_conn_release_unlocked(c, new);
+		if (c->tail_len > c->tail_off || c->early_len > 0)
+			ns_conn_flush(c, new, FLUSH_TIMEOUT_MS);
+	}
 	ns_conn_unref(c);
 }
 
@@ -312,6 +322,14 @@ setsockopt(int fd, int level, int name, const void *value, socklen_t len)
 {
 	struct ns_conn *c;
 
+	/* TCP_CORK holds a first flight that is still being gathered; uncorking lets it go. */
+	if (level == IPPROTO_TCP && name == TCP_CORK && (c = ns_fd_wrapped(fd)) != NULL) {
+		int ret = REAL(setsockopt)(fd, level, name, value, len);
+		if (ret == 0 && len >= sizeof(int))
+			ns_conn_set_cork(c, fd, *(const int *)value);
+		ns_conn_unref(c);
+		return ret;
+	}
 	if (level != SOL_SOCKET || name != SO_RCVLOWAT || (c = ns_fd_wrapped(fd)) == NULL)
 		return REAL(setsockopt)(fd, level, name, value, len);
 	if (len < sizeof(int)) {

@@ -234,6 +234,19 @@ ns_fd_foreach(void (*fn)(int fd, uint64_t entry, void *ctx), void *ctx)
 	}
 }
 
+/* Hold the table against changes (not against lookups) while acting on an fd it names. */
+void
+ns_fd_rdlock(void)
+{
+	pthread_rwlock_rdlock(&table_lock);
+}
+
+void
+ns_fd_rdunlock(void)
+{
+	pthread_rwlock_unlock(&table_lock);
+}
+
 /* Hold and release the table while fork copies it. */
 void
 ns_fd_lock(void)

@@ -75,6 +75,10 @@ void ns_fd_foreach(void (*fn)(int fd, uint64_t entry, void *ctx), void *ctx);
 /* The object an entry refers to (entry must be neither 0 nor NS_FD_FRESH). */
 struct ns_conn *ns_fd_entry_conn(uint64_t entry);
 
+/* Hold the table against changes (not against lookups) while acting on an fd it names. */
+void ns_fd_rdlock(void);
+void ns_fd_rdunlock(void);
+
 /* Hold and release the table while fork copies it. */
 void ns_fd_lock(void);
 void ns_fd_unlock(void);

@@ -20,24 +20,40 @@
  */
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-/* fd waits for input only: if it has not sent msg1 yet, send it now. */
-static void
-start_if_reading(int fd)
-{
-	struct ns_conn *c = ns_fd_wrapped(fd);
-
-	if (c == NULL)
-		return;
-	if (ns_conn_phase(c) == NS_PHASE_START)
-		ns_conn_start_empty(c, fd);
-	ns_conn_unref(c);
-}
-
 static int
 any_unstarted(void)
 {
 	return __atomic_load_n(&ns_conn_unstarted, __ATOMIC_RELAXED) > 0;
 }
+
+/*
+ * fd waits for input: the first flight goes now if it gathered anything,
+ * and empty if it did not and the program waits for input only (a server
+ * that speaks first must hear from the client to answer).
+ */
+static void
+start_if_reading(int fd, int also_writing)
+{
+	struct ns_conn *c = ns_fd_wrapped(fd);
+
+	if (c == NULL)
+		return;
+	if (ns_conn_phase(c) == NS_PHASE_START && (!also_writing || c->early_len > 0))
+		ns_conn_release_unlocked(c, fd);
+	ns_conn_unref(c);
+}
+
+/* A wait whose fds the shim cannot see (epoll_wait): every gathered first flight goes. */
+static void
+release_all(void)
+{
+	if (!any_unstarted())
+		return;
+	for (int fd = ns_fd_next_in_use(0); fd >= 0; fd = ns_fd_next_in_use(fd + 1))
+		if (ns_fd_entry(fd) > NS_FD_FRESH)
+			start_if_reading(fd, 1);
+}
+
 
 static void
 scan_pollfds(const struct pollfd *fds, nfds_t n)
@@ -45,8 +61,8 @@ scan_pollfds(const struct pollfd *fds, nfds_t n)
 	if (!any_unstarted())
 		return;
 	for (nfds_t i = 0; i < n; i++)
-		if ((fds[i].events & POLLIN) && !(fds[i].events & POLLOUT))
-			start_if_reading(fds[i].fd);
+		if (fds[i].events & POLLIN)
+			start_if_reading(fds[i].fd, (fds[i].events & POLLOUT) != 0);
 }
 
 static void
@@ -55,8 +71,8 @@ scan_fdsets(int nfds, const fd_set *readfds, const fd_set *writefds)
 	if (!any_unstarted() || readfds == NULL)
 		return;
 	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
-		if (FD_ISSET(fd, readfds) && (writefds == NULL || !FD_ISSET(fd, writefds)))
-			start_if_reading(fd);
+		if (FD_ISSET(fd, readfds))
+			start_if_reading(fd, writefds != NULL && FD_ISSET(fd, writefds));
 }
 
 /* Whether fd is a wrapped connection holding plaintext the kernel does not signal. */
@@ -138,7 +154,21 @@ NS_EXPORT int
 epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
 {
 	if (any_unstarted() && (op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && event != NULL &&
-	    (event->events & EPOLLIN) && !(event->events & EPOLLOUT))
-		start_if_reading(fd);
+	    (event->events & EPOLLIN))
+		start_if_reading(fd, (event->events & EPOLLOUT) != 0);
 	return REAL(epoll_ctl)(epfd, op, fd, event);
+}
+
+NS_EXPORT int
+epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+	release_all();
+	return REAL(epoll_wait)(epfd, events, max, timeout);
+}
+
+NS_EXPORT int
+epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
+{
+	release_all();
+	return REAL(epoll_pwait)(epfd, events, max, timeout, mask);
 }

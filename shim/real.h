@@ -59,6 +59,8 @@
 	X(pselect, int, (int, fd_set *, fd_set *, fd_set *, const struct timespec *,          \
 	                 const sigset_t *))                                                   \
 	X(epoll_ctl, int, (int, int, int, struct epoll_event *))                              \
+	X(epoll_wait, int, (int, struct epoll_event *, int, int))                             \
+	X(epoll_pwait, int, (int, struct epoll_event *, int, int, const sigset_t *))          \
 	X(socket, int, (int, int, int))                                                       \
 	X(socketpair, int, (int, int, int, int[2]))                                           \
 	X(open, int, (const char *, int, ...))                                                \

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "real.h"
 #include "replay_guard.h"
+#include "service.h"
 #include "shim.h"
 
 const enum ns_role ns_shim_role = NS_ROLE_RESPONDER;
@@ -278,6 +279,8 @@ track_accepted(int fd, int nonblock)
 		ns_conn_unref(c);
 		goto fail;
 	}
+	/* A client that never completes its first flight is closed, even if the program never looks. */
+	ns_service_at(fd, c, NS_JOB_DEADLINE, c->hs_start_ms + ns_shim.config.handshake_timeout_ms);
 	ns_conn_unref(c);
 	return fd;
 fail:

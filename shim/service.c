@@ -1,0 +1,267 @@
+/*
+ * The service thread (see service.h).  Timers live in one array (pending
+ * handshakes are few, and a job is looked at only when due); fds are
+ * watched with epoll, keyed by fd number and checked against the fd table
+ * before anything is done, so that an fd the program closed and reused is
+ * never touched.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "fdtable.h"
+#include "ownfd.h"
+#include "real.h"
+#include "sandbox.h"
+#include "shim.h"
+
+enum { MAX_EVENTS = 64 };
+
+struct job {
+	int fd;
+	enum ns_job kind;
+	uint64_t due_ms;
+	uint64_t entry;                /* the fd table entry the job is for (object and generation) */
+};
+
+static struct {
+	pthread_mutex_t lock;          /* guards everything below */
+	struct job *jobs;
+	size_t count, cap;
+	pid_t pid;                     /* the process the thread runs in; 0 before it started */
+	int failed;                    /* it could not be started here */
+} svc = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int epfd = -1, wakefd = -1;
+
+/* Milliseconds on the monotonic clock, and microseconds. */
+uint64_t
+ns_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+wake(void)
+{
+	uint64_t one = 1;
+
+	(void)!REAL(write)(wakefd, &one, sizeof(one));
+}
+
+/*
+ * Run fn for fd while the table says fd is still the connection of entry:
+ * the table's read lock keeps a concurrent close from reusing the number.
+ */
+static int
+with_conn(int fd, uint64_t entry, int (*fn)(struct ns_conn *c, int fd, void *ctx), void *ctx)
+{
+	int ret = 0;
+
+	ns_fd_rdlock();
+	if (ns_fd_entry(fd) == entry && entry > NS_FD_FRESH)
+		ret = fn(ns_fd_entry_conn(entry), fd, ctx);
+	ns_fd_rdunlock();
+	return ret;
+}
+
+static int
+run_job(struct ns_conn *c, int fd, void *ctx)
+{
+	const struct job *j = ctx;
+
+	if (__atomic_load_n(&c->kind, __ATOMIC_ACQUIRE) != NS_SOCK_WRAPPED)
+		return 0;
+	switch (j->kind) {
+	case NS_JOB_RELEASE:
+		return ns_conn_service_release(c, fd);
+	case NS_JOB_DEADLINE:
+		return ns_conn_service_deadline(c, fd);
+	case NS_JOB_PROBE:
+		return ns_conn_service_probe(c, fd);
+	case NS_JOB_MSG2:
+		return ns_conn_service_msg2(c, fd);
+	}
+	return 0;
+}
+
+static int
+run_io(struct ns_conn *c, int fd, void *ctx)
+{
+	uint32_t events;
+
+	if (__atomic_load_n(&c->kind, __ATOMIC_ACQUIRE) != NS_SOCK_WRAPPED)
+		return 0;
+	events = ns_conn_service_io(c, fd);
+	/* Still under the table lock: fd is still this connection. */
+	if (events == 0)
+		epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+	else
+		epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &(struct epoll_event){.events = events, .data.fd = fd});
+	return 1;
+}
+
+/* Take the due jobs out; the time until the next one comes back (-1: none). */
+static int
+take_due(struct job *due, size_t *ndue, size_t max)
+{
+	uint64_t now = ns_now_ms(), next = UINT64_MAX;
+
+	*ndue = 0;
+	pthread_mutex_lock(&svc.lock);
+	for (size_t i = 0; i < svc.count;) {
+		if (svc.jobs[i].due_ms <= now && *ndue < max) {
+			due[(*ndue)++] = svc.jobs[i];
+			svc.jobs[i] = svc.jobs[--svc.count];
+			continue;
+		}
+		if (svc.jobs[i].due_ms < next)
+			next = svc.jobs[i].due_ms;
+		i++;
+	}
+	pthread_mutex_unlock(&svc.lock);
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now ? 0 : next - now > 60000 ? 60000 : (int)(next - now);
+}
+
+static void *
+service_main(void *arg)
+{
+	static struct job due[256];
+	struct epoll_event ev[MAX_EVENTS];
+
+	for (;;) {
+		size_t ndue;
+		int timeout = take_due(due, &ndue, sizeof(due) / sizeof(due[0]));
+
+		for (size_t i = 0; i < ndue; i++) {
+			int again = with_conn(due[i].fd, due[i].entry, run_job, &due[i]);
+			/* A job that found its connection busy, or not ready yet, runs again soon. */
+			if (again > 0) {
+				due[i].due_ms = ns_now_ms() + (uint64_t)again;
+				pthread_mutex_lock(&svc.lock);
+				if (svc.count < svc.cap)
+					svc.jobs[svc.count++] = due[i];
+				pthread_mutex_unlock(&svc.lock);
+				timeout = 0;
+			}
+		}
+		int n = epoll_wait(__atomic_load_n(&epfd, __ATOMIC_ACQUIRE), ev, MAX_EVENTS, ndue > 0 ? 0 : timeout);
+		for (int i = 0; i < n; i++) {
+			int fd = ev[i].data.fd;
+			uint64_t drain;
+
+			if (fd == wakefd) {
+				(void)!REAL(read)(wakefd, &drain, sizeof(drain));
+				continue;
+			}
+			/* Not a wrapped connection (any more): stop watching the number. */
+			if (!with_conn(fd, ns_fd_entry(fd), run_io, NULL))
+				epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+		}
+	}
+	return arg;
+}
+
+/* Start the thread in this process if it is not running.  0, or -1. */
+static int
+ensure_running(void)
+{
+	pid_t me = getpid();
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t thread;
+	int ret = -1;
+
+	if (__atomic_load_n(&svc.pid, __ATOMIC_ACQUIRE) == me)
+		return 0;
+	/* A sandbox may kill the process for creating a thread or an fd. */
+	if (ns_sandboxed)
+		return -1;
+	pthread_mutex_lock(&svc.lock);
+	if (svc.pid == me) {
+		pthread_mutex_unlock(&svc.lock);
+		return 0;
+	}
+	/* In a fork child: the parent's jobs are the parent thread's to run. */
+	svc.count = 0;
+	if (svc.failed == (int)me)
+		goto out;
+	if ((epfd = ns_own_fd_high(REAL(epoll_create1)(EPOLL_CLOEXEC))) < 0 ||
+	    (wakefd = ns_own_fd_high(REAL(eventfd)(0, EFD_CLOEXEC | EFD_NONBLOCK))) < 0)
+		goto fail;
+	ns_own_fd_register(&epfd);
+	ns_own_fd_register(&wakefd);
+	epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &(struct epoll_event){.events = EPOLLIN, .data.fd = wakefd});
+	/* The thread must never take a signal meant for the program. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&thread, &attr, service_main, NULL) == 0 ? 0 : -1;
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret == 0) {
+		__atomic_store_n(&svc.pid, me, __ATOMIC_RELEASE);
+		goto out;
+	}
+fail:
+	svc.failed = (int)me;
+out:
+	pthread_mutex_unlock(&svc.lock);
+	return ret;
+}
+
+/* Run job for fd's connection c at due_ms (monotonic clock).  0, or -1 when no thread can run. */
+int
+ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms)
+{
+	uint64_t entry = ns_fd_entry(fd);
+
+	if (entry <= NS_FD_FRESH || ns_fd_entry_conn(entry) != c || ensure_running() != 0)
+		return -1;
+	pthread_mutex_lock(&svc.lock);
+	if (svc.count == svc.cap) {
+		size_t cap = svc.cap ? svc.cap * 2 : 64;
+		struct job *jobs = realloc(svc.jobs, cap * sizeof(*jobs));
+		if (jobs == NULL) {
+			pthread_mutex_unlock(&svc.lock);
+			return -1;
+		}
+		svc.jobs = jobs;
+		svc.cap = cap;
+	}
+	svc.jobs[svc.count++] = (struct job){fd, job, due_ms, entry};
+	pthread_mutex_unlock(&svc.lock);
+	wake();
+	return 0;
+}
+
+/* Watch fd until its connection has nothing left to push out or to complete.  0, or -1. */
+int
+ns_service_watch(int fd, struct ns_conn *c)
+{
+	struct epoll_event ev = {.events = ns_conn_service_wants(c), .data.fd = fd};
+
+	if (ensure_running() != 0)
+		return -1;
+	if (ev.events == 0)
+		return 0;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+	    (errno != EEXIST || epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
+		return -1;
+	return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * One service thread per process (DESIGN §4.3), started on first need and
+ * again in a forked child: what must happen while the program is not
+ * calling into the shim.  It owns timers (a coalesced first flight whose
+ * quiet time ran out, handshake deadlines, a look at the first bytes of a
+ * reply, a msg2 that no write came to carry) and watches fds (a tail or
+ * early data to push out once the socket takes it, msg2 arriving for a
+ * non-blocking client with writes waiting).  It takes the same connection
+ * locks as any caller, acts on an fd only while the fd table still says
+ * the fd is that connection, and never calls into the program.
+ */
+#ifndef NOISESHIM_SERVICE_H
+#define NOISESHIM_SERVICE_H
+
+#include <stdint.h>
+
+struct ns_conn;
+
+enum ns_job {
+	NS_JOB_RELEASE,     /* initiator: send the coalesced first flight if quiet long enough */
+	NS_JOB_DEADLINE,    /* the handshake deadline: fail the connection if not open */
+	NS_JOB_PROBE,       /* initiator awaiting msg2: fail at once on a reply that cannot be one */
+	NS_JOB_MSG2,        /* responder: send msg2 empty if no write carried it */
+};
+
+/* Run job for fd's connection c at due_ms (monotonic clock).  0, or -1 when no thread can run. */
+int ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms);
+
+/* Watch fd until its connection has nothing left to push out or to complete.  0, or -1. */
+int ns_service_watch(int fd, struct ns_conn *c);
+
+/* Milliseconds on the monotonic clock, and microseconds. */
+uint64_t ns_now_us(void);
+
+#endif
