@@ -390,13 +390,23 @@ ns_conn_await_peer(struct ns_conn *c, int fd)
 	}
 }
 
-/* Initiator awaiting msg2: read it if it is whole, without waiting.  Under rx_lock. */
+/*
+ * Initiator awaiting msg2: read it if it is whole, without waiting.  With
+ * writes waiting for it, the kernel wakes the service thread for every part
+ * of msg2, an empty one too (a program is woken only for more).  Under
+ * rx_lock.
+ */
 enum ns_pull
 ns_conn_read_handshake(struct ns_conn *c, int fd)
 {
+	enum ns_pull r;
+
 	if (ns_conn_phase(c) != NS_PHASE_AWAIT_MSG2)
 		return NS_PULL_READY;
-	return next_record(c, fd, 0, 0);
+	r = next_record(c, fd, 0, 0);
+	if (r == NS_PULL_AGAIN && c->early_len > 0)
+		ns_conn_set_lowat(c, fd, (int)ns_frame_reader_missing(&c->reader));
+	return r;
 }
 
 /* Plaintext readable without blocking (FIONREAD). */

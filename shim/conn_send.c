@@ -562,8 +562,14 @@ write_early(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size
 {
 	ssize_t taken = take_early(c, iov, iovcnt, len, NS_ARENA_BUF);
 
-	if (taken > 0)
+	if (taken > 0 && c->early_len == (uint32_t)taken) {
+		/* The first write to wait: msg2, even empty, must now wake the service thread. */
+		if (c->role == NS_ROLE_INITIATOR && pthread_mutex_trylock(&c->rx_lock) == 0) {
+			ns_conn_read_handshake(c, fd);
+			ns_conn_unlock_rx(c);
+		}
 		ns_service_watch(fd, c);
+	}
 	return taken;
 }
 
