@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "real.h"
+
 #include <sodium.h>
 
 enum {
@@ -133,7 +135,7 @@ create(void)
 		goto fail;
 	fd = ns_own_fd_high(fd);
 	if (ftruncate(fd, HEADER_SIZE) != 0 || map(fd) != 0) {
-		close(fd);
+		REAL(close)(fd);
 		goto fail;
 	}
 	h = hdr();
@@ -193,7 +195,7 @@ ns_arena_adopt(int fd)
 		return -1;
 	}
 	/* Only this process uses the fd from now on; an exec must not leak it further. */
-	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	REAL(fcntl)(fd, F_SETFD, FD_CLOEXEC);
 	arena_fd = ns_own_fd_high(fd);
 	/* Later calls to ns_arena_open() find it mapped. */
 	pthread_once(&open_once, create);

@@ -329,12 +329,20 @@ ns_conn_flush(struct ns_conn *c, int fd, int timeout_ms)
 			break;
 		if (now >= deadline)
 			break;
-		if (c->tail_len > c->tail_off)
+		if (c->tail_len > c->tail_off) {
 			wait_writable(fd, (int)(deadline - now));
-		else if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2)
-			ns_conn_await_peer(c, fd);
-		else
+		} else if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2) {
+			/* The writes wait for msg2: read it here, for no longer than this flush may take. */
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			if (pthread_mutex_trylock(&c->rx_lock) == 0) {
+				ns_conn_read_handshake(c, fd);
+				ns_conn_unlock_rx(c);
+			}
+			if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2)
+				REAL(poll)(&p, 1, (int)(deadline - now) < 50 ? (int)(deadline - now) : 50);
+		} else {
 			break;
+		}
 	}
 	if (c->tail_len > c->tail_off || c->early_len > 0)
 		ns_log(NS_LOG_WARN, "fd %d, %s: closed with %u bytes unsent", fd, c->peer,

@@ -15,6 +15,7 @@
 #include "fdtable.h"
 #include "log.h"
 #include "real.h"
+#include "service.h"
 #include "shim.h"
 
 static void
@@ -67,6 +68,7 @@ fork(void)
 	if (pid == 0) {
 		ns_fd_reset_lock();
 		ns_conn_after_fork_child();
+		ns_service_after_fork_child();
 		pthread_mutex_init(&ns_shim.cache_lock, NULL);
 		return 0;
 	}

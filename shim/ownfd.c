@@ -7,6 +7,8 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include "real.h"
+
 /* Far from the small numbers programs assume free (sshd dup2s onto 4 and 5 before it re-execs). */
 enum { OWN_FD_MIN = 64, MAX_OWN = 4 };
 
@@ -40,9 +42,9 @@ ns_own_fd_high(int fd)
 {
 	int moved;
 
-	if (fd >= OWN_FD_MIN || (moved = fcntl(fd, F_DUPFD_CLOEXEC, OWN_FD_MIN)) < 0)
+	if (fd >= OWN_FD_MIN || (moved = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, OWN_FD_MIN)) < 0)
 		return fd;
-	close(fd);
+	REAL(close)(fd);
 	return moved;
 }
 
@@ -56,7 +58,7 @@ ns_own_fd_wanted(int fd)
 		if (fd < 0 || *owned[i] != fd)
 			continue;
 		/* The old number is replaced by the program's dup2, which closes it for us. */
-		if ((moved = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1 > OWN_FD_MIN ? fd + 1 : OWN_FD_MIN)) >= 0)
+		if ((moved = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, fd + 1 > OWN_FD_MIN ? fd + 1 : OWN_FD_MIN)) >= 0)
 			__atomic_store_n(owned[i], moved, __ATOMIC_RELEASE);
 	}
 }

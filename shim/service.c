@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "conn.h"
 #include "fdtable.h"
 #include "ownfd.h"
@@ -24,7 +26,7 @@
 #include "sandbox.h"
 #include "shim.h"
 
-enum { MAX_EVENTS = 64 };
+enum { MAX_EVENTS = 64, EXIT_FLUSH_MS = 1000 };
 
 struct job {
 	int fd;
@@ -39,6 +41,7 @@ static struct {
 	size_t count, cap;
 	pid_t pid;                     /* the process the thread runs in; 0 before it started */
 	int failed;                    /* it could not be started here */
+	int stopped;                   /* the process is exiting: act on nothing more */
 } svc = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int epfd = -1, wakefd = -1;
@@ -71,10 +74,30 @@ with_conn(int fd, uint64_t entry, int (*fn)(struct ns_conn *c, int fd, void *ctx
 	int ret = 0;
 
 	ns_fd_rdlock();
-	if (ns_fd_entry(fd) == entry && entry > NS_FD_FRESH)
+	if (!__atomic_load_n(&svc.stopped, __ATOMIC_ACQUIRE) && ns_fd_entry(fd) == entry &&
+	    entry > NS_FD_FRESH)
 		ret = fn(ns_fd_entry_conn(entry), fd, ctx);
 	ns_fd_rdunlock();
 	return ret;
+}
+
+/* In a fork child: the thread did not come along, and may have held the lock. */
+void
+ns_service_after_fork_child(void)
+{
+	pthread_mutex_init(&svc.lock, NULL);
+}
+
+/*
+ * The process is exiting: libraries are being torn down (OpenSSL among
+ * them), so the thread must not act again.  Waits for an action under way.
+ */
+void
+ns_service_stop(void)
+{
+	__atomic_store_n(&svc.stopped, 1, __ATOMIC_RELEASE);
+	ns_fd_lock();
+	ns_fd_unlock();
 }
 
 static int
@@ -107,9 +130,10 @@ run_io(struct ns_conn *c, int fd, void *ctx)
 	events = ns_conn_service_io(c, fd);
 	/* Still under the table lock: fd is still this connection. */
 	if (events == 0)
-		epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+		REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
 	else
-		epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &(struct epoll_event){.events = events, .data.fd = fd});
+		REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, fd,
+		                &(struct epoll_event){.events = events, .data.fd = fd});
 	return 1;
 }
 
@@ -159,7 +183,8 @@ service_main(void *arg)
 				timeout = 0;
 			}
 		}
-		int n = epoll_wait(__atomic_load_n(&epfd, __ATOMIC_ACQUIRE), ev, MAX_EVENTS, ndue > 0 ? 0 : timeout);
+		int n = REAL(epoll_wait)(__atomic_load_n(&epfd, __ATOMIC_ACQUIRE), ev, MAX_EVENTS,
+		                         ndue > 0 ? 0 : timeout);
 		for (int i = 0; i < n; i++) {
 			int fd = ev[i].data.fd;
 			uint64_t drain;
@@ -170,10 +195,34 @@ service_main(void *arg)
 			}
 			/* Not a wrapped connection (any more): stop watching the number. */
 			if (!with_conn(fd, ns_fd_entry(fd), run_io, NULL))
-				epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+				REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
 		}
 	}
 	return arg;
+}
+
+/* What the process was told had been sent must not die with it: first flights and early writes go out. */
+static void
+flush_at_exit(void)
+{
+	int fds[1024];
+	size_t n = 0;
+
+	ns_service_stop();
+	for (int fd = ns_fd_next_in_use(0); fd >= 0 && n < sizeof(fds) / sizeof(fds[0]);
+	     fd = ns_fd_next_in_use(fd + 1))
+		fds[n++] = fd;
+	for (size_t i = 0; i < n; i++) {
+		struct ns_conn *c = ns_fd_wrapped(fds[i]);
+
+		if (c == NULL)
+			continue;
+		if (ns_conn_phase(c) == NS_PHASE_START && c->early_len > 0)
+			ns_conn_release_unlocked(c, fds[i]);
+		if (c->tail_len > c->tail_off || c->early_len > 0)
+			ns_conn_flush(c, fds[i], EXIT_FLUSH_MS);
+		ns_conn_unref(c);
+	}
 }
 
 /* Start the thread in this process if it is not running.  0, or -1. */
@@ -205,7 +254,8 @@ ensure_running(void)
 		goto fail;
 	ns_own_fd_register(&epfd);
 	ns_own_fd_register(&wakefd);
-	epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &(struct epoll_event){.events = EPOLLIN, .data.fd = wakefd});
+	REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, wakefd,
+	                &(struct epoll_event){.events = EPOLLIN, .data.fd = wakefd});
 	/* The thread must never take a signal meant for the program. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -215,6 +265,16 @@ ensure_running(void)
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret == 0) {
+		/*
+		 * Registered after OpenSSL's own exit handler, so it runs first:
+		 * flushing at exit seals records.  A forked child inherits it.
+		 */
+		static int exit_hook;
+		if (!exit_hook) {
+			OPENSSL_init_crypto(0, NULL);
+			atexit(flush_at_exit);
+			exit_hook = 1;
+		}
 		__atomic_store_n(&svc.pid, me, __ATOMIC_RELEASE);
 		goto out;
 	}
@@ -260,8 +320,8 @@ ns_service_watch(int fd, struct ns_conn *c)
 		return -1;
 	if (ev.events == 0)
 		return 0;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
-	    (errno != EEXIST || epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
+	if (REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+	    (errno != EEXIST || REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
 		return -1;
 	return 0;
 }

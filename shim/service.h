@@ -29,6 +29,15 @@ int ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms);
 /* Watch fd until its connection has nothing left to push out or to complete.  0, or -1. */
 int ns_service_watch(int fd, struct ns_conn *c);
 
+/* In a fork child: the thread did not come along, and may have held the lock. */
+void ns_service_after_fork_child(void);
+
+/*
+ * The process is exiting: libraries are being torn down (OpenSSL among
+ * them), so the thread must not act again.  Waits for an action under way.
+ */
+void ns_service_stop(void);
+
 /* Milliseconds on the monotonic clock, and microseconds. */
 uint64_t ns_now_us(void);
 
