@@ -189,6 +189,9 @@ await_handshake_bytes(struct ns_conn *c, int fd)
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	int left;
 
+	/* This reader takes the message itself, however small: wake for what it still lacks. */
+	if (c->role == NS_ROLE_INITIATOR || c->prefix_have == NS_ROUTE_PREFIX_LEN)
+		ns_conn_set_lowat(c, fd, (int)ns_frame_reader_missing(&c->reader));
 	while ((left = ns_conn_deadline_left(c)) > 0) {
 		int n = REAL(poll)(&p, 1, left);
 		if (n > 0 || (n < 0 && errno != EINTR))

@@ -17,8 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "conn.h"
 #include "fdtable.h"
 #include "ownfd.h"
@@ -265,13 +263,9 @@ ensure_running(void)
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret == 0) {
-		/*
-		 * Registered after OpenSSL's own exit handler, so it runs first:
-		 * flushing at exit seals records.  A forked child inherits it.
-		 */
+		/* A forked child inherits the hook (and OpenSSL is never torn down: shim.c). */
 		static int exit_hook;
 		if (!exit_hook) {
-			OPENSSL_init_crypto(0, NULL);
 			atexit(flush_at_exit);
 			exit_hook = 1;
 		}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <sodium.h>
 
 #include "exec.h"
@@ -64,6 +65,12 @@ static void
 init(void)
 {
 	ns_real_init();
+	/*
+	 * OpenSSL must not tear itself down at exit: the service thread (and
+	 * the exit flush) may still seal records while exit handlers run.  The
+	 * memory goes with the process anyway.
+	 */
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
 	ns_config_load(&ns_shim.config, keep_problem);
 	ns_log_configure(&ns_shim.config);
 	for (int i = 0; i < nproblems; i++)
