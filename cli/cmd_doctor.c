@@ -122,10 +122,13 @@ static void check_key(struct doctor *d, const char *path)
 		        path, text);
 }
 
-static void report_cache_problem(void *ctx, const char *file, unsigned line, const char *reason)
+static void report_cache_problem(void *ctx, enum ns_cache_level level, const char *file,
+                                 unsigned line, const char *reason)
 {
 	struct doctor *d = ctx;
 
+	if (level != NS_CACHE_ERROR)
+		return;
 	if (line == 0)
 		finding(d, LEVEL_ERROR, "cache: %s: %s", file, reason);
 	else

@@ -1,0 +1,485 @@
+/*
+ * The compiled NodeURL cache index: building it in memory, validating it,
+ * and looking keys up in it.  No I/O: the caller provides the memory.
+ */
+#include "cacheindex.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char MAGIC[8] = { 'N', 'S', 'C', 'I', 'D', 'X', '\r', '\n' };
+
+enum {
+	SLOT_TAG_SHIFT = 24,
+	SLOT_INDEX_MASK = (1u << SLOT_TAG_SHIFT) - 1,
+	MIN_SLOTS = 16,
+	PATH_ALIGN = 64,
+	RECORDS_ALIGN = NS_INDEX_RECORD_SIZE,
+	KIND_ENTRY = 1,
+	KIND_BROKEN = 2,
+	FLAG_ID = 1,
+	FLAG_DEBOUNCE = 2,
+	FLAG_FEATURES = 4,
+	FLAG_NOISE_PUB = 8,
+};
+
+struct index_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_size;
+	uint32_t record_size;
+	uint32_t path_size;      /* bytes of the path area, padded */
+	uint64_t slot_count;
+	uint64_t record_count;
+	uint64_t broken_count;
+	uint64_t total_size;
+	uint64_t seed;
+	struct ns_file_id source;
+	uint64_t checksum;       /* computed with this field zero */
+};
+
+/* One entry; the lookup-relevant fields come first. */
+struct index_record {
+	uint8_t addr[16];
+	uint16_t port;
+	uint8_t family;
+	uint8_t kind;
+	uint32_t line;
+	uint64_t features;
+	uint32_t debounce;
+	uint8_t noise_proto;
+	uint8_t flags;
+	uint16_t unused;
+	uint32_t check;          /* ns_index checksum of the record with this field zero */
+	uint32_t unused2;
+	union {
+		struct {
+			uint8_t noise_pub[NS_KEY_LEN];
+			uint8_t id[NS_NODE_ID_LEN];
+		} node;
+		char reason[NS_INDEX_REASON_MAX];
+	} u;
+	uint8_t unused3[16];
+};
+
+_Static_assert(sizeof(struct index_header) <= NS_INDEX_HEADER_SIZE, "header fits");
+_Static_assert(sizeof(struct index_record) == NS_INDEX_RECORD_SIZE, "record size");
+
+static const uint8_t V4_MAPPED_PREFIX[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+/* Fill *k for an address; an IPv4-mapped IPv6 address gets its IPv4 key. */
+void ns_index_make_key(struct ns_index_key *k, enum ns_addr_family family, const uint8_t *addr,
+                       uint16_t port)
+{
+	memset(k, 0, sizeof *k);
+	if (family == NS_ADDR_IPV6 && memcmp(addr, V4_MAPPED_PREFIX, sizeof V4_MAPPED_PREFIX) == 0) {
+		family = NS_ADDR_IPV4;
+		addr += sizeof V4_MAPPED_PREFIX;
+	}
+	k->family = (uint8_t)family;
+	memcpy(k->addr, addr, family == NS_ADDR_IPV4 ? 4 : 16);
+	k->port = port;
+}
+
+static uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static uint64_t rotl64(uint64_t v, unsigned n)
+{
+	return (v << n) | (v >> (64 - n));
+}
+
+/* A 64-bit finaliser with full avalanche (every input bit moves every output bit). */
+static uint64_t mix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/* The key's hash under the index's seed; the seed makes crafted collisions a guess. */
+static uint64_t key_hash(const struct ns_index_key *k, uint64_t seed)
+{
+	uint64_t h = mix64(seed ^ load64(k->addr));
+
+	h = mix64(h ^ load64(k->addr + 8));
+	return mix64(h ^ ((uint64_t)k->port << 8 | k->family));
+}
+
+/*
+ * Checksum over blocks of 32 bytes: four independent lanes, so the slot
+ * table of a million entries (8 MB) is checked in about a millisecond.  It
+ * detects accidents (truncation, a stray write, a half-written file), not
+ * forgery: who can write the index can write the text file too.
+ */
+struct sum_state {
+	uint64_t lane[4];
+	uint64_t len;
+};
+
+static const uint64_t SUM_P1 = 0x9e3779b185ebca87ULL, SUM_P2 = 0xc2b2ae3d27d4eb4fULL;
+
+static void sum_init(struct sum_state *s, uint64_t seed)
+{
+	s->lane[0] = seed + SUM_P1;
+	s->lane[1] = seed ^ SUM_P2;
+	s->lane[2] = seed - SUM_P1;
+	s->lane[3] = seed * SUM_P2 + 1;
+	s->len = 0;
+}
+
+/* Add len bytes, a multiple of 32. */
+static void sum_update(struct sum_state *s, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	for (size_t off = 0; off + 32 <= len; off += 32)
+		for (unsigned i = 0; i < 4; i++)
+			s->lane[i] = rotl64(s->lane[i] + load64(p + off + 8 * i) * SUM_P2, 31) * SUM_P1;
+	s->len += len;
+}
+
+static uint64_t sum_final(const struct sum_state *s)
+{
+	return mix64(rotl64(s->lane[0], 1) + rotl64(s->lane[1], 7) + rotl64(s->lane[2], 12) +
+	             rotl64(s->lane[3], 18) + s->len);
+}
+
+/* The header checksum: the header with its checksum field zero, then path and slots. */
+static uint64_t index_checksum(const void *mem)
+{
+	const struct index_header *h = mem;
+	uint8_t head[NS_INDEX_HEADER_SIZE];
+	struct index_header zeroed = *h;
+	struct sum_state s;
+
+	zeroed.checksum = 0;
+	memcpy(head, mem, sizeof head);
+	memcpy(head, &zeroed, sizeof zeroed);
+	sum_init(&s, h->seed);
+	sum_update(&s, head, sizeof head);
+	sum_update(&s, (const uint8_t *)mem + sizeof head, ns_index_checked_size(mem) - sizeof head);
+	return sum_final(&s);
+}
+
+static size_t path_area_size(const char *path)
+{
+	return (strlen(path) + 1 + PATH_ALIGN - 1) / PATH_ALIGN * PATH_ALIGN;
+}
+
+static uint64_t slots_for(size_t max_entries)
+{
+	uint64_t n = MIN_SLOTS;
+
+	/* At most half full: a lookup of an absent key rarely probes past one cache line. */
+	while (n < 2 * (uint64_t)max_entries)
+		n *= 2;
+	return n;
+}
+
+static size_t align_up(size_t v, size_t to)
+{
+	return (v + to - 1) / to * to;
+}
+
+static size_t records_offset(uint64_t slot_count, size_t path_size)
+{
+	return align_up(NS_INDEX_HEADER_SIZE + path_size + slot_count * sizeof(uint32_t),
+	                RECORDS_ALIGN);
+}
+
+/* Bytes a build of at most max_entries entries from source path may need. */
+size_t ns_index_max_size(size_t max_entries, const char *path)
+{
+	return records_offset(slots_for(max_entries), path_area_size(path)) +
+	       max_entries * NS_INDEX_RECORD_SIZE;
+}
+
+static struct index_header *header_of(const void *mem)
+{
+	return (struct index_header *)mem;
+}
+
+static uint32_t *slots_of(const void *mem)
+{
+	const struct index_header *h = mem;
+
+	return (uint32_t *)((uint8_t *)mem + NS_INDEX_HEADER_SIZE + h->path_size);
+}
+
+static struct index_record *records_of(const void *mem)
+{
+	const struct index_header *h = mem;
+
+	return (struct index_record *)((uint8_t *)mem + records_offset(h->slot_count, h->path_size));
+}
+
+/* A record's checksum binds it to its position, so a record copied elsewhere fails. */
+static uint32_t record_check(const struct index_record *r, uint64_t seed, uint64_t index)
+{
+	struct index_record copy = *r;
+	struct sum_state s;
+
+	copy.check = 0;
+	sum_init(&s, seed ^ mix64(index + 1));
+	sum_update(&s, &copy, sizeof copy);
+	return (uint32_t)sum_final(&s);
+}
+
+/*
+ * Start an index of at most max_entries in mem (cap bytes, zeroed, at least
+ * ns_index_max_size), for the text file path whose identity is *src.
+ * -1 if max_entries or path is too big.
+ */
+int ns_index_begin(struct ns_index_builder *b, void *mem, size_t cap, size_t max_entries,
+                   const char *path, const struct ns_file_id *src, uint64_t seed)
+{
+	struct index_header *h = mem;
+
+	if (max_entries > NS_INDEX_MAX_ENTRIES || strlen(path) >= NS_INDEX_PATH_MAX ||
+	    cap < ns_index_max_size(max_entries, path))
+		return -1;
+	memset(b, 0, sizeof *b);
+	b->base = mem;
+	b->cap = cap;
+	b->slot_count = slots_for(max_entries);
+	b->seed = seed;
+	memcpy(h->magic, MAGIC, sizeof MAGIC);
+	h->version = NS_INDEX_VERSION;
+	h->header_size = NS_INDEX_HEADER_SIZE;
+	h->record_size = NS_INDEX_RECORD_SIZE;
+	h->path_size = (uint32_t)path_area_size(path);
+	h->slot_count = b->slot_count;
+	h->seed = seed;
+	h->source = *src;
+	memcpy((char *)mem + NS_INDEX_HEADER_SIZE, path, strlen(path) + 1);
+	b->records_offset = records_offset(b->slot_count, h->path_size);
+	return 0;
+}
+
+static unsigned slot_tag(uint64_t hash)
+{
+	return (unsigned)(hash >> 56) | 1; /* never 0, so an occupied slot is never 0 */
+}
+
+static int record_matches(const struct index_record *r, const struct ns_index_key *k)
+{
+	return r->family == k->family && r->port == k->port &&
+	       memcmp(r->addr, k->addr, sizeof r->addr) == 0;
+}
+
+static void fill_record(struct index_record *r, const struct ns_index_key *k,
+                        const struct ns_nodeurl *u, unsigned line, const char *reason)
+{
+	memcpy(r->addr, k->addr, sizeof r->addr);
+	r->port = k->port;
+	r->family = k->family;
+	r->line = line;
+	if (reason != NULL) {
+		r->kind = KIND_BROKEN;
+		snprintf(r->u.reason, sizeof r->u.reason, "%s", reason);
+		return;
+	}
+	r->kind = KIND_ENTRY;
+	r->features = u->features;
+	r->debounce = u->debounce;
+	r->noise_proto = (uint8_t)u->noise_proto;
+	r->flags = (u->has_id ? FLAG_ID : 0) | (u->has_debounce ? FLAG_DEBOUNCE : 0) |
+	           (u->has_features ? FLAG_FEATURES : 0) | (u->has_noise_pub ? FLAG_NOISE_PUB : 0);
+	memcpy(r->u.node.noise_pub, u->noise_pub, sizeof r->u.node.noise_pub);
+	memcpy(r->u.node.id, u->id, sizeof r->u.node.id);
+}
+
+/*
+ * Add an entry, or (reason != NULL) a broken entry for u's address and port
+ * only.  Returns 0 if added, else the line number of the earlier entry with
+ * the same key (which is kept); -1 if the builder is full.
+ */
+long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsigned line,
+                  const char *reason)
+{
+	struct index_record *records = (struct index_record *)(b->base + b->records_offset);
+	uint32_t *slots = (uint32_t *)(b->base + NS_INDEX_HEADER_SIZE + header_of(b->base)->path_size);
+	struct ns_index_key key;
+	uint64_t hash, mask = b->slot_count - 1, i;
+	unsigned tag;
+
+	ns_index_make_key(&key, u->family, u->addr, u->port);
+	hash = key_hash(&key, b->seed);
+	tag = slot_tag(hash);
+	for (i = hash & mask;; i = (i + 1) & mask) {
+		uint32_t slot = slots[i];
+
+		if (slot == 0)
+			break;
+		if (slot >> SLOT_TAG_SHIFT == tag &&
+		    record_matches(&records[(slot & SLOT_INDEX_MASK) - 1], &key))
+			return records[(slot & SLOT_INDEX_MASK) - 1].line;
+	}
+	if (b->record_count + 1 > NS_INDEX_MAX_ENTRIES || 2 * (b->record_count + 1) > b->slot_count ||
+	    b->records_offset + (b->record_count + 1) * NS_INDEX_RECORD_SIZE > b->cap)
+		return -1;
+	fill_record(&records[b->record_count], &key, u, line, reason);
+	records[b->record_count].check = record_check(&records[b->record_count], b->seed,
+	                                              b->record_count);
+	b->record_count++;
+	if (reason != NULL)
+		b->broken_count++;
+	slots[i] = (uint32_t)tag << SLOT_TAG_SHIFT | (uint32_t)b->record_count;
+	return 0;
+}
+
+/* Write the header and checksum; returns the index's size in bytes. */
+size_t ns_index_finish(struct ns_index_builder *b)
+{
+	struct index_header *h = header_of(b->base);
+
+	h->record_count = b->record_count;
+	h->broken_count = b->broken_count;
+	h->total_size = b->records_offset + b->record_count * NS_INDEX_RECORD_SIZE;
+	h->checksum = index_checksum(b->base);
+	return h->total_size;
+}
+
+/* Bytes at the start of a valid index read by validation: header, path and slot table. */
+size_t ns_index_checked_size(const void *mem)
+{
+	const struct index_header *h = mem;
+
+	return NS_INDEX_HEADER_SIZE + h->path_size + h->slot_count * sizeof(uint32_t);
+}
+
+/* The header's own fields, and that len bytes are exactly what they describe. */
+static const char *check_header(const struct index_header *h, size_t len)
+{
+	if (len < NS_INDEX_HEADER_SIZE)
+		return "shorter than its header";
+	if (memcmp(h->magic, MAGIC, sizeof MAGIC) != 0)
+		return "not a noiseshim cache index (bad magic)";
+	if (h->version != NS_INDEX_VERSION)
+		return "written by another version of noiseshim";
+	if (h->header_size != NS_INDEX_HEADER_SIZE || h->record_size != NS_INDEX_RECORD_SIZE)
+		return "header or record size does not match this version";
+	if (h->path_size == 0 || h->path_size % PATH_ALIGN != 0 || h->path_size > NS_INDEX_PATH_MAX)
+		return "bad path size";
+	if (h->slot_count < MIN_SLOTS || (h->slot_count & (h->slot_count - 1)) != 0 ||
+	    h->slot_count > 2 * (uint64_t)(NS_INDEX_MAX_ENTRIES + 1))
+		return "bad slot count";
+	if (h->record_count > NS_INDEX_MAX_ENTRIES || 2 * h->record_count > h->slot_count ||
+	    h->broken_count > h->record_count)
+		return "bad record count";
+	if (h->total_size != records_offset(h->slot_count, h->path_size) +
+	                             h->record_count * NS_INDEX_RECORD_SIZE)
+		return "sizes in the header do not add up";
+	if (h->total_size != len)
+		return len < h->total_size ? "truncated" : "longer than its header says";
+	return NULL;
+}
+
+/* Check a whole index held in len bytes of mem; NULL if valid, else why not. */
+const char *ns_index_validate(const void *mem, size_t len)
+{
+	const struct index_header *h = mem;
+	const char *problem = check_header(h, len);
+
+	if (problem != NULL)
+		return problem;
+	if (memchr((const char *)mem + NS_INDEX_HEADER_SIZE, '\0', h->path_size) == NULL)
+		return "source path is not terminated";
+	if (index_checksum(mem) != h->checksum)
+		return "checksum mismatch";
+	return NULL;
+}
+
+/* The text file's identity and path recorded in a valid index. */
+void ns_index_source(const void *mem, struct ns_file_id *src, const char **path)
+{
+	*src = header_of(mem)->source;
+	*path = (const char *)mem + NS_INDEX_HEADER_SIZE;
+}
+
+/* Counts in a valid index. */
+size_t ns_index_entry_count(const void *mem)
+{
+	const struct index_header *h = mem;
+
+	return h->record_count - h->broken_count;
+}
+
+size_t ns_index_broken_count(const void *mem)
+{
+	return header_of(mem)->broken_count;
+}
+
+static void record_to_nodeurl(const struct index_record *r, struct ns_nodeurl *u)
+{
+	memset(u, 0, sizeof *u);
+	u->family = (enum ns_addr_family)r->family;
+	memcpy(u->addr, r->addr, sizeof u->addr);
+	u->port = r->port;
+	/* Entries hold IP addresses only, so the host text is the address's own form. */
+	inet_ntop(u->family == NS_ADDR_IPV4 ? AF_INET : AF_INET6, r->addr, u->host, sizeof u->host);
+	u->has_id = (r->flags & FLAG_ID) != 0;
+	memcpy(u->id, r->u.node.id, sizeof u->id);
+	u->has_debounce = (r->flags & FLAG_DEBOUNCE) != 0;
+	u->debounce = r->debounce;
+	u->has_features = (r->flags & FLAG_FEATURES) != 0;
+	u->features = r->features;
+	u->noise_proto = r->noise_proto;
+	u->has_noise_pub = (r->flags & FLAG_NOISE_PUB) != 0;
+	memcpy(u->noise_pub, r->u.node.noise_pub, sizeof u->noise_pub);
+}
+
+/*
+ * Find key in a valid index.  On a hit *u is the entry and *line its line;
+ * on a broken entry *line and reason (NS_INDEX_REASON_MAX bytes) say why;
+ * a record that fails its checksum or does not match the slot is CORRUPT.
+ */
+enum ns_index_result ns_index_lookup(const void *mem, const struct ns_index_key *key,
+                                     struct ns_nodeurl *u, unsigned *line, char *reason)
+{
+	const struct index_header *h = mem;
+	const uint32_t *slots = slots_of(mem);
+	const struct index_record *records = records_of(mem), *r;
+	uint64_t hash = key_hash(key, h->seed), mask = h->slot_count - 1, i, probes;
+	uint32_t index;
+	unsigned tag = slot_tag(hash);
+
+	/* Validation bounded the fill to one half, so an empty slot is always found. */
+	for (i = hash & mask, probes = 0; probes <= mask; i = (i + 1) & mask, probes++) {
+		uint32_t slot = slots[i];
+
+		if (slot == 0)
+			return NS_INDEX_MISS;
+		if (slot >> SLOT_TAG_SHIFT != tag)
+			continue;
+		index = (slot & SLOT_INDEX_MASK) - 1;
+		if (index >= h->record_count)
+			return NS_INDEX_CORRUPT;
+		r = &records[index];
+		if (r->check != record_check(r, h->seed, index))
+			return NS_INDEX_CORRUPT;
+		if (!record_matches(r, key))
+			continue;
+		*line = r->line;
+		if (r->kind == KIND_BROKEN) {
+			memcpy(reason, r->u.reason, NS_INDEX_REASON_MAX);
+			reason[NS_INDEX_REASON_MAX - 1] = '\0';
+			return NS_INDEX_BROKEN;
+		}
+		if (r->kind != KIND_ENTRY)
+			return NS_INDEX_CORRUPT;
+		record_to_nodeurl(r, u);
+		return NS_INDEX_HIT;
+	}
+	return NS_INDEX_CORRUPT;
+}

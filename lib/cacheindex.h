@@ -1,0 +1,124 @@
+/*
+ * The compiled NodeURL cache index: one read-only block of memory (a file
+ * mapped with mmap, or an anonymous mapping of the same bytes) that every
+ * process on the host can share through the page cache.
+ *
+ * Layout, all integers in host byte order (an index never leaves the host):
+ *
+ *   header   INDEX_HEADER_SIZE bytes: magic, version, sizes, a random hash
+ *            seed, the identity of the text file it was compiled from
+ *            (dev, ino, size, mtime in ns) and one checksum over the
+ *            header, the source path and the slot table
+ *   path     the text file's path as given, NUL-terminated, padded
+ *   slots    slot_count (a power of two) 32-bit slots, open addressing with
+ *            linear probing: 0 is empty, else the top 8 bits are a tag
+ *            taken from the key's hash and the low 24 bits record index + 1
+ *   records  record_count records of NS_INDEX_RECORD_SIZE bytes, each
+ *            carrying its own checksum, checked whenever a lookup reads it
+ *
+ * A key is (family, address, port) with IPv4-mapped IPv6 folded to IPv4.
+ * A lookup of an absent key reads one slot cache line (the table is at
+ * most half full, and the tag rules out nearly every occupied slot); a hit
+ * adds its record's two cache lines.  A record is an entry (a NodeURL the
+ * shim can use) or a broken entry: a line whose address and port parse but
+ * whose other parameters do not, kept with its line number and reason so
+ * that connects to it fail closed.
+ *
+ * Validation (ns_index_validate) checks everything except the records in
+ * O(slot table) time; record checksums are checked on use, and a record
+ * that fails is reported as corrupt, never used.
+ */
+#ifndef NOISESHIM_CACHEINDEX_H
+#define NOISESHIM_CACHEINDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nodeurl.h"
+
+enum {
+	NS_INDEX_VERSION = 1,
+	NS_INDEX_HEADER_SIZE = 128,
+	NS_INDEX_RECORD_SIZE = 128,
+	NS_INDEX_MAX_ENTRIES = (1 << 24) - 1, /* what the 24-bit record field can name */
+	NS_INDEX_REASON_MAX = 64,             /* a broken entry's reason, NUL included */
+	NS_INDEX_PATH_MAX = 4096,
+};
+
+/* What identifies one version of the text file: a rename, rewrite or touch changes it. */
+struct ns_file_id {
+	uint64_t dev;
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_sec;
+	int64_t mtime_nsec;
+};
+
+/* A key as the index hashes it. */
+struct ns_index_key {
+	uint8_t addr[16]; /* IPv4: first 4 bytes, rest zero */
+	uint16_t port;
+	uint8_t family;   /* NS_ADDR_IPV4 or NS_ADDR_IPV6 */
+};
+
+/* Fill *k for an address; an IPv4-mapped IPv6 address gets its IPv4 key. */
+void ns_index_make_key(struct ns_index_key *k, enum ns_addr_family family, const uint8_t *addr,
+                       uint16_t port);
+
+/* Bytes a build of at most max_entries entries from source path may need. */
+size_t ns_index_max_size(size_t max_entries, const char *path);
+
+/* An index being written into caller-provided, zeroed memory. */
+struct ns_index_builder {
+	uint8_t *base;
+	size_t cap;
+	uint64_t slot_count;
+	uint64_t record_count;
+	uint64_t broken_count;
+	uint64_t seed;
+	size_t records_offset;
+};
+
+/*
+ * Start an index of at most max_entries in mem (cap bytes, zeroed, at least
+ * ns_index_max_size), for the text file path whose identity is *src.
+ * -1 if max_entries or path is too big.
+ */
+int ns_index_begin(struct ns_index_builder *b, void *mem, size_t cap, size_t max_entries,
+                   const char *path, const struct ns_file_id *src, uint64_t seed);
+
+/*
+ * Add an entry, or (reason != NULL) a broken entry for u's address and port
+ * only.  Returns 0 if added, else the line number of the earlier entry with
+ * the same key (which is kept); -1 if the builder is full.
+ */
+long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsigned line,
+                  const char *reason);
+
+/* Write the header and checksum; returns the index's size in bytes. */
+size_t ns_index_finish(struct ns_index_builder *b);
+
+/* Check a whole index held in len bytes of mem; NULL if valid, else why not. */
+const char *ns_index_validate(const void *mem, size_t len);
+
+/* Bytes at the start of a valid index read by validation: header, path and slot table. */
+size_t ns_index_checked_size(const void *mem);
+
+/* The text file's identity and path recorded in a valid index. */
+void ns_index_source(const void *mem, struct ns_file_id *src, const char **path);
+
+/* Counts in a valid index. */
+size_t ns_index_entry_count(const void *mem);
+size_t ns_index_broken_count(const void *mem);
+
+enum ns_index_result { NS_INDEX_MISS, NS_INDEX_HIT, NS_INDEX_BROKEN, NS_INDEX_CORRUPT };
+
+/*
+ * Find key in a valid index.  On a hit *u is the entry and *line its line;
+ * on a broken entry *line and reason (NS_INDEX_REASON_MAX bytes) say why;
+ * a record that fails its checksum or does not match the slot is CORRUPT.
+ */
+enum ns_index_result ns_index_lookup(const void *mem, const struct ns_index_key *key,
+                                     struct ns_nodeurl *u, unsigned *line, char *reason);
+
+#endif
