@@ -37,9 +37,10 @@ INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
+CACHE_PROBE  := $(BUILD)/tests/cache_probe
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
-        bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
+.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-cache test-server test-tfo sanitize \
+        bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
 $(BUILD)/%.o: %.c
@@ -81,6 +82,11 @@ $(CLIENT_MODES): tests/integration/client_modes.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
+# The cache tests' and benchmark's connecting program: plain libc, like client_modes.
+$(CACHE_PROBE): tests/integration/cache_probe.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -94,7 +100,7 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke
+test: test-unit test-cli test-interop test-client test-cache test-server test-netns test-tfo test-bench-smoke
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -111,6 +117,10 @@ test-interop: $(INTEROP_C) $(GOPEER)
 test-client: all $(GOPEER) $(CLIENT_MODES)
 	tests/integration/client.sh $(CLIENT_SO) $(GOPEER) $(CLIENT_MODES) $(CLI)
 
+# The compiled cache under the client shim: sharing, replacement under load, fail closed.
+test-cache: all $(CACHE_PROBE)
+	tests/integration/cache.sh $(CLIENT_SO) $(CACHE_PROBE) $(CLI)
+
 # Unmodified servers under the accept shim: http.server, redis, nginx, a Go
 # initiator, replays, hostile input, 1,000 connections.
 test-server: all $(GOPEER)
@@ -126,7 +136,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo
+	    test-unit test-cli test-interop test-client test-cache test-server test-tfo
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
@@ -144,6 +154,10 @@ bench-handshake: all
 
 bench-overhead: all
 	bench/overhead.sh --build $(BUILD)
+
+# The NodeURL cache at 100k and 1M entries: build, first connect, memory, lookup cost, reload.
+bench-cache: all $(CACHE_PROBE)
+	bench/cache.sh --build $(BUILD)
 
 test-bench-smoke: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)

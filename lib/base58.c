@@ -5,8 +5,10 @@
  */
 #include "base58.h"
 
+#include <pthread.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 static const char ALPHABET[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
@@ -141,14 +143,37 @@ enum ns_base58_status ns_base58_decode(const char *in, size_t inlen, uint8_t *ou
 	return NS_BASE58_OK;
 }
 
+/*
+ * OpenSSL's SHA-256 uses the CPU's SHA instructions, three times as fast
+ * as libsodium's on the short inputs here: a cache of a million lines
+ * checks four million of them.  Fetched once; looking it up per call would
+ * cost more than the hash.
+ */
+static EVP_MD *openssl_sha256;
+static pthread_once_t openssl_sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_openssl_sha256(void)
+{
+	openssl_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* SHA256(data) into out; libsodium's if OpenSSL has no SHA-256 to give (a restricted provider). */
+static void sha256(const uint8_t *data, size_t len, uint8_t out[crypto_hash_sha256_BYTES])
+{
+	pthread_once(&openssl_sha256_once, fetch_openssl_sha256);
+	if (openssl_sha256 != NULL && EVP_Digest(data, len, out, NULL, openssl_sha256, NULL) == 1)
+		return;
+	/* SHA-256 has no CPU dispatch in libsodium, so it needs no sodium_init(). */
+	crypto_hash_sha256(out, data, len);
+}
+
 /* The base58check checksum: the first 4 bytes of SHA256(SHA256(data)). */
 static void checksum(const uint8_t *data, size_t len, uint8_t sum[CHECKSUM_LEN])
 {
 	uint8_t hash[crypto_hash_sha256_BYTES];
 
-	/* SHA-256 has no CPU dispatch in libsodium, so it needs no sodium_init(). */
-	crypto_hash_sha256(hash, data, len);
-	crypto_hash_sha256(hash, hash, sizeof hash);
+	sha256(data, len, hash);
+	sha256(hash, sizeof hash, hash);
 	memcpy(sum, hash, CHECKSUM_LEN);
 }
 

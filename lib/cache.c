@@ -546,10 +546,11 @@ static int dir_writable(const char *file)
 }
 
 /*
- * Make the per-user directory if needed; it must be ours and closed to
- * others, or an index there could be planted.  -1 (errno set) if not.
+ * Check the per-user directory, made first if create is set: it must be
+ * ours and closed to others, or an index there could be planted.  -1
+ * (errno set) if not.
  */
-static int ensure_private_dir(void)
+static int private_dir_trusted(int create)
 {
 	char dir[PATH_MAX];
 	struct stat st;
@@ -558,7 +559,7 @@ static int ensure_private_dir(void)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+	if (create && mkdir(dir, 0700) != 0 && errno != EEXIST)
 		return -1;
 	if (lstat(dir, &st) != 0)
 		return -1;
@@ -744,7 +745,7 @@ static struct ns_cache_table *build(const char *path, const struct source *src, 
 	*in_memory = 0;
 	for (int i = 0; i < PLACES; i++) {
 		if (p.path[i][0] == '\0' || (i == PLACE_BESIDE && !beside_ok) ||
-		    (i == PLACE_PRIVATE && ensure_private_dir() != 0))
+		    (i == PLACE_PRIVATE && private_dir_trusted(1) != 0))
 			continue;
 		t = write_index_file(p.path[i], src, path, fn, ctx);
 		if (t != NULL) {
@@ -776,7 +777,7 @@ static struct ns_cache_table *load_index(const char *path, const struct ns_file_
 	*in_memory = 0;
 	find_places(path, &p);
 	for (int i = 0; want != NULL && i < PLACES; i++) {
-		if (p.path[i][0] == '\0')
+		if (p.path[i][0] == '\0' || (i == PLACE_PRIVATE && private_dir_trusted(0) != 0))
 			continue;
 		t = map_index_file(p.path[i], want, &why);
 		if (t != NULL) {
