@@ -25,6 +25,10 @@ entries=100000
 # take as long as the rebuild, logged by the shim.
 max_connect_us=200000
 max_effect_ms=2000
+# Each thread pauses between connects, as a program that uses its
+# connections does; a loop that saturates both CPUs would mostly measure
+# how long the rebuild thread waits for a CPU.
+pause_us=200
 
 # Under `make sanitize` the shim links ASan, whose runtime must come first.
 shim_asan=$(ldd "$shim" 2>/dev/null | sed -n 's/^[[:space:]]*libasan\.so[^ ]* => \([^ ]*\) .*/\1/p' | head -n 1)
@@ -91,12 +95,12 @@ fi
 # --- the file is replaced while 4 threads connect ------------------------------
 # First the same loop with nothing to reload (an unrelated file is renamed): the baseline.
 : >"$scratch/unrelated"
-under "$shared" "$scratch/baseline.log" error loop 4 3000 127.0.0.1 "$port_canary" "$scratch/unrelated" "$scratch/unrelated2" \
+under "$shared" "$scratch/baseline.log" error loop 4 3000 "$pause_us" 127.0.0.1 "$port_canary" "$scratch/unrelated" "$scratch/unrelated2" \
 	>"$scratch/baseline.out"
 baseline_us=$(value max_us "$scratch/baseline.out")
 limit_us=$(awk -v b="${baseline_us:-0}" -v m="$max_connect_us" 'BEGIN { printf "%d", (2 * b > m ? 2 * b : m) }')
 gen "$scratch/shared/new" "$entries" 2 --broken "127.0.0.1:$port_canary"
-under "$shared" "$scratch/loop.log" debug loop 4 3000 127.0.0.1 "$port_canary" "$scratch/shared/new" "$shared" \
+under "$shared" "$scratch/loop.log" debug loop 4 3000 "$pause_us" 127.0.0.1 "$port_canary" "$scratch/shared/new" "$shared" \
 	>"$scratch/loop.out"
 connects=$(value connects "$scratch/loop.out") failures=$(value failures "$scratch/loop.out")
 max_after_us=$(value max_after_us "$scratch/loop.out") effect_ms=$(value effect_ms "$scratch/loop.out")

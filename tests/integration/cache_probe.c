@@ -7,9 +7,11 @@
  *       one connect(); prints first_connect_us, private_kb (Private_Clean +
  *       Private_Dirty added, from /proc/self/smaps_rollup) and result (ok or
  *       the errno name).  PORT 0 means the probe's own listener.
- *   cache_probe loop THREADS MS CANARY_HOST CANARY_PORT NEW_FILE CACHE_FILE
+ *   cache_probe loop THREADS MS PAUSE_US CANARY_HOST CANARY_PORT NEW_FILE CACHE_FILE
  *       THREADS threads connect to the probe's listener (an address in no
- *       cache) for MS ms; after a quarter of it NEW_FILE is renamed over
+ *       cache) for MS ms, pausing PAUSE_US between connects (as a program
+ *       that does something with its connections would; 0 saturates the
+ *       CPUs); after a quarter of it NEW_FILE is renamed over
  *       CACHE_FILE.  Each thread also tries the canary address, which the new
  *       file lists as a broken line, until that is refused (EACCES).  Prints
  *       connects, failures, max_us (longest connect), max_after_us (longest
@@ -174,6 +176,7 @@ struct loop {
 	struct sockaddr_storage canary;
 	socklen_t canary_len;
 	uint64_t end_ns;
+	useconds_t pause_us;
 	_Atomic uint64_t renamed_ns;   /* 0 until the rename */
 	_Atomic uint64_t refused_ns;   /* first EACCES from the canary after it */
 	atomic_long connects, failures;
@@ -215,12 +218,14 @@ static void *loop_thread(void *arg)
 
 			atomic_compare_exchange_strong(&l->refused_ns, &zero, now_ns());
 		}
+		if (l->pause_us > 0)
+			usleep(l->pause_us);
 	}
 	return NULL;
 }
 
-static int run_loop(int threads, long ms, const char *host, const char *port, const char *src,
-                    const char *dst)
+static int run_loop(int threads, long ms, long pause_us, const char *host, const char *port,
+                    const char *src, const char *dst)
 {
 	static struct loop l;
 	pthread_t t[MAX_THREADS];
@@ -232,6 +237,7 @@ static int run_loop(int threads, long ms, const char *host, const char *port, co
 	}
 	start_listener();
 	parse_addr(host, port, &l.canary, &l.canary_len);
+	l.pause_us = (useconds_t)pause_us;
 	start = now_ns();
 	l.end_ns = start + (uint64_t)ms * 1000000u;
 	for (int i = 0; i < threads; i++)
@@ -306,13 +312,14 @@ int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "first") == 0)
 		return run_first(argv[2], argv[3]);
-	if (argc == 8 && strcmp(argv[1], "loop") == 0)
-		return run_loop(atoi(argv[2]), atol(argv[3]), argv[4], argv[5], argv[6], argv[7]);
+	if (argc == 9 && strcmp(argv[1], "loop") == 0)
+		return run_loop(atoi(argv[2]), atol(argv[3]), atol(argv[4]), argv[5], argv[6], argv[7],
+		                argv[8]);
 	if (argc == 3 && strcmp(argv[1], "rate") == 0)
 		return run_rate(atol(argv[2]));
 	if (argc == 6 && strcmp(argv[1], "forkreload") == 0)
 		return run_forkreload(argv[2], argv[3], argv[4], argv[5]);
-	fprintf(stderr, "usage: cache_probe first HOST PORT | loop THREADS MS CANARY_HOST "
+	fprintf(stderr, "usage: cache_probe first HOST PORT | loop THREADS MS PAUSE_US CANARY_HOST "
 	        "CANARY_PORT NEW_FILE CACHE_FILE | rate MS | forkreload CANARY_HOST CANARY_PORT "
 	        "NEW_FILE CACHE_FILE\n");
 	return 2;
