@@ -10,7 +10,7 @@
 #   private     Private_Clean + Private_Dirty that first connect adds, from
 #               /proc/self/smaps_rollup, vs without the shim
 #   uncached    mean connect() time to an address in no cache, shim with the
-#               cache vs no shim (median of alternating rounds)
+#               cache vs no shim (median of 2N+1 alternating rounds, one core)
 #   replace     longest connect of 4 threads while the file is replaced and
 #               the index rebuilt, vs the same loop with nothing to reload
 #
@@ -28,7 +28,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=
 rounds=5
 sizes=100000,1000000
-rate_ms=1000
+rate_ms=700
+rate_cpu=1
 loop_threads=4
 loop_pause_us=200
 
@@ -48,12 +49,15 @@ cleanup() { [ -n "$work" ] && rm -rf "$work"; }
 
 value() { sed -n "s/^$1=//p" "$2"; }
 
-# shim CACHE LOG PROBE-ARGS...: the probe under the client shim.
+# shim CACHE LOG PROBE-ARGS...: the probe under the client shim.  PROBE-ARGS
+# may start with "taskset -c N"; taskset itself then runs under the shim too,
+# which costs it nothing (it connects nowhere).
 shim() {
 	local cache=$1 log=$2
 	shift 2
+	[ "$1" = taskset ] || set -- "$probe" "$@"
 	env LD_PRELOAD="$build/libnoiseshim.so" NOISESHIM_CACHE="$cache" NOISESHIM_LOG=debug \
-		NOISESHIM_LOG_FILE="$log" "$probe" "$@"
+		NOISESHIM_LOG_FILE="$log" "$@"
 }
 
 plain() { "$probe" "$@"; }
@@ -90,15 +94,15 @@ bench_size() {
 	priv_shim=$(value private_kb "$dir/first-shim" | median)
 	priv_plain=$(value private_kb "$dir/first-plain" | median)
 
-	# uncached connects, alternating which goes first.
+	# uncached connects, alternating which goes first, both on one core.
 	: >"$dir/rate-shim" ; : >"$dir/rate-plain"
-	for ((i = 0; i < rounds; i++)); do
+	for ((i = 0; i < 2 * rounds + 1; i++)); do
 		if ((i % 2)); then
-			plain rate "$rate_ms" >>"$dir/rate-plain"
-			shim "$dir/cache" "$dir/rate.log" rate "$rate_ms" >>"$dir/rate-shim"
+			taskset -c "$rate_cpu" "$probe" rate "$rate_ms" >>"$dir/rate-plain"
+			shim "$dir/cache" "$dir/rate.log" taskset -c "$rate_cpu" "$probe" rate "$rate_ms" >>"$dir/rate-shim"
 		else
-			shim "$dir/cache" "$dir/rate.log" rate "$rate_ms" >>"$dir/rate-shim"
-			plain rate "$rate_ms" >>"$dir/rate-plain"
+			shim "$dir/cache" "$dir/rate.log" taskset -c "$rate_cpu" "$probe" rate "$rate_ms" >>"$dir/rate-shim"
+			taskset -c "$rate_cpu" "$probe" rate "$rate_ms" >>"$dir/rate-plain"
 		fi
 	done
 	rate_shim=$(value per_connect_ns "$dir/rate-shim" | median)
@@ -134,7 +138,7 @@ bench_size() {
 
 main() {
 	parse_args "$@"
-	bench_need python3 || exit 1
+	bench_need python3 taskset || exit 1
 	build=$(bench_build_dir "$build") || exit 1
 	probe=$build/tests/cache_probe
 	gen=$bench_root/tests/integration/cache_gen.py

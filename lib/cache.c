@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -32,6 +33,7 @@ enum {
 	DRAIN_POLL_US = 1000,       /* how often a retired index checks for its last reader */
 	DRAIN_LIMIT_POLLS = 10000,  /* after 10 s an index is leaked rather than unmapped */
 	TEMP_NAME_TRIES = 16,
+	RELOAD_NICE = 10,           /* the reload thread's priority below the program's */
 };
 
 struct ns_cache_table {
@@ -966,6 +968,11 @@ static void *reload_thread(void *arg)
 {
 	struct ns_cache *c = arg;
 
+	/*
+	 * The program's own threads come first: on a busy machine they would
+	 * otherwise wait for a CPU while this one compiles.  Best effort.
+	 */
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), RELOAD_NICE);
 	pthread_mutex_lock(&c->reload_lock);
 	reload_locked(c);
 	pthread_mutex_unlock(&c->reload_lock);
