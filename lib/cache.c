@@ -227,7 +227,7 @@ static size_t compile(void *mem, size_t cap, const struct source *src, const cha
 			goto too_big;
 		p = nl == NULL ? end : nl + 1;
 	}
-	return ns_index_finish(&b);
+	return ns_index_finish(&b, ld.problems);
 
 too_big:
 	report(fn, ctx, NS_CACHE_ERROR, name, 0, "more than %d lines, or a path of %d bytes or more: "
@@ -786,6 +786,12 @@ static struct ns_cache_table *load_index(const char *path, const struct ns_file_
 			report(fn, ctx, NS_CACHE_DEBUG, path, 0, "mapped index %s: %zu entries, "
 			       "%zu broken", p.path[i], ns_cache_table_count(t),
 			       ns_cache_table_broken(t));
+			/* Whoever compiled it saw each line; this process should hear of them too. */
+			if (ns_index_problem_count(t->mem) > 0)
+				report(fn, ctx, NS_CACHE_ERROR, path, 0, "%" PRIu64 " lines have "
+				       "problems (%zu of them fail closed); noiseshim cache check "
+				       "--cache %s lists them", ns_index_problem_count(t->mem),
+				       ns_cache_table_broken(t), path);
 			return t;
 		}
 		if (strcmp(why, "missing") != 0)

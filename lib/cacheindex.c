@@ -36,6 +36,7 @@ struct index_header {
 	uint64_t total_size;
 	uint64_t seed;
 	struct ns_file_id source;
+	uint64_t problem_lines;  /* reported while compiling, for processes that only map it */
 	uint64_t checksum;       /* computed with this field zero */
 };
 
@@ -338,11 +339,12 @@ long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsign
 	return 0;
 }
 
-/* Write the header and checksum; returns the index's size in bytes. */
-size_t ns_index_finish(struct ns_index_builder *b)
+/* Write the header (with how many lines had problems) and checksum; returns the size in bytes. */
+size_t ns_index_finish(struct ns_index_builder *b, uint64_t problem_lines)
 {
 	struct index_header *h = header_of(b->base);
 
+	h->problem_lines = problem_lines;
 	h->record_count = b->record_count;
 	h->broken_count = b->broken_count;
 	h->total_size = b->records_offset + b->record_count * NS_INDEX_RECORD_SIZE;
@@ -407,7 +409,7 @@ void ns_index_source(const void *mem, struct ns_file_id *src, const char **path)
 	*path = (const char *)mem + NS_INDEX_HEADER_SIZE;
 }
 
-/* Counts in a valid index. */
+/* Counts in a valid index: entries, broken entries, lines that were reported. */
 size_t ns_index_entry_count(const void *mem)
 {
 	const struct index_header *h = mem;
@@ -418,6 +420,11 @@ size_t ns_index_entry_count(const void *mem)
 size_t ns_index_broken_count(const void *mem)
 {
 	return header_of(mem)->broken_count;
+}
+
+uint64_t ns_index_problem_count(const void *mem)
+{
+	return header_of(mem)->problem_lines;
 }
 
 static void record_to_nodeurl(const struct index_record *r, struct ns_nodeurl *u)

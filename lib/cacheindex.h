@@ -5,9 +5,10 @@
  *
  * Layout, all integers in host byte order (an index never leaves the host):
  *
- *   header   INDEX_HEADER_SIZE bytes: magic, version, sizes, a random hash
- *            seed, the identity of the text file it was compiled from
- *            (dev, ino, size, mtime in ns) and one checksum over the
+ *   header   NS_INDEX_HEADER_SIZE bytes: magic, version, sizes, a random
+ *            hash seed, the identity of the text file it was compiled from
+ *            (dev, ino, size, mtime in ns), how many of its lines had
+ *            problems, and one checksum over the
  *            header, the source path and the slot table
  *   path     the text file's path as given, NUL-terminated, padded
  *   slots    slot_count (a power of two) 32-bit slots, open addressing with
@@ -95,8 +96,8 @@ int ns_index_begin(struct ns_index_builder *b, void *mem, size_t cap, size_t max
 long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsigned line,
                   const char *reason);
 
-/* Write the header and checksum; returns the index's size in bytes. */
-size_t ns_index_finish(struct ns_index_builder *b);
+/* Write the header (with how many lines had problems) and checksum; returns the size in bytes. */
+size_t ns_index_finish(struct ns_index_builder *b, uint64_t problem_lines);
 
 /* Check a whole index held in len bytes of mem; NULL if valid, else why not. */
 const char *ns_index_validate(const void *mem, size_t len);
@@ -107,9 +108,10 @@ size_t ns_index_checked_size(const void *mem);
 /* The text file's identity and path recorded in a valid index. */
 void ns_index_source(const void *mem, struct ns_file_id *src, const char **path);
 
-/* Counts in a valid index. */
+/* Counts in a valid index: entries, broken entries, lines that were reported. */
 size_t ns_index_entry_count(const void *mem);
 size_t ns_index_broken_count(const void *mem);
+uint64_t ns_index_problem_count(const void *mem);
 
 enum ns_index_result { NS_INDEX_MISS, NS_INDEX_HIT, NS_INDEX_BROKEN, NS_INDEX_CORRUPT };
 

@@ -175,6 +175,12 @@ if [ "$(value result "$scratch/other.out")" = ok ] && ! grep -qs "refused" "$scr
 else
 	fail "broken: an address in no line still connects" "$(cat "$scratch/other.out" "$scratch/other.log" | head -c 400)"
 fi
+# A process that maps the index another compiled still hears that the cache has problems.
+if grep -q "error: $small: 2 lines have problems (1 of them fail closed)" "$scratch/other.log" 2>/dev/null; then
+	pass "broken: a process that only maps the index logs that lines have problems"
+else
+	fail "broken: a process that only maps the index logs that lines have problems" "$(head -c 400 "$scratch/other.log" 2>/dev/null)"
+fi
 under "$small" "$scratch/good.log" error first 127.0.0.1 "$port_good" >"$scratch/good.out"
 if [ "$(value result "$scratch/good.out")" != EACCES ] && ! grep -qs "refused" "$scratch/good.log"; then
 	pass "broken: a good line's address is not refused"

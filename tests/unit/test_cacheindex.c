@@ -505,7 +505,7 @@ static void test_validate_rejects_short_memory(void **state)
 	assert_int_equal(ns_index_begin(&b, mem, cap, 4, "x", &id, 99), 0);
 	assert_int_equal(ns_index_add(&b, &u, 1, NULL), 0);
 	assert_int_equal(ns_index_add(&b, &u, 2, NULL), 1);
-	len = ns_index_finish(&b);
+	len = ns_index_finish(&b, 0);
 	assert_null(ns_index_validate(mem, len));
 	assert_non_null(ns_index_validate(mem, len - 1));
 	assert_non_null(ns_index_validate(mem, len + NS_INDEX_RECORD_SIZE));
