@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +27,8 @@
 enum {
 	RANDOM_LINES = 3000,
 	RANDOM_ROUNDS = 4,
+	REBUILDERS = 4,
+	REBUILDS_EACH = 3,
 	ABSENT_PROBES = 2000,
 	LOG_MAX = 8192,
 };
@@ -322,6 +326,60 @@ static void test_random_caches_agree_with_model(void **state)
 	}
 }
 
+static void ignore(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
+                   const char *reason)
+{
+}
+
+/* Several processes rebuilding at once leave one valid index and no temporary files. */
+static void test_concurrent_rebuilders(void **state)
+{
+	struct fixture *f = *state;
+	static struct model m;
+	struct ns_cache *c;
+	struct dirent *d;
+	size_t len, files = 0;
+	char *text;
+	DIR *dir;
+
+	srand(777);
+	text = random_cache(&m, &len);
+	write_file(f->path, text, len);
+	free(text);
+	for (int i = 0; i < REBUILDERS; i++) {
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			size_t entries, broken;
+
+			for (int j = 0; j < REBUILDS_EACH; j++)
+				if (ns_cache_index_update(f->path, ignore, NULL, &entries, &broken) != 0 ||
+				    entries != m.entries || broken != m.broken)
+					_exit(1);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < REBUILDERS; i++) {
+		int status;
+
+		assert_true(wait(&status) > 0);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	c = ns_cache_open(f->path, collect, f);
+	if (strstr(f->log, "mapped index") == NULL || strstr(f->log, "built index") != NULL)
+		fail_msg("expected the rebuilders' index to be mapped as it is:\n%s", f->log);
+	expect_model(&m, f->path, in_watcher, c);
+	ns_cache_close(c);
+	dir = opendir(f->dir);
+	assert_non_null(dir);
+	while ((d = readdir(dir)) != NULL)
+		if (d->d_name[0] != '.')
+			files++;
+	closedir(dir);
+	assert_int_equal(files, 2); /* the cache and its index */
+}
+
 static const char SMALL[] = "127.0.0.1:7777?noise_pub=14N7s89T436KFPmWgbYtPSNergNUhPRDfDhudzwhrgSfzNFjvy\n"
                             "[2001:db8::1]:7777?noise_pub=14N7s89T436KFPmWgbYtPSNergNUhPRDfDhudzwhrgSfzNFjvy\n";
 
@@ -519,6 +577,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_random_caches_agree_with_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_maps_without_building, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_rebuilders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_index_is_rebuilt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_slot_table_is_rebuilt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_version_or_magic_is_rebuilt, setup, teardown),
