@@ -627,12 +627,6 @@ static struct ns_cache_table *map_index_file(const char *path, const struct ns_f
 	*why = "compiled from another version of the text file";
 	if (!same_id(&src, want))
 		goto err2;
-	/*
-	 * Validation read the whole slot table; drop those pages from this
-	 * process (they stay in the page cache) so that it only keeps what its
-	 * own lookups touch.
-	 */
-	madvise(mem, ns_index_checked_size(mem), MADV_DONTNEED);
 	*why = "out of memory";
 	t = table_of(mem, (size_t)st.st_size, (size_t)st.st_size);
 	if (t == NULL)

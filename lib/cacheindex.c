@@ -13,7 +13,8 @@ static const char MAGIC[8] = { 'N', 'S', 'C', 'I', 'D', 'X', '\r', '\n' };
 enum {
 	SLOT_TAG_SHIFT = 24,
 	SLOT_INDEX_MASK = (1u << SLOT_TAG_SHIFT) - 1,
-	MIN_SLOTS = 16,
+	BUCKET_SLOTS = 15,         /* and one check word: a bucket is a 64-byte cache line */
+	MIN_BUCKETS = 2,
 	PATH_ALIGN = 64,
 	RECORDS_ALIGN = NS_INDEX_RECORD_SIZE,
 	KIND_ENTRY = 1,
@@ -30,7 +31,7 @@ struct index_header {
 	uint32_t header_size;
 	uint32_t record_size;
 	uint32_t path_size;      /* bytes of the path area, padded */
-	uint64_t slot_count;
+	uint64_t bucket_count;
 	uint64_t record_count;
 	uint64_t broken_count;
 	uint64_t total_size;
@@ -64,7 +65,14 @@ struct index_record {
 	uint8_t unused3[16];
 };
 
+/* One cache line of the slot table, checked whenever a lookup reads it. */
+struct index_bucket {
+	uint32_t slot[BUCKET_SLOTS];
+	uint32_t check;
+};
+
 _Static_assert(sizeof(struct index_header) <= NS_INDEX_HEADER_SIZE, "header fits");
+_Static_assert(sizeof(struct index_bucket) == 64, "a bucket is one cache line");
 _Static_assert(sizeof(struct index_record) == NS_INDEX_RECORD_SIZE, "record size");
 
 static const uint8_t V4_MAPPED_PREFIX[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
@@ -117,10 +125,9 @@ static uint64_t key_hash(const struct ns_index_key *k, uint64_t seed)
 }
 
 /*
- * Checksum over blocks of 32 bytes: four independent lanes, so the slot
- * table of a million entries (8 MB) is checked in about a millisecond.  It
- * detects accidents (truncation, a stray write, a half-written file), not
- * forgery: who can write the index can write the text file too.
+ * Checksum over blocks of 32 bytes, four independent lanes.  It detects
+ * accidents (truncation, a stray write, a half-written file), not forgery:
+ * who can write the index can write the text file too.
  */
 struct sum_state {
 	uint64_t lane[4];
@@ -155,7 +162,7 @@ static uint64_t sum_final(const struct sum_state *s)
 	             rotl64(s->lane[3], 18) + s->len);
 }
 
-/* The header checksum: the header with its checksum field zero, then path and slots. */
+/* The header checksum: the header with its checksum field zero, then the path. */
 static uint64_t index_checksum(const void *mem)
 {
 	const struct index_header *h = mem;
@@ -168,7 +175,7 @@ static uint64_t index_checksum(const void *mem)
 	memcpy(head, &zeroed, sizeof zeroed);
 	sum_init(&s, h->seed);
 	sum_update(&s, head, sizeof head);
-	sum_update(&s, (const uint8_t *)mem + sizeof head, ns_index_checked_size(mem) - sizeof head);
+	sum_update(&s, (const uint8_t *)mem + sizeof head, h->path_size);
 	return sum_final(&s);
 }
 
@@ -177,12 +184,12 @@ static size_t path_area_size(const char *path)
 	return (strlen(path) + 1 + PATH_ALIGN - 1) / PATH_ALIGN * PATH_ALIGN;
 }
 
-static uint64_t slots_for(size_t max_entries)
+static uint64_t buckets_for(size_t max_entries)
 {
-	uint64_t n = MIN_SLOTS;
+	uint64_t n = MIN_BUCKETS;
 
-	/* At most half full: a lookup of an absent key rarely probes past one cache line. */
-	while (n < 2 * (uint64_t)max_entries)
+	/* At most half full: a bucket is almost never full, so a miss reads one cache line. */
+	while (n * BUCKET_SLOTS < 2 * (uint64_t)max_entries)
 		n *= 2;
 	return n;
 }
@@ -192,16 +199,16 @@ static size_t align_up(size_t v, size_t to)
 	return (v + to - 1) / to * to;
 }
 
-static size_t records_offset(uint64_t slot_count, size_t path_size)
+static size_t records_offset(uint64_t bucket_count, size_t path_size)
 {
-	return align_up(NS_INDEX_HEADER_SIZE + path_size + slot_count * sizeof(uint32_t),
+	return align_up(NS_INDEX_HEADER_SIZE + path_size + bucket_count * sizeof(struct index_bucket),
 	                RECORDS_ALIGN);
 }
 
 /* Bytes a build of at most max_entries entries from source path may need. */
 size_t ns_index_max_size(size_t max_entries, const char *path)
 {
-	return records_offset(slots_for(max_entries), path_area_size(path)) +
+	return records_offset(buckets_for(max_entries), path_area_size(path)) +
 	       max_entries * NS_INDEX_RECORD_SIZE;
 }
 
@@ -210,18 +217,31 @@ static struct index_header *header_of(const void *mem)
 	return (struct index_header *)mem;
 }
 
-static uint32_t *slots_of(const void *mem)
+static struct index_bucket *buckets_of(const void *mem)
 {
 	const struct index_header *h = mem;
 
-	return (uint32_t *)((uint8_t *)mem + NS_INDEX_HEADER_SIZE + h->path_size);
+	/* The path area is a multiple of 64 bytes, so buckets sit on cache lines. */
+	return (struct index_bucket *)((uint8_t *)mem + NS_INDEX_HEADER_SIZE + h->path_size);
 }
 
 static struct index_record *records_of(const void *mem)
 {
 	const struct index_header *h = mem;
 
-	return (struct index_record *)((uint8_t *)mem + records_offset(h->slot_count, h->path_size));
+	return (struct index_record *)((uint8_t *)mem + records_offset(h->bucket_count, h->path_size));
+}
+
+/* A bucket's checksum binds it to its position, like a record's. */
+static uint32_t bucket_check(const struct index_bucket *bucket, uint64_t seed, uint64_t index)
+{
+	struct index_bucket copy = *bucket;
+	struct sum_state s;
+
+	copy.check = 0;
+	sum_init(&s, seed ^ mix64(~index));
+	sum_update(&s, &copy, sizeof copy);
+	return (uint32_t)sum_final(&s);
 }
 
 /* A record's checksum binds it to its position, so a record copied elsewhere fails. */
@@ -252,18 +272,18 @@ int ns_index_begin(struct ns_index_builder *b, void *mem, size_t cap, size_t max
 	memset(b, 0, sizeof *b);
 	b->base = mem;
 	b->cap = cap;
-	b->slot_count = slots_for(max_entries);
+	b->bucket_count = buckets_for(max_entries);
 	b->seed = seed;
 	memcpy(h->magic, MAGIC, sizeof MAGIC);
 	h->version = NS_INDEX_VERSION;
 	h->header_size = NS_INDEX_HEADER_SIZE;
 	h->record_size = NS_INDEX_RECORD_SIZE;
 	h->path_size = (uint32_t)path_area_size(path);
-	h->slot_count = b->slot_count;
+	h->bucket_count = b->bucket_count;
 	h->seed = seed;
 	h->source = *src;
 	memcpy((char *)mem + NS_INDEX_HEADER_SIZE, path, strlen(path) + 1);
-	b->records_offset = records_offset(b->slot_count, h->path_size);
+	b->records_offset = records_offset(b->bucket_count, h->path_size);
 	return 0;
 }
 
@@ -309,24 +329,31 @@ long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsign
                   const char *reason)
 {
 	struct index_record *records = (struct index_record *)(b->base + b->records_offset);
-	uint32_t *slots = (uint32_t *)(b->base + NS_INDEX_HEADER_SIZE + header_of(b->base)->path_size);
+	struct index_bucket *buckets = buckets_of(b->base), *bucket;
 	struct ns_index_key key;
-	uint64_t hash, mask = b->slot_count - 1, i;
+	uint64_t hash, mask = b->bucket_count - 1, i;
+	uint32_t *free_slot = NULL;
 	unsigned tag;
 
 	ns_index_make_key(&key, u->family, u->addr, u->port);
 	hash = key_hash(&key, b->seed);
 	tag = slot_tag(hash);
-	for (i = hash & mask;; i = (i + 1) & mask) {
-		uint32_t slot = slots[i];
+	for (i = hash & mask; free_slot == NULL; i = (i + 1) & mask) {
+		bucket = &buckets[i];
+		for (unsigned j = 0; j < BUCKET_SLOTS; j++) {
+			uint32_t slot = bucket->slot[j];
 
-		if (slot == 0)
-			break;
-		if (slot >> SLOT_TAG_SHIFT == tag &&
-		    record_matches(&records[(slot & SLOT_INDEX_MASK) - 1], &key))
-			return records[(slot & SLOT_INDEX_MASK) - 1].line;
+			if (slot == 0) {
+				free_slot = &bucket->slot[j];
+				break;
+			}
+			if (slot >> SLOT_TAG_SHIFT == tag &&
+			    record_matches(&records[(slot & SLOT_INDEX_MASK) - 1], &key))
+				return records[(slot & SLOT_INDEX_MASK) - 1].line;
+		}
 	}
-	if (b->record_count + 1 > NS_INDEX_MAX_ENTRIES || 2 * (b->record_count + 1) > b->slot_count ||
+	if (b->record_count + 1 > NS_INDEX_MAX_ENTRIES ||
+	    2 * (b->record_count + 1) > b->bucket_count * BUCKET_SLOTS ||
 	    b->records_offset + (b->record_count + 1) * NS_INDEX_RECORD_SIZE > b->cap)
 		return -1;
 	fill_record(&records[b->record_count], &key, u, line, reason);
@@ -335,7 +362,7 @@ long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsign
 	b->record_count++;
 	if (reason != NULL)
 		b->broken_count++;
-	slots[i] = (uint32_t)tag << SLOT_TAG_SHIFT | (uint32_t)b->record_count;
+	*free_slot = (uint32_t)tag << SLOT_TAG_SHIFT | (uint32_t)b->record_count;
 	return 0;
 }
 
@@ -345,19 +372,13 @@ size_t ns_index_finish(struct ns_index_builder *b, uint64_t problem_lines)
 	struct index_header *h = header_of(b->base);
 
 	h->problem_lines = problem_lines;
+	for (uint64_t i = 0; i < b->bucket_count; i++)
+		buckets_of(b->base)[i].check = bucket_check(&buckets_of(b->base)[i], b->seed, i);
 	h->record_count = b->record_count;
 	h->broken_count = b->broken_count;
 	h->total_size = b->records_offset + b->record_count * NS_INDEX_RECORD_SIZE;
 	h->checksum = index_checksum(b->base);
 	return h->total_size;
-}
-
-/* Bytes at the start of a valid index read by validation: header, path and slot table. */
-size_t ns_index_checked_size(const void *mem)
-{
-	const struct index_header *h = mem;
-
-	return NS_INDEX_HEADER_SIZE + h->path_size + h->slot_count * sizeof(uint32_t);
 }
 
 /* The header's own fields, and that len bytes are exactly what they describe. */
@@ -373,13 +394,14 @@ static const char *check_header(const struct index_header *h, size_t len)
 		return "header or record size does not match this version";
 	if (h->path_size == 0 || h->path_size % PATH_ALIGN != 0 || h->path_size > NS_INDEX_PATH_MAX)
 		return "bad path size";
-	if (h->slot_count < MIN_SLOTS || (h->slot_count & (h->slot_count - 1)) != 0 ||
-	    h->slot_count > 2 * (uint64_t)(NS_INDEX_MAX_ENTRIES + 1))
-		return "bad slot count";
-	if (h->record_count > NS_INDEX_MAX_ENTRIES || 2 * h->record_count > h->slot_count ||
+	if (h->bucket_count < MIN_BUCKETS || (h->bucket_count & (h->bucket_count - 1)) != 0 ||
+	    h->bucket_count > buckets_for(NS_INDEX_MAX_ENTRIES))
+		return "bad bucket count";
+	if (h->record_count > NS_INDEX_MAX_ENTRIES ||
+	    2 * h->record_count > h->bucket_count * BUCKET_SLOTS ||
 	    h->broken_count > h->record_count)
 		return "bad record count";
-	if (h->total_size != records_offset(h->slot_count, h->path_size) +
+	if (h->total_size != records_offset(h->bucket_count, h->path_size) +
 	                             h->record_count * NS_INDEX_RECORD_SIZE)
 		return "sizes in the header do not add up";
 	if (h->total_size != len)
@@ -387,7 +409,7 @@ static const char *check_header(const struct index_header *h, size_t len)
 	return NULL;
 }
 
-/* Check a whole index held in len bytes of mem; NULL if valid, else why not. */
+/* Check the header of the index held in len bytes of mem; NULL if valid, else why not. */
 const char *ns_index_validate(const void *mem, size_t len)
 {
 	const struct index_header *h = mem;
@@ -449,44 +471,50 @@ static void record_to_nodeurl(const struct index_record *r, struct ns_nodeurl *u
 /*
  * Find key in a valid index.  On a hit *u is the entry and *line its line;
  * on a broken entry *line and reason (NS_INDEX_REASON_MAX bytes) say why;
- * a record that fails its checksum or does not match the slot is CORRUPT.
+ * a bucket or record that fails its checksum makes it CORRUPT.
  */
 enum ns_index_result ns_index_lookup(const void *mem, const struct ns_index_key *key,
                                      struct ns_nodeurl *u, unsigned *line, char *reason)
 {
 	const struct index_header *h = mem;
-	const uint32_t *slots = slots_of(mem);
+	const struct index_bucket *buckets = buckets_of(mem), *bucket;
 	const struct index_record *records = records_of(mem), *r;
-	uint64_t hash = key_hash(key, h->seed), mask = h->slot_count - 1, i, probes;
+	uint64_t hash = key_hash(key, h->seed), mask = h->bucket_count - 1, i, probes;
 	uint32_t index;
 	unsigned tag = slot_tag(hash);
 
 	/* Validation bounded the fill to one half, so an empty slot is always found. */
 	for (i = hash & mask, probes = 0; probes <= mask; i = (i + 1) & mask, probes++) {
-		uint32_t slot = slots[i];
+		bucket = &buckets[i];
+		/* A damaged bucket could hide an entry: that must not read as a miss. */
+		if (bucket->check != bucket_check(bucket, h->seed, i))
+			return NS_INDEX_CORRUPT;
+		for (unsigned j = 0; j < BUCKET_SLOTS; j++) {
+			uint32_t slot = bucket->slot[j];
 
-		if (slot == 0)
-			return NS_INDEX_MISS;
-		if (slot >> SLOT_TAG_SHIFT != tag)
-			continue;
-		index = (slot & SLOT_INDEX_MASK) - 1;
-		if (index >= h->record_count)
-			return NS_INDEX_CORRUPT;
-		r = &records[index];
-		if (r->check != record_check(r, h->seed, index))
-			return NS_INDEX_CORRUPT;
-		if (!record_matches(r, key))
-			continue;
-		*line = r->line;
-		if (r->kind == KIND_BROKEN) {
-			memcpy(reason, r->u.reason, NS_INDEX_REASON_MAX);
-			reason[NS_INDEX_REASON_MAX - 1] = '\0';
-			return NS_INDEX_BROKEN;
+			if (slot == 0)
+				return NS_INDEX_MISS;
+			if (slot >> SLOT_TAG_SHIFT != tag)
+				continue;
+			index = (slot & SLOT_INDEX_MASK) - 1;
+			if (index >= h->record_count)
+				return NS_INDEX_CORRUPT;
+			r = &records[index];
+			if (r->check != record_check(r, h->seed, index))
+				return NS_INDEX_CORRUPT;
+			if (!record_matches(r, key))
+				continue;
+			*line = r->line;
+			if (r->kind == KIND_BROKEN) {
+				memcpy(reason, r->u.reason, NS_INDEX_REASON_MAX);
+				reason[NS_INDEX_REASON_MAX - 1] = '\0';
+				return NS_INDEX_BROKEN;
+			}
+			if (r->kind != KIND_ENTRY)
+				return NS_INDEX_CORRUPT;
+			record_to_nodeurl(r, u);
+			return NS_INDEX_HIT;
 		}
-		if (r->kind != KIND_ENTRY)
-			return NS_INDEX_CORRUPT;
-		record_to_nodeurl(r, u);
-		return NS_INDEX_HIT;
 	}
 	return NS_INDEX_CORRUPT;
 }

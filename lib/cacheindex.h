@@ -8,26 +8,30 @@
  *   header   NS_INDEX_HEADER_SIZE bytes: magic, version, sizes, a random
  *            hash seed, the identity of the text file it was compiled from
  *            (dev, ino, size, mtime in ns), how many of its lines had
- *            problems, and one checksum over the
- *            header, the source path and the slot table
- *   path     the text file's path as given, NUL-terminated, padded
- *   slots    slot_count (a power of two) 32-bit slots, open addressing with
- *            linear probing: 0 is empty, else the top 8 bits are a tag
- *            taken from the key's hash and the low 24 bits record index + 1
- *   records  record_count records of NS_INDEX_RECORD_SIZE bytes, each
- *            carrying its own checksum, checked whenever a lookup reads it
+ *            problems, and a checksum over the header and path
+ *   path     the text file's path as given, NUL-terminated, padded to 64
+ *   buckets  bucket_count (a power of two) buckets of one 64-byte cache
+ *            line: 15 slots of 32 bits and a checksum of the bucket.  A
+ *            slot is 0 when empty, else an 8-bit tag from the key's hash
+ *            over 24 bits of record index + 1.  Open addressing, linear
+ *            probing from bucket to bucket.
+ *   records  record_count records of NS_INDEX_RECORD_SIZE bytes (two cache
+ *            lines), each with its own checksum
  *
  * A key is (family, address, port) with IPv4-mapped IPv6 folded to IPv4.
- * A lookup of an absent key reads one slot cache line (the table is at
- * most half full, and the tag rules out nearly every occupied slot); a hit
- * adds its record's two cache lines.  A record is an entry (a NodeURL the
- * shim can use) or a broken entry: a line whose address and port parse but
- * whose other parameters do not, kept with its line number and reason so
- * that connects to it fail closed.
+ * The table is at most half full, so a bucket is almost never full: a
+ * lookup of an absent key reads one cache line, and a hit adds its record
+ * (the tag rules out nearly every other occupied slot).  A record is an
+ * entry (a NodeURL the shim can use) or a broken entry: a line whose
+ * address and port parse but whose other parameters do not, kept with its
+ * line number and reason so that connects to it fail closed.
  *
- * Validation (ns_index_validate) checks everything except the records in
- * O(slot table) time; record checksums are checked on use, and a record
- * that fails is reported as corrupt, never used.
+ * Validation is in two parts, so that opening a million-entry index costs
+ * no more than opening a small one.  ns_index_validate checks the header,
+ * its checksum, and that the sizes add up to the file's (so a truncated
+ * file is never read past its end).  Every bucket and record checksum is
+ * checked by the lookup that reads it; one that fails makes the lookup
+ * CORRUPT (refused, never a miss), and the caller rebuilds.
  */
 #ifndef NOISESHIM_CACHEINDEX_H
 #define NOISESHIM_CACHEINDEX_H
@@ -73,7 +77,7 @@ size_t ns_index_max_size(size_t max_entries, const char *path);
 struct ns_index_builder {
 	uint8_t *base;
 	size_t cap;
-	uint64_t slot_count;
+	uint64_t bucket_count;
 	uint64_t record_count;
 	uint64_t broken_count;
 	uint64_t seed;
@@ -99,11 +103,8 @@ long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsign
 /* Write the header (with how many lines had problems) and checksum; returns the size in bytes. */
 size_t ns_index_finish(struct ns_index_builder *b, uint64_t problem_lines);
 
-/* Check a whole index held in len bytes of mem; NULL if valid, else why not. */
+/* Check the header of the index held in len bytes of mem; NULL if valid, else why not. */
 const char *ns_index_validate(const void *mem, size_t len);
-
-/* Bytes at the start of a valid index read by validation: header, path and slot table. */
-size_t ns_index_checked_size(const void *mem);
 
 /* The text file's identity and path recorded in a valid index. */
 void ns_index_source(const void *mem, struct ns_file_id *src, const char **path);
@@ -118,7 +119,7 @@ enum ns_index_result { NS_INDEX_MISS, NS_INDEX_HIT, NS_INDEX_BROKEN, NS_INDEX_CO
 /*
  * Find key in a valid index.  On a hit *u is the entry and *line its line;
  * on a broken entry *line and reason (NS_INDEX_REASON_MAX bytes) say why;
- * a record that fails its checksum or does not match the slot is CORRUPT.
+ * a bucket or record that fails its checksum makes it CORRUPT.
  */
 enum ns_index_result ns_index_lookup(const void *mem, const struct ns_index_key *key,
                                      struct ns_nodeurl *u, unsigned *line, char *reason);

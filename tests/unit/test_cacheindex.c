@@ -481,13 +481,46 @@ static void test_truncated_index_is_rebuilt(void **state)
 	expect_rebuilt(f, &st, "shorter than its header");
 }
 
-static void test_corrupt_slot_table_is_rebuilt(void **state)
+/* Where the buckets of an index start: after the header and the path (64 bytes for these). */
+static const off_t BUCKETS_AT = NS_INDEX_HEADER_SIZE + 64;
+
+/*
+ * A damaged bucket could hide an entry, so a lookup that reads one is
+ * refused, whether the key is there or not, and the index rebuilt.
+ */
+static void test_corrupt_bucket_is_refused_then_rebuilt(void **state)
+{
+	struct fixture *f = *state;
+	struct ns_cache *c;
+	struct stat st;
+	off_t records_at;
+
+	make_index(f, &st);
+	/* Two records end the file; everything between the path and them is buckets. */
+	records_at = st.st_size - 2 * NS_INDEX_RECORD_SIZE;
+	for (off_t at = BUCKETS_AT; at < records_at; at += 64)
+		flip_byte(f->idx, at + 7);
+	c = ns_cache_open(f->path, collect, f);
+	assert_non_null(strstr(f->log, "mapped index"));
+	assert_int_equal(lookup_local(c, 7777), NS_CACHE_BROKEN);
+	assert_int_equal(lookup_local(c, 7778), NS_CACHE_BROKEN);
+	assert_int_equal(ns_cache_refresh(c), 1);
+	assert_non_null(strstr(f->log, "built index"));
+	assert_int_equal(lookup_local(c, 7777), NS_CACHE_HIT);
+	assert_int_equal(lookup_local(c, 7778), NS_CACHE_MISS);
+	ns_cache_close(c);
+}
+
+static void test_corrupt_header_is_rebuilt(void **state)
 {
 	struct fixture *f = *state;
 	struct stat st;
 
 	make_index(f, &st);
-	flip_byte(f->idx, NS_INDEX_HEADER_SIZE + 64 + 5);
+	flip_byte(f->idx, 72); /* inside the header, past the counts it checks by value */
+	expect_rebuilt(f, &st, "checksum mismatch");
+	make_index(f, &st);
+	flip_byte(f->idx, NS_INDEX_HEADER_SIZE + 3); /* the source path */
 	expect_rebuilt(f, &st, "checksum mismatch");
 }
 
@@ -579,7 +612,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_second_open_maps_without_building, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_rebuilders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_index_is_rebuilt, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_slot_table_is_rebuilt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_bucket_is_refused_then_rebuilt, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_header_is_rebuilt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_version_or_magic_is_rebuilt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_index_is_rebuilt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_record_is_refused_then_rebuilt, setup,
