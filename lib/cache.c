@@ -572,22 +572,6 @@ static int private_dir_trusted(int create)
 	return 0;
 }
 
-/* Where the index of the cache at path is kept, written to out (cap bytes); -1 if nowhere. */
-int ns_cache_index_path(const char *path, char *out, size_t cap)
-{
-	struct places p;
-	const char *chosen;
-
-	find_places(path, &p);
-	chosen = p.path[PLACE_BESIDE][0] != '\0' && dir_writable(p.path[PLACE_BESIDE])
-	                 ? p.path[PLACE_BESIDE]
-	                 : p.path[PLACE_PRIVATE];
-	if (chosen[0] == '\0' || strlen(chosen) >= cap)
-		return -1;
-	memcpy(out, chosen, strlen(chosen) + 1);
-	return 0;
-}
-
 /* --- index files -------------------------------------------------------------- */
 
 /*

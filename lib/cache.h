@@ -95,9 +95,6 @@ void ns_cache_table_free(struct ns_cache_table *t);
 int ns_cache_index_update(const char *path, ns_report_fn *report, void *ctx, size_t *entries,
                           size_t *broken);
 
-/* Where the index of the cache at path is kept, written to out (cap bytes); -1 if nowhere. */
-int ns_cache_index_path(const char *path, char *out, size_t cap);
-
 struct ns_cache;
 
 /*
