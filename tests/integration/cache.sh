@@ -188,6 +188,26 @@ else
 	fail "broken: a good line's address is not refused" "$(cat "$scratch/good.out" "$scratch/good.log" | head -c 400)"
 fi
 
+# --- the CLI keeps the index current ----------------------------------------------
+cli_cache=$scratch/cli/cache
+mkdir -p "$scratch/cli"
+for action in add remove check; do
+	case $action in
+	add) "$cli" cache add "$("$cli" nodeurl --key "$scratch/k" --addr "127.0.0.1:$port_fork")" --cache "$cli_cache" >/dev/null ;;
+	remove) "$cli" cache remove "127.0.0.1:$port_fork" --cache "$cli_cache" >/dev/null ;;
+	check) "$cli" cache check --cache "$cli_cache" >/dev/null ;;
+	esac
+	rm -f "$scratch/cli.log"
+	under "$cli_cache" "$scratch/cli.log" debug first 127.0.0.1 0 >"$scratch/cli.out"
+	if grep -q "mapped index $cli_cache.idx" "$scratch/cli.log" && ! grep -q "built index" "$scratch/cli.log"; then
+		pass "cli: after 'cache $action' a program maps the index as it is"
+	else
+		fail "cli: after 'cache $action' a program maps the index as it is" "$(head -c 400 "$scratch/cli.log")"
+	fi
+	# Keep the file from changing within one mtime tick of the next action.
+	sleep 0.05
+done
+
 # --- after fork, the child reloads by itself --------------------------------------
 cp "$small" "$scratch/fork-cache"
 { cat "$small"; echo "127.0.0.1:$port_fork?noise_pub=bad"; } >"$scratch/fork-new"
