@@ -94,19 +94,49 @@ static void report_file_error(ns_report_fn *fn, void *ctx, const char *path, int
 	report(fn, ctx, NS_CACHE_ERROR, path, 0, "cannot read the cache: %s", strerror(err));
 }
 
-/* Why a well-formed NodeURL cannot be a cache entry, or NULL if it can. */
-static const char *unusable_reason(const struct ns_nodeurl *u)
+/*
+ * What is wrong with a line, as a broken entry's record keeps it: a
+ * NodeURL parse status (below PROBLEM_FIRST), or one of these.
+ */
+enum problem {
+	PROBLEM_NONE = 0,
+	PROBLEM_FIRST = 64,
+	PROBLEM_NAME = PROBLEM_FIRST,
+	PROBLEM_NO_PORT,
+	PROBLEM_NO_NOISE_PUB,
+	PROBLEM_NOISE_PROTO,
+};
+
+_Static_assert((int)NS_NODEURL_TOO_LONG < (int)PROBLEM_FIRST, "parse statuses fit below the others");
+
+static const char *problem_text(unsigned problem)
+{
+	switch (problem) {
+	case PROBLEM_NAME:
+		return "host is a name, not an IP address";
+	case PROBLEM_NO_PORT:
+		return "no port";
+	case PROBLEM_NO_NOISE_PUB:
+		return "no noise_pub";
+	case PROBLEM_NOISE_PROTO:
+		return "unsupported noise_proto (1 = ChaChaPoly, 2 = AESGCM)";
+	}
+	return ns_nodeurl_strerror((enum ns_nodeurl_status)problem);
+}
+
+/* Why a well-formed NodeURL cannot be a cache entry, or PROBLEM_NONE if it can. */
+static enum problem unusable(const struct ns_nodeurl *u)
 {
 	/* Entries are matched against connect() addresses and start Noise_IK. */
 	if (u->family == NS_ADDR_NAME)
-		return "host is a name, not an IP address";
+		return PROBLEM_NAME;
 	if (u->port == 0)
-		return "no port";
+		return PROBLEM_NO_PORT;
 	if (!u->has_noise_pub)
-		return "no noise_pub";
+		return PROBLEM_NO_NOISE_PUB;
 	if (u->noise_proto != 0 && ns_suite_from_proto(u->noise_proto) == 0)
-		return "unsupported noise_proto (1 = ChaChaPoly, 2 = AESGCM)";
-	return NULL;
+		return PROBLEM_NOISE_PROTO;
+	return PROBLEM_NONE;
 }
 
 /*
@@ -132,26 +162,27 @@ static int add_entry(struct loader *ld, unsigned line, const char *text, size_t 
 {
 	struct ns_nodeurl url;
 	enum ns_nodeurl_status status;
-	const char *problem;
+	unsigned problem;
 	char why[REASON_MAX];
 	long earlier;
 
 	status = ns_nodeurl_parse(text, len, &url);
-	problem = status != NS_NODEURL_OK ? ns_nodeurl_strerror(status) : unusable_reason(&url);
-	if (problem != NULL && !address_of_line(text, len, &url)) {
-		report_problem(ld, line, problem, text, len);
+	problem = status != NS_NODEURL_OK ? (unsigned)status : unusable(&url);
+	if (problem != PROBLEM_NONE && !address_of_line(text, len, &url)) {
+		report_problem(ld, line, problem_text(problem), text, len);
 		return 0;
 	}
-	earlier = ns_index_add(ld->builder, &url, line, problem);
+	earlier = ns_index_add(ld->builder, &url, line, (uint8_t)problem);
 	if (earlier < 0)
 		return -1;
 	if (earlier > 0) {
 		snprintf(why, sizeof why, "%s%ssame address and port as line %ld, which is kept",
-		         problem != NULL ? problem : "", problem != NULL ? ", and " : "", earlier);
+		         problem != PROBLEM_NONE ? problem_text(problem) : "",
+		         problem != PROBLEM_NONE ? ", and " : "", earlier);
 		report_problem(ld, line, why, text, len);
-	} else if (problem != NULL) {
+	} else if (problem != PROBLEM_NONE) {
 		snprintf(why, sizeof why, "%s; connects to this address and port are refused",
-		         problem);
+		         problem_text(problem));
 		report_problem(ld, line, why, text, len);
 	}
 	return 0;
@@ -426,8 +457,9 @@ static enum ns_cache_verdict table_lookup_key(const struct ns_cache_table *t,
                                               struct ns_cache_hit *out, int *corrupt)
 {
 	unsigned line = 0;
+	uint8_t problem = 0;
 
-	switch (ns_index_lookup(t->mem, key, &out->url, &line, out->reason)) {
+	switch (ns_index_lookup(t->mem, key, &out->url, &line, &problem)) {
 	case NS_INDEX_MISS:
 		return NS_CACHE_MISS;
 	case NS_INDEX_HIT:
@@ -435,6 +467,7 @@ static enum ns_cache_verdict table_lookup_key(const struct ns_cache_table *t,
 		return NS_CACHE_HIT;
 	case NS_INDEX_BROKEN:
 		snprintf(out->where, sizeof out->where, "%s:%u", t->path, line);
+		snprintf(out->reason, sizeof out->reason, "%s", problem_text(problem));
 		return NS_CACHE_BROKEN;
 	case NS_INDEX_CORRUPT:
 		break;

@@ -56,12 +56,15 @@ enum ns_cache_verdict {
 	NS_CACHE_UNREADABLE, /* the cache never loaded: refuse every connect */
 };
 
-enum { NS_CACHE_WHERE_MAX = PATH_MAX + sizeof ":4294967295" };
+enum {
+	NS_CACHE_WHERE_MAX = PATH_MAX + sizeof ":4294967295",
+	NS_CACHE_REASON_MAX = 64,
+};
 
 struct ns_cache_hit {
-	struct ns_nodeurl url;               /* HIT */
+	struct ns_nodeurl url;               /* HIT: what connect needs (no node id, no debounce) */
 	char where[NS_CACHE_WHERE_MAX];      /* HIT, BROKEN: FILE:LINE */
-	char reason[NS_INDEX_REASON_MAX];    /* BROKEN */
+	char reason[NS_CACHE_REASON_MAX];    /* BROKEN */
 };
 
 /* One compiled index, mapped read-only. */

@@ -19,10 +19,6 @@ enum {
 	RECORDS_ALIGN = NS_INDEX_RECORD_SIZE,
 	KIND_ENTRY = 1,
 	KIND_BROKEN = 2,
-	FLAG_ID = 1,
-	FLAG_DEBOUNCE = 2,
-	FLAG_FEATURES = 4,
-	FLAG_NOISE_PUB = 8,
 };
 
 struct index_header {
@@ -41,28 +37,22 @@ struct index_header {
 	uint64_t checksum;       /* computed with this field zero */
 };
 
-/* One entry; the lookup-relevant fields come first. */
+/*
+ * One entry in one cache line: what a connect needs and nothing more.  A
+ * NodeURL's node id and debounce are not kept; of f, the low 16 bits are
+ * (bit 0, TCP Fast Open, is the only one defined).
+ */
 struct index_record {
 	uint8_t addr[16];
 	uint16_t port;
 	uint8_t family;
 	uint8_t kind;
 	uint32_t line;
-	uint64_t features;
-	uint32_t debounce;
-	uint8_t noise_proto;
-	uint8_t flags;
-	uint16_t unused;
-	uint32_t check;          /* ns_index checksum of the record with this field zero */
-	uint32_t unused2;
-	union {
-		struct {
-			uint8_t noise_pub[NS_KEY_LEN];
-			uint8_t id[NS_NODE_ID_LEN];
-		} node;
-		char reason[NS_INDEX_REASON_MAX];
-	} u;
-	uint8_t unused3[16];
+	uint32_t check;          /* checksum of the record with this field zero */
+	uint8_t noise_proto;     /* entry */
+	uint8_t reason;          /* broken entry: the builder's code for why */
+	uint16_t features;       /* entry */
+	uint8_t noise_pub[NS_KEY_LEN];
 };
 
 /* One cache line of the slot table, checked whenever a lookup reads it. */
@@ -299,34 +289,31 @@ static int record_matches(const struct index_record *r, const struct ns_index_ke
 }
 
 static void fill_record(struct index_record *r, const struct ns_index_key *k,
-                        const struct ns_nodeurl *u, unsigned line, const char *reason)
+                        const struct ns_nodeurl *u, unsigned line, uint8_t reason)
 {
 	memcpy(r->addr, k->addr, sizeof r->addr);
 	r->port = k->port;
 	r->family = k->family;
 	r->line = line;
-	if (reason != NULL) {
+	if (reason != 0) {
 		r->kind = KIND_BROKEN;
-		snprintf(r->u.reason, sizeof r->u.reason, "%s", reason);
+		r->reason = reason;
 		return;
 	}
 	r->kind = KIND_ENTRY;
-	r->features = u->features;
-	r->debounce = u->debounce;
+	r->features = (uint16_t)u->features;
 	r->noise_proto = (uint8_t)u->noise_proto;
-	r->flags = (u->has_id ? FLAG_ID : 0) | (u->has_debounce ? FLAG_DEBOUNCE : 0) |
-	           (u->has_features ? FLAG_FEATURES : 0) | (u->has_noise_pub ? FLAG_NOISE_PUB : 0);
-	memcpy(r->u.node.noise_pub, u->noise_pub, sizeof r->u.node.noise_pub);
-	memcpy(r->u.node.id, u->id, sizeof r->u.node.id);
+	memcpy(r->noise_pub, u->noise_pub, sizeof r->noise_pub);
 }
 
 /*
- * Add an entry, or (reason != NULL) a broken entry for u's address and port
- * only.  Returns 0 if added, else the line number of the earlier entry with
- * the same key (which is kept); -1 if the builder is full.
+ * Add an entry, or (reason != 0, the caller's code for why) a broken entry
+ * for u's address and port only.  Returns 0 if added, else the line number
+ * of the earlier entry with the same key (which is kept); -1 if the
+ * builder is full.
  */
 long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsigned line,
-                  const char *reason)
+                  uint8_t reason)
 {
 	struct index_record *records = (struct index_record *)(b->base + b->records_offset);
 	struct index_bucket *buckets = buckets_of(b->base), *bucket;
@@ -360,7 +347,7 @@ long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsign
 	records[b->record_count].check = record_check(&records[b->record_count], b->seed,
 	                                              b->record_count);
 	b->record_count++;
-	if (reason != NULL)
+	if (reason != 0)
 		b->broken_count++;
 	*free_slot = (uint32_t)tag << SLOT_TAG_SHIFT | (uint32_t)b->record_count;
 	return 0;
@@ -457,24 +444,20 @@ static void record_to_nodeurl(const struct index_record *r, struct ns_nodeurl *u
 	u->port = r->port;
 	/* Entries hold IP addresses only, so the host text is the address's own form. */
 	inet_ntop(u->family == NS_ADDR_IPV4 ? AF_INET : AF_INET6, r->addr, u->host, sizeof u->host);
-	u->has_id = (r->flags & FLAG_ID) != 0;
-	memcpy(u->id, r->u.node.id, sizeof u->id);
-	u->has_debounce = (r->flags & FLAG_DEBOUNCE) != 0;
-	u->debounce = r->debounce;
-	u->has_features = (r->flags & FLAG_FEATURES) != 0;
+	u->has_features = r->features != 0;
 	u->features = r->features;
 	u->noise_proto = r->noise_proto;
-	u->has_noise_pub = (r->flags & FLAG_NOISE_PUB) != 0;
-	memcpy(u->noise_pub, r->u.node.noise_pub, sizeof u->noise_pub);
+	u->has_noise_pub = 1;
+	memcpy(u->noise_pub, r->noise_pub, sizeof u->noise_pub);
 }
 
 /*
  * Find key in a valid index.  On a hit *u is the entry and *line its line;
- * on a broken entry *line and reason (NS_INDEX_REASON_MAX bytes) say why;
+ * on a broken entry *line and *reason (the code it was added with) say why;
  * a bucket or record that fails its checksum makes it CORRUPT.
  */
 enum ns_index_result ns_index_lookup(const void *mem, const struct ns_index_key *key,
-                                     struct ns_nodeurl *u, unsigned *line, char *reason)
+                                     struct ns_nodeurl *u, unsigned *line, uint8_t *reason)
 {
 	const struct index_header *h = mem;
 	const struct index_bucket *buckets = buckets_of(mem), *bucket;
@@ -506,8 +489,7 @@ enum ns_index_result ns_index_lookup(const void *mem, const struct ns_index_key 
 				continue;
 			*line = r->line;
 			if (r->kind == KIND_BROKEN) {
-				memcpy(reason, r->u.reason, NS_INDEX_REASON_MAX);
-				reason[NS_INDEX_REASON_MAX - 1] = '\0';
+				*reason = r->reason;
 				return NS_INDEX_BROKEN;
 			}
 			if (r->kind != KIND_ENTRY)

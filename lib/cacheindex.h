@@ -15,16 +15,19 @@
  *            slot is 0 when empty, else an 8-bit tag from the key's hash
  *            over 24 bits of record index + 1.  Open addressing, linear
  *            probing from bucket to bucket.
- *   records  record_count records of NS_INDEX_RECORD_SIZE bytes (two cache
- *            lines), each with its own checksum
+ *   records  record_count records of one 64-byte cache line, each with its
+ *            own checksum: address, port, line, noise_pub, noise_proto and
+ *            the low 16 bits of f (a NodeURL's node id and debounce are not
+ *            kept: connect() needs neither); a broken entry keeps a code
+ *            for its reason instead
  *
  * A key is (family, address, port) with IPv4-mapped IPv6 folded to IPv4.
  * The table is at most half full, so a bucket is almost never full: a
- * lookup of an absent key reads one cache line, and a hit adds its record
- * (the tag rules out nearly every other occupied slot).  A record is an
- * entry (a NodeURL the shim can use) or a broken entry: a line whose
- * address and port parse but whose other parameters do not, kept with its
- * line number and reason so that connects to it fail closed.
+ * lookup of an absent key reads one cache line, and a hit a second one,
+ * its record (the tag rules out nearly every other occupied slot).  A
+ * record is an entry (a NodeURL the shim can use) or a broken entry: a line
+ * whose address and port parse but whose other parameters do not, kept
+ * with its line number and reason so that connects to it fail closed.
  *
  * Validation is in two parts, so that opening a million-entry index costs
  * no more than opening a small one.  ns_index_validate checks the header,
@@ -42,11 +45,10 @@
 #include "nodeurl.h"
 
 enum {
-	NS_INDEX_VERSION = 1,
+	NS_INDEX_VERSION = 2,
 	NS_INDEX_HEADER_SIZE = 128,
-	NS_INDEX_RECORD_SIZE = 128,
+	NS_INDEX_RECORD_SIZE = 64,
 	NS_INDEX_MAX_ENTRIES = (1 << 24) - 1, /* what the 24-bit record field can name */
-	NS_INDEX_REASON_MAX = 64,             /* a broken entry's reason, NUL included */
 	NS_INDEX_PATH_MAX = 4096,
 };
 
@@ -93,12 +95,13 @@ int ns_index_begin(struct ns_index_builder *b, void *mem, size_t cap, size_t max
                    const char *path, const struct ns_file_id *src, uint64_t seed);
 
 /*
- * Add an entry, or (reason != NULL) a broken entry for u's address and port
- * only.  Returns 0 if added, else the line number of the earlier entry with
- * the same key (which is kept); -1 if the builder is full.
+ * Add an entry, or (reason != 0, the caller's code for why) a broken entry
+ * for u's address and port only.  Returns 0 if added, else the line number
+ * of the earlier entry with the same key (which is kept); -1 if the
+ * builder is full.
  */
 long ns_index_add(struct ns_index_builder *b, const struct ns_nodeurl *u, unsigned line,
-                  const char *reason);
+                  uint8_t reason);
 
 /* Write the header (with how many lines had problems) and checksum; returns the size in bytes. */
 size_t ns_index_finish(struct ns_index_builder *b, uint64_t problem_lines);
@@ -118,10 +121,10 @@ enum ns_index_result { NS_INDEX_MISS, NS_INDEX_HIT, NS_INDEX_BROKEN, NS_INDEX_CO
 
 /*
  * Find key in a valid index.  On a hit *u is the entry and *line its line;
- * on a broken entry *line and reason (NS_INDEX_REASON_MAX bytes) say why;
+ * on a broken entry *line and *reason (the code it was added with) say why;
  * a bucket or record that fails its checksum makes it CORRUPT.
  */
 enum ns_index_result ns_index_lookup(const void *mem, const struct ns_index_key *key,
-                                     struct ns_nodeurl *u, unsigned *line, char *reason);
+                                     struct ns_nodeurl *u, unsigned *line, uint8_t *reason);
 
 #endif

@@ -206,7 +206,7 @@ ns_client_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct ns_conn *existing;
 	struct ns_nodeurl entry;
-	char peer[64], why[NS_CACHE_WHERE_MAX + NS_INDEX_REASON_MAX + 2];
+	char peer[64], why[NS_CACHE_WHERE_MAX + NS_CACHE_REASON_MAX + 2];
 	int ret;
 
 	if (addr == NULL || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))

@@ -275,6 +275,7 @@ static void test_lookup(void **state)
 {
 	struct ns_cache_table *t = ns_cache_table_parse(MIXED, strlen(MIXED), "c", NULL, NULL);
 	const struct ns_nodeurl *u;
+	uint8_t pub[32];
 
 	assert_non_null(t);
 	u = find4(t, "127.0.0.1", 7777);
@@ -285,8 +286,10 @@ static void test_lookup(void **state)
 	assert_int_equal(u->noise_proto, 2);
 	u = find4(t, "10.0.0.4", 443);
 	assert_non_null(u);
-	assert_true(u->has_id);
+	assert_true(u->has_features);
 	assert_int_equal(u->features, 1);
+	assert_int_equal(ns_noise_pub_decode(NOISE_PUB, strlen(NOISE_PUB), pub), NS_NODEURL_OK);
+	assert_memory_equal(u->noise_pub, pub, sizeof pub);
 
 	u = find6(t, "::ffff:127.0.0.1", 7777);
 	assert_non_null(u);

@@ -594,8 +594,8 @@ static void test_validate_rejects_short_memory(void **state)
 
 	assert_non_null(mem);
 	assert_int_equal(ns_index_begin(&b, mem, cap, 4, "x", &id, 99), 0);
-	assert_int_equal(ns_index_add(&b, &u, 1, NULL), 0);
-	assert_int_equal(ns_index_add(&b, &u, 2, NULL), 1);
+	assert_int_equal(ns_index_add(&b, &u, 1, 0), 0);
+	assert_int_equal(ns_index_add(&b, &u, 2, 0), 1);
 	len = ns_index_finish(&b, 0);
 	assert_null(ns_index_validate(mem, len));
 	assert_non_null(ns_index_validate(mem, len - 1));
