@@ -59,10 +59,11 @@ CLIENT_MODES := $(BUILD)/tests/client_modes
 FC_CLIENT    := $(BUILD)/tests/fc_client
 FC_SERVER    := $(BUILD)/tests/fc_server
 STATS_WRITER := $(BUILD)/tests/stats_writer
+CACHE_PROBE  := $(BUILD)/tests/cache_probe
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-server test-tfo test-failclosed test-handoff sanitize install uninstall \
-        bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
+        test-client test-cache test-server test-tfo test-failclosed test-handoff sanitize install uninstall \
+        bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
 $(MAN_PAGE): doc/noiseshim.1.in lib/version.h
@@ -118,6 +119,11 @@ $(BUILD)/tests/fc_%: tests/failclosed/fc_%.c
 $(STATS_WRITER): $(BUILD)/tests/cli/stats_writer.o $(CORE)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
 
+# The cache tests' and benchmark's connecting program: plain libc, like client_modes.
+$(CACHE_PROBE): tests/integration/cache_probe.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -138,7 +144,7 @@ test: test-deps
 test-deps:
 	$(TEST_DEPS)
 
-test-suites: test-unit test-cli test-install test-interop test-client test-server test-netns \
+test-suites: test-unit test-cli test-install test-interop test-client test-cache test-server test-netns \
              test-tfo test-bench-smoke test-failclosed test-handoff
 
 test-unit: $(UNIT_BIN)
@@ -159,6 +165,10 @@ test-interop: $(INTEROP_C) $(GOPEER)
 # Unmodified programs under the client shim against the independent Go peer.
 test-client: all $(GOPEER) $(CLIENT_MODES)
 	tests/integration/client.sh $(CLIENT_SO) $(GOPEER) $(CLIENT_MODES) $(CLI)
+
+# The compiled cache under the client shim: sharing, replacement under load, fail closed.
+test-cache: all $(CACHE_PROBE)
+	tests/integration/cache.sh $(CLIENT_SO) $(CACHE_PROBE) $(CLI)
 
 # Unmodified servers under the accept shim: http.server, redis, nginx, a Go
 # initiator, replays, hostile input, 1,000 connections.
@@ -187,7 +197,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo test-failclosed test-handoff
+	    test-unit test-cli test-interop test-client test-cache test-server test-tfo test-failclosed test-handoff
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
@@ -205,6 +215,10 @@ bench-handshake: all
 
 bench-overhead: all
 	bench/overhead.sh --build $(BUILD)
+
+# The NodeURL cache at 100k and 1M entries: build, first connect, memory, lookup cost, reload.
+bench-cache: all $(CACHE_PROBE)
+	bench/cache.sh --build $(BUILD)
 
 test-bench-smoke: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)

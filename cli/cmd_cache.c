@@ -93,14 +93,36 @@ struct first_problem {
 	char reason[512];
 };
 
-static void keep_first_problem(void *ctx, const char *file, unsigned line, const char *reason)
+static void keep_first_problem(void *ctx, enum ns_cache_level level, const char *file,
+                               unsigned line, const char *reason)
 {
 	struct first_problem *p = ctx;
 
-	if (p->found)
+	if (level != NS_CACHE_ERROR || p->found)
 		return;
 	p->found = 1;
 	snprintf(p->reason, sizeof p->reason, "%s", reason);
+}
+
+/* Notes about the index (it could only be built in memory) go to stderr. */
+static void print_index_note(void *ctx, enum ns_cache_level level, const char *file,
+                             unsigned line, const char *reason)
+{
+	if (level == NS_CACHE_WARN)
+		cli_error("%s: %s", file, reason);
+}
+
+/* Rewrite path and then its index, so that no program has to compile it on its next connect. */
+static int replace_and_index(const char *path, const char *text, size_t len, mode_t mode)
+{
+	size_t entries, broken;
+
+	if (cachefile_replace(path, text, len, mode) < 0)
+		return -1;
+	if (ns_cache_index_update(path, print_index_note, NULL, &entries, &broken) < 0)
+		cli_error("%s: written, but its index could not be rebuilt; programs will "
+		          "rebuild it", path);
+	return 0;
 }
 
 /* Check that url would be loaded as a cache entry on its own, and parse it into *u. */
@@ -185,7 +207,7 @@ static int cache_add(const char *path, const char *url)
 	memcpy(text + len, canonical, n);
 	len += n;
 	text[len++] = '\n';
-	if (cachefile_replace(path, text, len, f.mode) < 0)
+	if (replace_and_index(path, text, len, f.mode) < 0)
 		goto err2;
 	free(text);
 	cachefile_release(&f);
@@ -258,7 +280,7 @@ static int cache_remove(const char *path, const char *arg)
 		cli_error("%s: no entry for %s", path, endpoint_text(&target, endpoint));
 		goto err2;
 	}
-	if (cachefile_replace(path, text, len, f.mode) < 0)
+	if (replace_and_index(path, text, len, f.mode) < 0)
 		goto err2;
 	free(text);
 	cachefile_release(&f);
@@ -278,10 +300,13 @@ struct skipped_lines {
 	unsigned char *skipped; /* nlines + 1 flags */
 };
 
-static void note_skipped_line(void *ctx, const char *file, unsigned line, const char *reason)
+static void note_skipped_line(void *ctx, enum ns_cache_level level, const char *file,
+                              unsigned line, const char *reason)
 {
 	struct skipped_lines *s = ctx;
 
+	if (level != NS_CACHE_ERROR)
+		return;
 	cli_error("%s:%u: skipped: %s", file, line, reason);
 	if (line <= s->nlines)
 		s->skipped[line] = 1;
@@ -349,10 +374,18 @@ err0:
 	return 1;
 }
 
-static void print_problem(void *ctx, const char *file, unsigned line, const char *reason)
+/* Problems go to stdout and are counted; a note about the index goes to stderr. */
+static void print_problem(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
+                          const char *reason)
 {
 	unsigned *problems = ctx;
 
+	if (level == NS_CACHE_DEBUG)
+		return;
+	if (level == NS_CACHE_WARN) {
+		cli_error("%s: %s", file, reason);
+		return;
+	}
 	(*problems)++;
 	if (line == 0)
 		printf("%s: %s\n", file, reason);
@@ -360,19 +393,20 @@ static void print_problem(void *ctx, const char *file, unsigned line, const char
 		printf("%s:%u: %s\n", file, line, reason);
 }
 
+/* Report every problem, and leave the index current (check is what a satellite runs after writing). */
 static int cache_check(const char *path, const char *operand)
 {
-	struct ns_cache_table *table;
 	unsigned problems = 0;
-	size_t entries;
+	size_t entries, broken;
 
-	table = ns_cache_table_load(path, print_problem, &problems);
-	if (table == NULL)
+	if (ns_cache_index_update(path, print_problem, &problems, &entries, &broken) < 0)
 		return 1;
-	entries = ns_cache_table_count(table);
-	ns_cache_table_free(table);
-	if (problems > 0)
+	if (problems > 0) {
+		if (broken > 0)
+			printf("%s: %zu %s refused: their lines are broken\n", path, broken,
+			       broken == 1 ? "address is" : "addresses are");
 		return 1;
+	}
 	printf("%s: %zu %s, no problems\n", path, entries, entries == 1 ? "entry" : "entries");
 	return 0;
 }

@@ -320,10 +320,13 @@ static void check_allowlist(struct doctor *d, const char *path)
 		        keys == 1 ? "key" : "keys");
 }
 
-static void report_cache_problem(void *ctx, const char *file, unsigned line, const char *reason)
+static void report_cache_problem(void *ctx, enum ns_cache_level level, const char *file,
+                                 unsigned line, const char *reason)
 {
 	struct doctor *d = ctx;
 
+	if (level != NS_CACHE_ERROR)
+		return;
 	if (line == 0)
 		finding(d, LEVEL_ERROR, "cache: %s: %s", file, reason);
 	else

@@ -24,18 +24,21 @@
 
 const enum ns_role ns_shim_role = NS_ROLE_INITIATOR;
 
-enum { CACHE_CHECK_INTERVAL_MS = 1000 };
-
-static uint64_t cache_checked_ms;
 static char cache_file[PATH_MAX];       /* the file in use, for log lines */
 
+/* Problems in the cache are errors: a bad line's address is refused, or went out in plaintext. */
 static void
-report_cache_problem(void *ctx, const char *file, unsigned line, const char *reason)
+report_cache_problem(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
+                     const char *reason)
 {
+	enum ns_log_level to = level == NS_CACHE_ERROR  ? NS_LOG_ERROR
+	                       : level == NS_CACHE_WARN ? NS_LOG_WARN
+	                                                : NS_LOG_DEBUG;
+
 	if (line == 0)
-		ns_log(NS_LOG_ERROR, "%s: %s", file, reason);
+		ns_log(to, "%s: %s", file, reason);
 	else
-		ns_log(NS_LOG_WARN, "%s:%u: %s", file, line, reason);
+		ns_log(to, "%s:%u: %s", file, line, reason);
 }
 
 /* The cache file: NOISESHIM_CACHE, else the default the CLI uses if it exists. */
@@ -52,45 +55,48 @@ cache_path(char *buf, size_t cap)
 	return access(buf, F_OK) == 0 ? buf : NULL;
 }
 
-enum lookup_result { LOOKUP_MISS, LOOKUP_HIT, LOOKUP_BROKEN };
+enum lookup_result { LOOKUP_MISS, LOOKUP_HIT, LOOKUP_BROKEN, LOOKUP_UNREADABLE };
 
-/* Find addr in the cache (re-read at most once a second); *entry gets a copy on a hit. */
+/*
+ * Find addr in the cache, opened on the first call (the only one that may
+ * wait, to build a missing index); lock-free after that.  *entry gets a
+ * copy on a hit; why gets FILE:LINE: reason for a broken entry.
+ */
 static enum lookup_result
-lookup(const struct sockaddr *addr, socklen_t len, struct ns_nodeurl *entry)
+lookup(const struct sockaddr *addr, socklen_t len, struct ns_nodeurl *entry, char *why,
+       size_t cap)
 {
+	struct ns_cache *cache = __atomic_load_n(&ns_shim.cache, __ATOMIC_ACQUIRE);
+	struct ns_cache_hit hit;
 	char buf[PATH_MAX];
-	const struct ns_cache_table *table;
-	const struct ns_nodeurl *hit;
-	enum lookup_result result = LOOKUP_MISS;
-	const char *path;
-	uint64_t now = ns_now_ms();
+	const char *path = NULL;
 
-	pthread_mutex_lock(&ns_shim.cache_lock);
-	if (ns_shim.cache == NULL) {
-		if ((path = cache_path(buf, sizeof(buf))) == NULL)
-			goto out;
-		snprintf(cache_file, sizeof(cache_file), "%s", path);
-		ns_shim.cache = ns_cache_open(path, report_cache_problem, NULL);
-		cache_checked_ms = now;
-		if (ns_shim.cache == NULL)
-			goto broken;
-	} else if (now - cache_checked_ms >= CACHE_CHECK_INTERVAL_MS) {
-		cache_checked_ms = now;
-		ns_cache_refresh(ns_shim.cache, report_cache_problem, NULL);
+	if (cache == NULL) {
+		pthread_mutex_lock(&ns_shim.cache_lock);
+		cache = ns_shim.cache;
+		if (cache == NULL && (path = cache_path(buf, sizeof(buf))) != NULL) {
+			snprintf(cache_file, sizeof(cache_file), "%s", path);
+			cache = ns_cache_open(path, report_cache_problem, NULL);
+			__atomic_store_n(&ns_shim.cache, cache, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&ns_shim.cache_lock);
+		if (cache == NULL)
+			return path == NULL ? LOOKUP_MISS : LOOKUP_UNREADABLE;
 	}
-	if ((table = ns_cache_current(ns_shim.cache)) == NULL)
-		goto broken;
-	if ((hit = ns_cache_table_lookup(table, addr, len)) != NULL) {
-		*entry = *hit;
-		result = LOOKUP_HIT;
+	switch (ns_cache_lookup(cache, addr, len, &hit)) {
+	case NS_CACHE_MISS:
+		return LOOKUP_MISS;
+	case NS_CACHE_HIT:
+		*entry = hit.url;
+		return LOOKUP_HIT;
+	case NS_CACHE_BROKEN:
+		snprintf(why, cap, "%s: %s", hit.where, hit.reason);
+		return LOOKUP_BROKEN;
+	case NS_CACHE_UNREADABLE:
+		break;
 	}
-	goto out;
-broken:
 	/* A configured cache that never loaded: refuse rather than send plaintext. */
-	result = LOOKUP_BROKEN;
-out:
-	pthread_mutex_unlock(&ns_shim.cache_lock);
-	return result;
+	return LOOKUP_UNREADABLE;
 }
 
 static void
@@ -245,7 +251,7 @@ ns_client_start(int fd, const struct sockaddr *addr, socklen_t len, struct ns_co
 	struct ns_conn *c = NULL;
 	struct ns_nodeurl entry;
 	uint64_t known;
-	char peer[64];
+	char peer[64], why[NS_CACHE_WHERE_MAX + NS_CACHE_REASON_MAX + 2];
 	int ret = NS_START_PLAIN;
 
 	*out = NULL;
@@ -269,11 +275,18 @@ ns_client_start(int fd, const struct sockaddr *addr, socklen_t len, struct ns_co
 		/* Not a TCP socket, or one the shim cannot tell: only TCP is ever wrapped. */
 		return NS_START_PLAIN;
 	}
-	switch (lookup(addr, len, &entry)) {
+	switch (lookup(addr, len, &entry, why, sizeof(why))) {
 	case LOOKUP_MISS:
 		let_go(fd, c);
 		goto out;
 	case LOOKUP_BROKEN:
+		/* The address is listed, but its line cannot be used: never plaintext to it. */
+		describe(addr, peer, sizeof(peer));
+		ns_log(NS_LOG_ERROR, "connect to %s refused: %s", peer, why);
+		errno = EACCES;
+		ret = -1;
+		goto out;
+	case LOOKUP_UNREADABLE:
 		describe(addr, peer, sizeof(peer));
 		ns_log(NS_LOG_ERROR, "connect to %s refused: the NodeURL cache %s cannot be read",
 		       peer, cache_file);

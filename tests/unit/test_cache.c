@@ -38,10 +38,14 @@ struct fixture {
 	struct reports reports;
 };
 
-static void record(void *ctx, const char *file, unsigned line, const char *reason)
+/* Problems only: which index was mapped or built is logged at debug level, and not counted. */
+static void record(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
+                   const char *reason)
 {
 	struct reports *r = ctx;
 
+	if (level == NS_CACHE_DEBUG)
+		return;
 	assert_true(r->n < MAX_REPORTS);
 	r->line[r->n] = line;
 	snprintf(r->file[r->n], sizeof r->file[0], "%s", file);
@@ -64,7 +68,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
+	char idx[160];
 
+	snprintf(idx, sizeof idx, "%s.idx", f->path);
+	unlink(idx);
 	unlink(f->path);
 	rmdir(f->dir);
 	free(f);
@@ -101,20 +108,47 @@ static struct sockaddr_in6 ipv6(const char *ip, uint16_t port)
 	return sin6;
 }
 
-static const struct ns_nodeurl *find4(const struct ns_cache_table *t, const char *ip,
+/* The last hit, so that the NodeURL a lookup returned can be inspected. */
+static struct ns_cache_hit last;
+
+static const struct ns_nodeurl *verdict_url(enum ns_cache_verdict v)
+{
+	return v == NS_CACHE_HIT ? &last.url : NULL;
+}
+
+static enum ns_cache_verdict verdict4(const struct ns_cache_table *t, const char *ip,
                                       uint16_t port)
 {
 	struct sockaddr_in sin = ipv4(ip, port);
 
-	return ns_cache_table_lookup(t, (const struct sockaddr *)&sin, sizeof sin);
+	return ns_cache_table_lookup(t, (const struct sockaddr *)&sin, sizeof sin, &last);
+}
+
+static enum ns_cache_verdict verdict6(const struct ns_cache_table *t, const char *ip,
+                                      uint16_t port)
+{
+	struct sockaddr_in6 sin6 = ipv6(ip, port);
+
+	return ns_cache_table_lookup(t, (const struct sockaddr *)&sin6, sizeof sin6, &last);
+}
+
+static const struct ns_nodeurl *find4(const struct ns_cache_table *t, const char *ip,
+                                      uint16_t port)
+{
+	return verdict_url(verdict4(t, ip, port));
 }
 
 static const struct ns_nodeurl *find6(const struct ns_cache_table *t, const char *ip,
                                       uint16_t port)
 {
-	struct sockaddr_in6 sin6 = ipv6(ip, port);
+	return verdict_url(verdict6(t, ip, port));
+}
 
-	return ns_cache_table_lookup(t, (const struct sockaddr *)&sin6, sizeof sin6);
+static enum ns_cache_verdict watch4(struct ns_cache *c, const char *ip, uint16_t port)
+{
+	struct sockaddr_in sin = ipv4(ip, port);
+
+	return ns_cache_lookup(c, (const struct sockaddr *)&sin, sizeof sin, &last);
 }
 
 static const char MIXED[] =
@@ -142,6 +176,7 @@ static void test_parse_reports_bad_lines(void **state)
 	t = ns_cache_table_parse(MIXED, strlen(MIXED), "cache.txt", record, r);
 	assert_non_null(t);
 	assert_int_equal(ns_cache_table_count(t), 4);
+	assert_int_equal(ns_cache_table_broken(t), 1);
 	assert_int_equal(r->n, sizeof want / sizeof want[0]);
 	for (size_t i = 0; i < r->n; i++) {
 		assert_int_equal(r->line[i], want[i]);
@@ -152,8 +187,17 @@ static void test_parse_reports_bad_lines(void **state)
 	assert_non_null(strstr(r->reason[1], "name"));
 	assert_non_null(strstr(r->reason[2], "no port"));
 	assert_non_null(strstr(r->reason[3], "no noise_pub"));
+	assert_non_null(strstr(r->reason[3], "refused"));
 	assert_non_null(strstr(r->reason[4], "line 3"));
 	assert_non_null(strstr(r->reason[5], "bad host"));
+	/* Line 8 has an address and port: connects to it fail closed, naming the line. */
+	assert_int_equal(verdict4(t, "10.0.0.3", 80), NS_CACHE_BROKEN);
+	assert_string_equal(last.where, "cache.txt:8");
+	assert_string_equal(last.reason, "no noise_pub");
+	assert_int_equal(verdict6(t, "::ffff:10.0.0.3", 80), NS_CACHE_BROKEN);
+	/* Lines without an address and port leave nothing behind. */
+	assert_int_equal(verdict4(t, "10.0.0.1", 0), NS_CACHE_MISS);
+	assert_int_equal(verdict4(t, "10.0.0.2", 80), NS_CACHE_MISS);
 	ns_cache_table_free(t);
 }
 
@@ -166,9 +210,47 @@ static void test_unsupported_noise_proto_is_reported(void **state)
 
 	t = ns_cache_table_parse(text, strlen(text), "c", record, &f->reports);
 	assert_int_equal(ns_cache_table_count(t), 1);
+	assert_int_equal(ns_cache_table_broken(t), 1);
 	assert_int_equal(f->reports.n, 1);
 	assert_int_equal(f->reports.line[0], 1);
 	assert_non_null(strstr(f->reports.reason[0], "unsupported noise_proto"));
+	assert_int_equal(verdict4(t, "127.0.0.1", 7777), NS_CACHE_BROKEN);
+	assert_string_equal(last.where, "c:1");
+	assert_int_equal(verdict4(t, "127.0.0.1", 7778), NS_CACHE_HIT);
+	ns_cache_table_free(t);
+}
+
+/* Every way a line with an address can be bad fails closed; the first line for an address wins. */
+static void test_broken_entries(void **state)
+{
+	static const char text[] =
+		"10.0.0.1:80?noise_pub=14N7s89T436KFPmWgbYtPSNergNUhPRDfDhudzwhrgSfzNFjvz\n" /* 1 */
+		"10.0.0.2:80?noise_pub=0OIl\n"                                               /* 2 */
+		"bad-id@10.0.0.3:80?noise_pub=" NOISE_PUB "\n"                               /* 3 */
+		"10.0.0.4:80?noise_pub=" NOISE_PUB "&debounce=x\n"                           /* 4 */
+		"[2001:db8::9]:80?f=zz&noise_pub=" NOISE_PUB "\n"                            /* 5 */
+		"10.0.0.4:80?noise_pub=" NOISE_PUB "\n"                                      /* 6 */
+		"10.0.0.5:80?noise_pub=" NOISE_PUB "\n"                                      /* 7 */
+		"10.0.0.5:80?noise_pub=bad\n";                                               /* 8 */
+	struct fixture *f = *state;
+	struct ns_cache_table *t;
+
+	t = ns_cache_table_parse(text, strlen(text), "c", record, &f->reports);
+	assert_non_null(t);
+	assert_int_equal(ns_cache_table_count(t), 1);
+	assert_int_equal(ns_cache_table_broken(t), 5);
+	assert_int_equal(f->reports.n, 7);
+	assert_int_equal(verdict4(t, "10.0.0.1", 80), NS_CACHE_BROKEN);
+	assert_non_null(strstr(last.reason, "checksum"));
+	assert_int_equal(verdict4(t, "10.0.0.2", 80), NS_CACHE_BROKEN);
+	assert_int_equal(verdict4(t, "10.0.0.3", 80), NS_CACHE_BROKEN);
+	assert_string_equal(last.where, "c:3");
+	assert_int_equal(verdict4(t, "10.0.0.4", 80), NS_CACHE_BROKEN); /* line 6 repeats it */
+	assert_string_equal(last.where, "c:4");
+	assert_int_equal(verdict6(t, "2001:db8::9", 80), NS_CACHE_BROKEN);
+	assert_int_equal(verdict4(t, "10.0.0.5", 80), NS_CACHE_HIT);     /* line 8 repeats it */
+	assert_string_equal(last.where, "c:7");
+	assert_int_equal(verdict4(t, "10.0.0.6", 80), NS_CACHE_MISS);
 	ns_cache_table_free(t);
 }
 
@@ -193,6 +275,7 @@ static void test_lookup(void **state)
 {
 	struct ns_cache_table *t = ns_cache_table_parse(MIXED, strlen(MIXED), "c", NULL, NULL);
 	const struct ns_nodeurl *u;
+	uint8_t pub[32];
 
 	assert_non_null(t);
 	u = find4(t, "127.0.0.1", 7777);
@@ -203,10 +286,16 @@ static void test_lookup(void **state)
 	assert_int_equal(u->noise_proto, 2);
 	u = find4(t, "10.0.0.4", 443);
 	assert_non_null(u);
-	assert_true(u->has_id);
+	assert_true(u->has_features);
 	assert_int_equal(u->features, 1);
+	assert_int_equal(ns_noise_pub_decode(NOISE_PUB, strlen(NOISE_PUB), pub), NS_NODEURL_OK);
+	assert_memory_equal(u->noise_pub, pub, sizeof pub);
 
-	assert_ptr_equal(find6(t, "::ffff:127.0.0.1", 7777), find4(t, "127.0.0.1", 7777));
+	u = find6(t, "::ffff:127.0.0.1", 7777);
+	assert_non_null(u);
+	assert_int_equal(u->family, NS_ADDR_IPV4);
+	assert_int_equal(u->port, 7777);
+	assert_string_equal(last.where, "c:3");
 	assert_non_null(find4(t, "10.0.0.5", 80)); /* written as a v4-mapped address */
 	assert_non_null(find6(t, "::ffff:10.0.0.5", 80));
 
@@ -224,10 +313,13 @@ static void test_lookup_rejects_odd_addresses(void **state)
 	struct sockaddr_in sin = ipv4("127.0.0.1", 7777);
 	struct sockaddr_un un = { .sun_family = AF_UNIX, .sun_path = "/tmp/sock" };
 
-	assert_null(ns_cache_table_lookup(t, (const struct sockaddr *)&sin, sizeof sin - 1));
-	assert_null(ns_cache_table_lookup(t, (const struct sockaddr *)&un, sizeof un));
-	assert_null(ns_cache_table_lookup(t, NULL, 0));
-	assert_null(ns_cache_table_lookup(NULL, (const struct sockaddr *)&sin, sizeof sin));
+	assert_int_equal(ns_cache_table_lookup(t, (const struct sockaddr *)&sin, sizeof sin - 1, &last),
+	                 NS_CACHE_MISS);
+	assert_int_equal(ns_cache_table_lookup(t, (const struct sockaddr *)&un, sizeof un, &last),
+	                 NS_CACHE_MISS);
+	assert_int_equal(ns_cache_table_lookup(t, NULL, 0, &last), NS_CACHE_MISS);
+	assert_int_equal(ns_cache_table_lookup(NULL, (const struct sockaddr *)&sin, sizeof sin, &last),
+	                 NS_CACHE_UNREADABLE);
 	ns_cache_table_free(t);
 }
 
@@ -278,36 +370,31 @@ static void test_refresh(void **state)
 {
 	struct fixture *f = *state;
 	struct ns_cache *c;
-	const struct ns_cache_table *t;
 
 	replace_file(f->path, "127.0.0.1:7777?noise_pub=" NOISE_PUB "\n");
 	c = ns_cache_open(f->path, record, &f->reports);
 	assert_non_null(c);
-	t = ns_cache_current(c);
-	assert_non_null(find4(t, "127.0.0.1", 7777));
-
-	assert_int_equal(ns_cache_refresh(c, record, &f->reports), 0);
-	assert_ptr_equal(ns_cache_current(c), t);
+	assert_int_equal(watch4(c, "127.0.0.1", 7777), NS_CACHE_HIT);
+	assert_int_equal(ns_cache_refresh(c), 0);
 
 	replace_file(f->path, "10.1.1.1:9000?noise_pub=" NOISE_PUB "\n");
-	assert_int_equal(ns_cache_refresh(c, record, &f->reports), 1);
-	t = ns_cache_current(c);
-	assert_non_null(find4(t, "10.1.1.1", 9000));
-	assert_null(find4(t, "127.0.0.1", 7777));
-	assert_int_equal(ns_cache_refresh(c, record, &f->reports), 0);
+	assert_int_equal(ns_cache_refresh(c), 1);
+	assert_int_equal(watch4(c, "10.1.1.1", 9000), NS_CACHE_HIT);
+	assert_int_equal(watch4(c, "127.0.0.1", 7777), NS_CACHE_MISS);
+	assert_int_equal(ns_cache_refresh(c), 0);
 	assert_int_equal(f->reports.n, 0);
 
-	/* The file goes away: the last good table keeps answering. */
+	/* The file goes away: the last good index keeps answering, and it is said once. */
 	assert_int_equal(unlink(f->path), 0);
-	assert_int_equal(ns_cache_refresh(c, record, &f->reports), -1);
-	assert_ptr_equal(ns_cache_current(c), t);
-	assert_non_null(find4(ns_cache_current(c), "10.1.1.1", 9000));
+	assert_int_equal(ns_cache_refresh(c), -1);
+	assert_int_equal(ns_cache_refresh(c), -1);
+	assert_int_equal(watch4(c, "10.1.1.1", 9000), NS_CACHE_HIT);
 	assert_int_equal(f->reports.n, 1);
 	assert_int_equal(f->reports.line[0], 0);
 
 	replace_file(f->path, "10.2.2.2:9000?noise_pub=" NOISE_PUB "\n");
-	assert_int_equal(ns_cache_refresh(c, record, &f->reports), 1);
-	assert_non_null(find4(ns_cache_current(c), "10.2.2.2", 9000));
+	assert_int_equal(ns_cache_refresh(c), 1);
+	assert_int_equal(watch4(c, "10.2.2.2", 9000), NS_CACHE_HIT);
 	ns_cache_close(c);
 }
 
@@ -323,8 +410,8 @@ static void test_refresh_sees_in_place_rewrite(void **state)
 	assert_non_null(fp);
 	fputs("10.1.1.2:9000?noise_pub=" NOISE_PUB "\n", fp);
 	assert_int_equal(fclose(fp), 0);
-	assert_int_equal(ns_cache_refresh(c, NULL, NULL), 1);
-	assert_int_equal(ns_cache_table_count(ns_cache_current(c)), 2);
+	assert_int_equal(ns_cache_refresh(c), 1);
+	assert_int_equal(ns_cache_count(c), 2);
 	ns_cache_close(c);
 }
 
@@ -335,14 +422,14 @@ static void test_open_before_file_exists(void **state)
 
 	c = ns_cache_open(f->path, record, &f->reports);
 	assert_non_null(c);
-	assert_null(ns_cache_current(c));
+	assert_int_equal(watch4(c, "10.1.1.1", 9000), NS_CACHE_UNREADABLE);
 	assert_int_equal(f->reports.n, 1);
-	assert_int_equal(ns_cache_refresh(c, NULL, NULL), -1);
-	assert_null(ns_cache_current(c));
+	assert_int_equal(ns_cache_refresh(c), -1);
+	assert_int_equal(watch4(c, "10.1.1.1", 9000), NS_CACHE_UNREADABLE);
 
 	replace_file(f->path, "10.1.1.1:9000?noise_pub=" NOISE_PUB "\n");
-	assert_int_equal(ns_cache_refresh(c, NULL, NULL), 1);
-	assert_non_null(find4(ns_cache_current(c), "10.1.1.1", 9000));
+	assert_int_equal(ns_cache_refresh(c), 1);
+	assert_int_equal(watch4(c, "10.1.1.1", 9000), NS_CACHE_HIT);
 	ns_cache_close(c);
 	ns_cache_close(NULL);
 }
@@ -352,6 +439,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_parse_reports_bad_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsupported_noise_proto_is_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_broken_entries, setup, teardown),
 cmocka_unit_test_setup_teardown(test_long_line_is_shortened_in_report, setup, teardown),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_lookup_rejects_odd_addresses),
