@@ -272,7 +272,8 @@ static void check_listen(struct doctor *d, const char *list)
 	free(now);
 }
 
-static void report_allow_problem(void *ctx, const char *file, unsigned line, const char *reason)
+static void report_allow_problem(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
+                                 const char *reason)
 {
 	struct doctor *d = ctx;
 

@@ -113,9 +113,11 @@ static void ignore_problem(const char *where, const char *problem)
 	(void)problem;
 }
 
-static void ignore_cache_problem(void *ctx, const char *file, unsigned line, const char *reason)
+static void ignore_cache_problem(void *ctx, enum ns_cache_level level, const char *file,
+                                 unsigned line, const char *reason)
 {
 	(void)ctx;
+	(void)level;
 	(void)file;
 	(void)line;
 	(void)reason;

@@ -68,7 +68,7 @@ static int parse_line(struct ns_allowlist *a, const char *text, size_t len, cons
 		snprintf(why, sizeof why, "not a public key in noise_pub form (%s): \"%.*s%s\"",
 		         ns_nodeurl_strerror(status), (int)(len < EXCERPT_MAX ? len : EXCERPT_MAX),
 		         text, len > EXCERPT_MAX ? "..." : "");
-		report(ctx, name, line, why);
+		report(ctx, NS_CACHE_ERROR, name, line, why);
 		return 0;
 	}
 	return add_key(a, pub);
@@ -125,7 +125,7 @@ static void report_file_error(ns_report_fn *report, void *ctx, const char *path,
 	char why[REASON_MAX];
 
 	snprintf(why, sizeof why, "cannot read the allowlist: %s", strerror(err));
-	report(ctx, path, 0, why);
+	report(ctx, NS_CACHE_ERROR, path, 0, why);
 }
 
 struct ns_allowlist *ns_allowlist_load(const char *path, ns_report_fn *report, void *ctx)

@@ -36,7 +36,8 @@ struct fixture {
 	struct reports reports;
 };
 
-static void record(void *ctx, const char *file, unsigned line, const char *reason)
+static void record(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
+                   const char *reason)
 {
 	struct reports *r = ctx;
 
