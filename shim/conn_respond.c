@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "fdtable.h"
+#include "load_guard.h"
 #include "log.h"
 #include "prefix.h"
 #include "real.h"
@@ -115,6 +116,8 @@ enum ns_pull
 ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 {
 	const uint8_t *payload;
+	struct sockaddr_storage peer;
+	socklen_t peer_len = sizeof(peer);
 	enum ns_pull r;
 	size_t len;
 	long n;
@@ -127,13 +130,23 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	if (r != NS_PULL_READY)
 		return r;
 	ns_frame_reader_ready(&c->reader, &len);
-	if ((n = read_msg1(c, len, &payload)) < 0)
+	if (ns_load_guard_admit(getpeername(fd, (struct sockaddr *)&peer, &peer_len) == 0
+	                        ? (struct sockaddr *)&peer : NULL) != 0)
+		return reject(c, fd, "first flight refused before any DH: the server is under load "
+		              "and this address is above NOISESHIM_RATE_LIMIT");
+	ns_load_guard_begin();
+	n = read_msg1(c, len, &payload);
+	ns_load_guard_end();
+	if (n < 0)
 		return reject(c, fd, "msg1 does not decrypt: it was made for another server key");
-	switch (ns_replay_guard_check(ns_handshake_remote_ephemeral(c->hs), n > 0)) {
+	switch (ns_replay_guard_check(ns_shim.static_key.pub, ns_handshake_remote_ephemeral(c->hs),
+	                              n > 0)) {
 	case NS_REPLAY_REPEAT:
 		return reject(c, fd, "replayed first flight refused");
 	case NS_REPLAY_FULL:
 		return reject(c, fd, "replay window full: 0-RTT data refused (raise NOISESHIM_REPLAY_CAPACITY)");
+	case NS_REPLAY_UNCHECKED:
+		return reject(c, fd, "replay window or store unavailable: 0-RTT data refused");
 	case NS_REPLAY_FRESH:
 		break;
 	}

@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "fdtable.h"
+#include "load_guard.h"
 #include "log.h"
 #include "real.h"
 #include "replay_guard.h"
@@ -130,6 +131,7 @@ named(int fd)
 static int
 classify(int fd)
 {
+	char why[NS_CONFIG_TEXT_MAX + 256];
 	int qlen = TFO_QUEUE;
 
 	pthread_once(&specs_once, load_specs);
@@ -143,8 +145,13 @@ classify(int fd)
 			errno = EACCES;
 			return -1;
 		}
-		if (ns_replay_guard_init() != 0) {
-			ns_log(NS_LOG_ERROR, "fd %d: refusing to serve: no memory for the replay window", fd);
+		if (ns_replay_guard_init(ns_shim.static_key.pub, why, sizeof(why)) != 0) {
+			ns_log(NS_LOG_ERROR, "fd %d: refusing to serve: %s", fd, why);
+			errno = EACCES;
+			return -1;
+		}
+		if (ns_load_guard_init() != 0) {
+			ns_log(NS_LOG_ERROR, "fd %d: refusing to serve: no memory for the load guard", fd);
 			errno = ENOMEM;
 			return -1;
 		}
