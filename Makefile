@@ -40,8 +40,10 @@ INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
+FLOOD_PEER   := $(BUILD)/tests/flood_peer
 
 .PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
+        test-replay test-flood \
         bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
@@ -84,6 +86,10 @@ $(CLIENT_MODES): tests/integration/client_modes.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
+# Builds first flights for the replay tests and floods them for the load test.
+$(FLOOD_PEER): $(BUILD)/tests/integration/flood_peer.o $(CORE)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lpthread
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -97,7 +103,8 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke
+test: test-unit test-cli test-interop test-client test-server test-replay test-flood test-netns test-tfo \
+      test-bench-smoke
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -119,6 +126,15 @@ test-client: all $(GOPEER) $(CLIENT_MODES)
 test-server: all $(GOPEER)
 	tests/integration/server.sh $(BUILD)
 
+# The replay window across restarts, independent processes and hosts sharing
+# a redis-server the test starts and kills.
+test-replay: all $(FLOOD_PEER)
+	tests/integration/replay.sh $(BUILD)
+
+# One address floods valid first flights; another still completes handshakes.
+test-flood: all $(FLOOD_PEER)
+	tests/integration/flood.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -129,7 +145,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo
+	    test-unit test-cli test-interop test-client test-server test-replay test-tfo
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
