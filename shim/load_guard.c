@@ -3,8 +3,12 @@
  *
  * Load is judged on first flights arriving, not on handshakes completed:
  * refused flights must keep counting, or refusing them would end the load
- * at once and let the flood straight back in.  It lasts LOAD_HOLD_MS after
- * its last sign, so that the limit does not flap at the threshold.
+ * at once and let the flood straight back in.  Load begins when first
+ * flights have kept up LOAD_FLIGHTS_PER_S for a whole second (every
+ * tenth of it), or when LOAD_PENDING msg1s are being processed at once; a
+ * one-off burst, such as a client opening a pool of connections, is not
+ * load.  It lasts while a quarter of either remains, and LOAD_HOLD_MS
+ * after, so that the limit does not flap at the threshold.
  */
 #include "load_guard.h"
 
@@ -19,19 +23,19 @@
 #include "shim.h"
 
 enum {
-	LOAD_PENDING = 8,           /* msg1s being processed at once */
-	LOAD_FLIGHTS_PER_S = 500,   /* first flights arriving per second */
+	LOAD_FLIGHTS_PER_S = 1000,  /* first flights arriving per second, sustained */
+	LOAD_PENDING = 16,          /* msg1s being processed at once */
 	LOAD_HOLD_MS = 1000,
+	SLICE_MS = 100,
+	SLICES = 10,                /* one second of slices */
 	LIMITER_ENTRIES = 4096,
-	MS_PER_S = 1000,
 };
 
 struct load_state {
 	pthread_mutex_t lock;
 	int pending;                /* atomic: msg1s between begin and end */
-	uint64_t second;            /* the second this_second counts */
-	uint32_t this_second;       /* first flights in it so far */
-	uint32_t last_second;       /* first flights in the one before */
+	uint64_t slice;             /* the slice counts[slice % (SLICES + 1)] is filling */
+	uint32_t counts[SLICES + 1];/* first flights per slice: the last SLICES whole ones and this one */
 	uint64_t loaded_until_ms;
 	int loaded;                 /* the last admit saw load: for the log */
 	uint64_t refused;           /* atomic: first flights refused since the load began */
@@ -90,25 +94,30 @@ static int address_key(const struct sockaddr *peer, uint8_t key[NS_RATELIMIT_ADD
 /* Count one first flight at now_ms and say whether the server is under load.  Under state->lock. */
 static int count_and_judge(uint64_t now_ms)
 {
-	uint64_t second = now_ms / MS_PER_S;
-	uint32_t recent, pending;
+	uint64_t slice = now_ms / SLICE_MS;
+	uint32_t last_second = 0, pending;
+	int sustained = 1;
 
-	if (second != state->second) {
-		state->last_second = second == state->second + 1 ? state->this_second : 0;
-		state->this_second = 0;
-		state->second = second;
+	/* Slices with no flight at all must read zero, however long the quiet was. */
+	for (uint64_t i = state->slice + 1; i <= slice && i <= state->slice + SLICES + 1; i++)
+		state->counts[i % (SLICES + 1)] = 0;
+	state->slice = slice;
+	state->counts[slice % (SLICES + 1)]++;
+	for (uint64_t i = slice - SLICES; i < slice; i++) {
+		uint32_t n = state->counts[i % (SLICES + 1)];
+
+		last_second += n;
+		sustained &= n >= LOAD_FLIGHTS_PER_S / SLICES;
 	}
-	state->this_second++;
-	/* The last second weighed by how much of it still lies within one second of now. */
-	recent = state->this_second +
-	         (uint32_t)((uint64_t)state->last_second * (MS_PER_S - now_ms % MS_PER_S) / MS_PER_S);
 	pending = (uint32_t)__atomic_load_n(&state->pending, __ATOMIC_RELAXED);
-	if (recent >= LOAD_FLIGHTS_PER_S || pending >= LOAD_PENDING)
+	if (sustained || pending >= LOAD_PENDING ||
+	    (state->loaded &&
+	     (last_second >= LOAD_FLIGHTS_PER_S / 4 || pending >= LOAD_PENDING / 4)))
 		state->loaded_until_ms = now_ms + LOAD_HOLD_MS;
 	if (now_ms < state->loaded_until_ms && !state->loaded) {
 		ns_log(NS_LOG_WARN, "under load (%u first flights in the last second, %u msg1s in "
 		       "progress): each address is limited to %u first flights/s, burst %u "
-		       "(NOISESHIM_RATE_LIMIT, NOISESHIM_RATE_BURST)", recent, pending,
+		       "(NOISESHIM_RATE_LIMIT, NOISESHIM_RATE_BURST)", last_second, pending,
 		       ns_shim.config.rate_limit, ns_shim.config.rate_burst);
 		state->loaded = 1;
 		__atomic_store_n(&state->refused, 0, __ATOMIC_RELAXED);

