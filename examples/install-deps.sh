@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages noiseshim's build and demo need, if missing.
 set -eu
-needed="build-essential pkg-config libsodium-dev libssl-dev uthash-dev libcmocka-dev curl python3"
+needed="build-essential pkg-config libsodium-dev libssl-dev uthash-dev libcmocka-dev libhiredis-dev curl python3"
 missing=
 for p in $needed; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
