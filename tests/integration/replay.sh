@@ -6,7 +6,8 @@
 # is killed mid-run: data-carrying first flights are refused with one
 # error line, empty ones accepted; restarted, all is back to normal.  Also:
 # a corrupt window file is rebuilt and said so, misconfiguration refuses
-# to serve, what a refused flight gets back (amplification), and that the
+# to serve, what a refused flight gets back (amplification, also counted on
+# the wire between two network namespaces), and that the
 # listener does not turn on cookie-less TCP Fast Open.
 #
 #   tests/integration/replay.sh BUILD_DIR
@@ -311,10 +312,84 @@ print(s.getsockopt(socket.IPPROTO_TCP, 23), s.getsockopt(socket.IPPROTO_TCP, 34)
 	note "net.ipv4.tcp_fastopen = $(cat /proc/sys/net/ipv4/tcp_fastopen)"
 }
 
+# "SEGMENTS OCTETS": TCP segments and IPv4 bytes the namespace has sent.
+sent_by_namespace() {
+	ip netns exec "$1" awk '
+		$1 == "Tcp:" && !tcp_names { for (i = 2; i <= NF; i++) tcp[$i] = i; tcp_names = 1; next }
+		$1 == "Tcp:" { segs = $tcp["OutSegs"] }
+		$1 == "IpExt:" && !ip_names { for (i = 2; i <= NF; i++) ip[$i] = i; ip_names = 1; next }
+		$1 == "IpExt:" { octets = $ip["OutOctets"] }
+		END { print segs, octets }' /proc/net/snmp /proc/net/netstat
+}
+
+# Between two namespaces, nothing else on the wire: every byte either side
+# sends for one replayed first flight, headers included, counted by the kernel.
+test_amplification_on_the_wire() (
+	# shellcheck source=bench/netns.sh
+	. "$here/../../bench/netns.sh"
+	netns_up 0 2>"$work/netns.log" || {
+		fail replay-wire-bytes "no network namespaces: $(tail_of "$work/netns.log")"
+		exit 1
+	}
+	local port=7700 server client_before client_after server_before server_after out
+	ip netns exec "$NETNS_SERVER" "${server_env[@]}" NOISESHIM_LISTEN="$port" \
+		NOISESHIM_REPLAY_FILE="$work/wire.map" "$python" -c '
+import socket, sys
+s = socket.create_server((sys.argv[1], int(sys.argv[2])))
+while True:
+    c, _ = s.accept()
+    try:
+        data = c.recv(65536)
+        if data:
+            c.sendall(data)
+    except OSError:
+        pass
+    c.close()' "$NETNS_SERVER_ADDR" "$port" >"$work/wire-server.log" 2>&1 &
+	server=$!
+	for _ in $(seq 100); do
+		ip netns exec "$NETNS_SERVER" ss -Hltn "sport = :$port" | grep -q . && break
+		sleep 0.1
+	done
+	flight wire || exit 1
+	wire_send() {
+		timeout 30 ip netns exec "$NETNS_CLIENT" "$flood_peer" send \
+			--connect "$NETNS_SERVER_ADDR:$port" --from "$NETNS_CLIENT_ADDR" \
+			--remote-pub "$server_pub_hex" --flight "$work/wire.bin" 2>&1
+	}
+	out=$(wire_send)
+	case $out in "reply 0 "*|"") fail replay-wire-fresh-accepted "got \"$out\""; exit 1 ;; esac
+	sleep 0.3
+	read -r client_before_segs client_before < <(sent_by_namespace "$NETNS_CLIENT")
+	read -r server_before_segs server_before < <(sent_by_namespace "$NETNS_SERVER")
+	out=$(wire_send)
+	# Let the closing segments of both sides go out.
+	sleep 0.5
+	read -r client_after_segs client_after < <(sent_by_namespace "$NETNS_CLIENT")
+	read -r server_after_segs server_after < <(sent_by_namespace "$NETNS_SERVER")
+	local from_server=$((server_after - server_before)) from_client=$((client_after - client_before))
+	note "replayed flight on the wire: client sent $((client_after_segs - client_before_segs)) segments," \
+		"$from_client bytes; server sent $((server_after_segs - server_before_segs)) segments," \
+		"$from_server bytes (IPv4, headers included); the client got \"$out\""
+	if [ "$out" = "reply 0 closed" ] && [ "$from_server" -gt 0 ] && [ "$from_server" -le "$from_client" ]; then
+		pass replay-wire-no-amplification
+	else
+		fail replay-wire-no-amplification "server sent $from_server bytes for $from_client; client got \"$out\""
+	fi
+	kill "$server" 2>/dev/null
+	wait "$server" 2>/dev/null
+	echo "$passed $failed" >"$work/wire.result"
+)
+
 test_restart_and_second_process
 test_default_path
 test_corrupt_file_rebuilt
 test_misconfiguration
 test_fleet_through_redis
 test_amplification
+test_amplification_on_the_wire
+if [ -f "$work/wire.result" ]; then
+	read -r passed failed <"$work/wire.result"
+else
+	fail replay-wire "the namespace test ended early; see $work/netns.log"
+fi
 summary
