@@ -275,8 +275,58 @@ test_fleet_through_redis() {
 	fi
 	stop_process "$host1"
 	stop_process "$host2"
+	test_store_after_fork "$store"
 	stop_process "$redis_pid"
 	check_sanitizer_reports fleet
+}
+
+redis_connections_received() {
+	redis-cli -p "$port_redis" info stats | awk -F: '$1 == "total_connections_received" { print $2 + 0 }'
+}
+
+# A process that used the store, then forks children that serve a flight
+# each, then serves one more itself: every child must open its own
+# connection (sharing the parent's would mix up replies), and the parent's
+# must survive its children closing their copies.
+test_store_after_fork() {
+	local before pid after
+	before=$(redis_connections_received)
+	start_background "$work/fork-server.out" "${server_env[@]}" NOISESHIM_LISTEN="$port_misc" \
+		NOISESHIM_LOG=warn NOISESHIM_LOG_FILE="$work/fork-server.log" \
+		NOISESHIM_REPLAY_FILE="$work/fork.map" "$1" "$python" -c '
+import os, socket, sys
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+def serve_one():
+    c, _ = s.accept()
+    try:
+        data = c.recv(65536)
+        if data:
+            c.sendall(data)
+    except OSError:
+        pass
+    c.close()
+serve_one()
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        serve_one()
+        os._exit(0)
+    os.waitpid(pid, 0)
+serve_one()' "$port_misc"
+	pid=$started_pid
+	wait_listening "$port_misc" "$pid" || { fail store-after-fork "the server did not start"; return; }
+	for i in 1 2 3 4; do
+		flight "fork-$i" || return
+		expect "store-after-fork-$i-accepted" "fork-$i" "$port_misc" accepted
+	done
+	stop_process "$pid"
+	# The count includes the redis-cli connection that asks for it.
+	after=$(($(redis_connections_received) - 1))
+	if [ $((after - before)) -eq 3 ]; then
+		pass store-connection-per-process
+	else
+		fail store-connection-per-process "$((after - before)) connections to the store for a parent and two children"
+	fi
 }
 
 # --- what a refused first flight gets back; no cookie-less TFO ---------------
