@@ -253,8 +253,14 @@ static void *create_block(int fd, size_t capacity)
 	size_t size = block_size(capacity);
 	void *block;
 
-	/* Shrink to nothing first: stale bytes must not survive into the new window. */
-	if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0)
+	/*
+	 * Shrink to nothing first: stale bytes must not survive into the new
+	 * window.  Then reserve every block, so that a full file system fails
+	 * here rather than with SIGBUS on a later store into a hole.
+	 */
+	if (ftruncate(fd, 0) != 0)
+		return NULL;
+	if ((errno = posix_fallocate(fd, 0, (off_t)size)) != 0)
 		return NULL;
 	block = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (block == MAP_FAILED)
