@@ -23,7 +23,7 @@
 #include "shim.h"
 
 enum {
-	LOAD_FLIGHTS_PER_S = 1000,  /* first flights arriving per second, sustained */
+	LOAD_FLIGHTS_PER_S = 500,   /* first flights arriving per second, sustained */
 	LOAD_PENDING = 16,          /* msg1s being processed at once */
 	LOAD_HOLD_MS = 1000,
 	SLICE_MS = 100,

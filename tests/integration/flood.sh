@@ -76,7 +76,7 @@ field() {
 
 test_flood() {
 	local unloaded with_limit without_limit on off ratio ratio_off sent answered flood_result limited
-	local cpu_on cpu_off before
+	local cpu_on cpu_off before fast
 	start_server limit-on "$port_on" || return
 	on=$started_pid
 	start_server limit-off "$port_off" NOISESHIM_RATE_LIMIT=0 || return
@@ -84,6 +84,15 @@ test_flood() {
 
 	unloaded=$(good_client "$port_on")
 	note "unloaded:            $unloaded"
+	# Negative space: without load, an address far above the per-address rate is not limited.
+	fast=$(timeout 60 "$flood_peer" handshakes --connect "127.0.0.1:$port_on" --from 127.0.0.4 \
+		--remote-pub "$server_pub_hex" --seconds 2 --rate 100 2>&1)
+	note "unloaded, 100/s:     $fast"
+	if [ "$(echo "$fast" | field failed)" = 0 ] && [ "$(echo "$fast" | field ok)" -ge 100 ] 2>/dev/null; then
+		pass unloaded-fast-address-not-limited
+	else
+		fail unloaded-fast-address-not-limited "$fast"
+	fi
 	before=$(cpu_seconds "$on")
 	with_limit=$(loaded "$port_on")
 	cpu_on=$(awk -v a="$(cpu_seconds "$on")" -v b="$before" 'BEGIN { printf "%.2f", a - b }')
