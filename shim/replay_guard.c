@@ -340,6 +340,7 @@ enum ns_replay_verdict ns_replay_guard_check(const uint8_t server_pub[NS_KEY_LEN
 	struct key_window *kw;
 	char why[256];
 
+	pthread_once(&store.parsed, parse_store);
 	pthread_mutex_lock(&windows_lock);
 	kw = find_window(server_pub, why, sizeof why);
 	pthread_mutex_unlock(&windows_lock);

@@ -208,6 +208,50 @@ static void test_corrupt_header_is_rebuilt(void **state)
 	check_rebuilt("size.map", damage_size, "size 4096");
 }
 
+/*
+ * The header's layout, as the file format fixes it: magic, version,
+ * capacity, index size, header size (4 bytes each after the 8-byte magic),
+ * block size, then the boot id, the hash key and a BLAKE2b-128 of all of it.
+ */
+enum { BOOT_ID_AT = 32, CHECKSUM_AT = 64, CHECKSUM_LEN = 16 };
+
+/* Pretend the file was written in another boot, with a header that is otherwise valid. */
+static void move_to_other_boot(const char *path)
+{
+	uint8_t header[CHECKSUM_AT];
+	uint8_t sum[CHECKSUM_LEN];
+	int fd = open(path, O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, header, sizeof header, 0), (ssize_t)sizeof header);
+	header[BOOT_ID_AT] ^= 0xff;
+	crypto_generichash(sum, sizeof sum, header, sizeof header, NULL, 0);
+	assert_int_equal(pwrite(fd, header, sizeof header, 0), (ssize_t)sizeof header);
+	assert_int_equal(pwrite(fd, sum, sizeof sum, CHECKSUM_AT), (ssize_t)sizeof sum);
+	close(fd);
+}
+
+static void test_other_boot_starts_empty(void **state)
+{
+	char path[256];
+	uint8_t key[NS_KEY_LEN];
+	struct ns_replay *r;
+
+	path_for("boot.map", path, sizeof path);
+	r = open_ok(path, 16, NS_REPLAY_OPENED_CREATED);
+	key_from_counter(5, key);
+	assert_int_equal(ns_replay_check(r, key, 1000), NS_REPLAY_FRESH);
+	ns_replay_free(r);
+	/* Untouched, the entry is still there: the header edit below is all that differs. */
+	r = open_ok(path, 16, NS_REPLAY_OPENED_EXISTING);
+	assert_int_equal(ns_replay_check(r, key, 1001), NS_REPLAY_REPEAT);
+	ns_replay_free(r);
+	move_to_other_boot(path);
+	r = open_ok(path, 16, NS_REPLAY_OPENED_NEW_BOOT);
+	assert_int_equal(ns_replay_check(r, key, 1002), NS_REPLAY_FRESH);
+	ns_replay_free(r);
+}
+
 static void test_other_capacity_is_rebuilt(void **state)
 {
 	char reason[NS_REPLAY_REASON_MAX], path[256];
@@ -372,6 +416,7 @@ int main(void)
 		cmocka_unit_test(test_reopen_keeps_entries),
 		cmocka_unit_test(test_expiry_and_capacity_in_a_file),
 		cmocka_unit_test(test_corrupt_header_is_rebuilt),
+		cmocka_unit_test(test_other_boot_starts_empty),
 		cmocka_unit_test(test_other_capacity_is_rebuilt),
 		cmocka_unit_test(test_unusable_path_is_refused),
 		cmocka_unit_test(test_writer_killed_mid_insert),
