@@ -35,7 +35,10 @@ CLIENT_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/client.o
 CLIENT_SO   := $(BUILD)/libnoiseshim.so
 SERVER_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/server.o
 SERVER_SO   := $(BUILD)/libnoiseshim-server.so
-SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread
+# -lhiredis: the accept shim's fleet-wide replay store (NOISESHIM_REPLAY_STORE)
+# speaks Redis; the client shim links it too, as both share the connection
+# code that calls the replay check.
+SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread -lhiredis
 
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -60,9 +63,10 @@ FC_CLIENT    := $(BUILD)/tests/fc_client
 FC_SERVER    := $(BUILD)/tests/fc_server
 STATS_WRITER := $(BUILD)/tests/stats_writer
 CACHE_PROBE  := $(BUILD)/tests/cache_probe
+FLOOD_PEER   := $(BUILD)/tests/flood_peer
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-cache test-server test-tfo test-failclosed test-handoff sanitize install uninstall \
+        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood sanitize install uninstall \
         bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
@@ -124,6 +128,10 @@ $(CACHE_PROBE): tests/integration/cache_probe.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
+# Builds first flights for the replay tests and floods them for the load test.
+$(FLOOD_PEER): $(BUILD)/tests/integration/flood_peer.o $(CORE)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lpthread
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -144,7 +152,7 @@ test: test-deps
 test-deps:
 	$(TEST_DEPS)
 
-test-suites: test-unit test-cli test-install test-interop test-client test-cache test-server test-netns \
+test-suites: test-unit test-cli test-install test-interop test-client test-cache test-server test-replay test-flood test-netns \
              test-tfo test-bench-smoke test-failclosed test-handoff
 
 test-unit: $(UNIT_BIN)
@@ -181,6 +189,15 @@ test-server: all $(GOPEER)
 test-handoff: all
 	tests/integration/handoff.sh $(BUILD)
 
+# The replay window across restarts, independent processes and hosts sharing
+# a redis-server the test starts and kills.
+test-replay: all $(FLOOD_PEER)
+	tests/integration/replay.sh $(BUILD)
+
+# One address floods valid first flights; another still completes handshakes.
+test-flood: all $(FLOOD_PEER)
+	tests/integration/flood.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -197,7 +214,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-cache test-server test-tfo test-failclosed test-handoff
+	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done

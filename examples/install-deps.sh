@@ -10,12 +10,12 @@
 set -eu
 
 build="build-essential pkg-config ca-certificates libsodium-dev libssl-dev uthash-dev
-	libcmocka-dev curl python3"
+	libcmocka-dev libhiredis-dev curl python3"
 # What the suites and the smoke run start: real servers and clients, the Go
 # peer, network namespaces, the WAN emulator's delay line, the man page.
 suite="golang-go golang-github-flynn-noise-dev procps iproute2 iptables iputils-ping
 	nginx redis-server redis-tools libnetfilter-queue-dev libmnl-dev iperf3 stunnel4 wrk
-	openssl libhiredis-dev openssh-server openssh-client git socat netcat-openbsd
+	openssl openssh-server openssh-client git socat netcat-openbsd
 	default-jre-headless default-jdk-headless man-db groff-base"
 
 case "${1:-}" in

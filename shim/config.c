@@ -157,6 +157,31 @@ parse_replay_capacity(struct ns_config *c, const char *v)
 	return parse_number(v, 1, 1u << 30, &c->replay_capacity);
 }
 
+static int
+parse_replay_file(struct ns_config *c, const char *v)
+{
+	return copy_text(c->replay_file, sizeof(c->replay_file), v);
+}
+
+/* Checked when a listener is set up, so that a bad URL refuses to serve rather than being ignored. */
+static int
+parse_replay_store(struct ns_config *c, const char *v)
+{
+	return copy_text(c->replay_store, sizeof(c->replay_store), v);
+}
+
+static int
+parse_rate_limit(struct ns_config *c, const char *v)
+{
+	return parse_number(v, 0, 1000000, &c->rate_limit);
+}
+
+static int
+parse_rate_burst(struct ns_config *c, const char *v)
+{
+	return parse_number(v, 1, 1000000, &c->rate_burst);
+}
+
 static const struct variable {
 	const char *name;
 	parse_fn *parse;
@@ -176,6 +201,10 @@ static const struct variable {
 	{"NOISESHIM_FIRST_FLIGHT_US", parse_first_flight, "microseconds, 0..1000000"},
 	{"NOISESHIM_REPLAY_WINDOW", parse_replay_window, "seconds, 1..86400"},
 	{"NOISESHIM_REPLAY_CAPACITY", parse_replay_capacity, "entries, 1..1073741824"},
+	{"NOISESHIM_REPLAY_FILE", parse_replay_file, "a path"},
+	{"NOISESHIM_REPLAY_STORE", parse_replay_store, "redis://HOST:PORT"},
+	{"NOISESHIM_RATE_LIMIT", parse_rate_limit, "handshakes/s per address, 0..1000000 (0: off)"},
+	{"NOISESHIM_RATE_BURST", parse_rate_burst, "handshakes, 1..1000000"},
 };
 
 static const struct variable *
@@ -276,6 +305,8 @@ ns_config_load(struct ns_config *c, ns_config_report_fn *report)
 	c->first_flight_us = 2000;
 	c->replay_window_s = 10 * 60;
 	c->replay_capacity = 1u << 20;
+	c->rate_limit = 20;
+	c->rate_burst = 5;
 
 	if (file != NULL && *file != '\0')
 		load_file(c, file, report);

@@ -32,6 +32,10 @@ struct ns_config {
 	unsigned first_flight_us;              /* quiet time that releases a coalesced first flight */
 	unsigned replay_window_s;
 	unsigned replay_capacity;
+	char replay_file[PATH_MAX];            /* empty: /run/noiseshim/replay-<key id>.map */
+	char replay_store[NS_CONFIG_TEXT_MAX]; /* empty: no fleet-wide store */
+	unsigned rate_limit;                   /* handshakes/s per address under load; 0: off */
+	unsigned rate_burst;
 };
 
 /* Called for each problem: the variable (or FILE:LINE) at fault and why. */

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "load_guard.h"
 #include "log.h"
 #include "prefix.h"
 #include "real.h"
@@ -144,6 +145,9 @@ enum ns_pull
 ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 {
 	const uint8_t *payload;
+	struct sockaddr_storage peer;
+	socklen_t peer_len = sizeof(peer);
+	char why[256];
 	enum ns_pull r;
 	size_t len;
 	long n;
@@ -163,16 +167,26 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	if (r != NS_PULL_READY)
 		return r;
 	ns_frame_reader_ready(&c->reader, &len);
-	if ((n = read_msg1(c, c->reader.body, len, &payload)) < 0)
+	if (ns_load_guard_admit(getpeername(fd, (struct sockaddr *)&peer, &peer_len) == 0
+	                        ? (struct sockaddr *)&peer : NULL) != 0)
+		return reject(c, fd, "first flight refused before any DH: the server is under load "
+		              "and this address is above NOISESHIM_RATE_LIMIT");
+	ns_load_guard_begin();
+	n = read_msg1(c, c->reader.body, len, &payload);
+	ns_load_guard_end();
+	if (n < 0)
 		return reject(c, fd, "msg1 does not decrypt: it was made for another server key");
 	/* A program that took the connection over across exec never set the window up. */
-	if (n > 0 && ns_replay_guard_init() != 0)
-		return reject(c, fd, "no memory for the replay window: 0-RTT data refused");
-	switch (ns_replay_guard_check(ns_handshake_remote_ephemeral(&c->u.hs), n > 0)) {
+	if (n > 0 && ns_replay_guard_init(ns_shim.static_key.pub, why, sizeof(why)) != 0)
+		return reject(c, fd, why);
+	switch (ns_replay_guard_check(ns_shim.static_key.pub, ns_handshake_remote_ephemeral(&c->u.hs),
+	                              n > 0)) {
 	case NS_REPLAY_REPEAT:
 		return reject(c, fd, "replayed first flight refused");
 	case NS_REPLAY_FULL:
 		return reject(c, fd, "replay window full: 0-RTT data refused (raise NOISESHIM_REPLAY_CAPACITY)");
+	case NS_REPLAY_UNCHECKED:
+		return reject(c, fd, "replay window or store unavailable: 0-RTT data refused");
 	case NS_REPLAY_FRESH:
 		break;
 	}

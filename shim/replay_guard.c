@@ -1,67 +1,356 @@
 /*
- * Replay window shared across fork, locked with a process-shared robust
- * mutex so that a worker dying mid-check cannot wedge the others.
+ * Replay windows per server key, in files shared by every process on the
+ * host, and the optional Redis store shared by a fleet.
+ *
+ * The local window is asked first: it is cheap and catches a replay to
+ * the same host.  Only a data-carrying first flight that it calls fresh
+ * costs a round trip to the store: one SET NX PX, whose expiry is the
+ * window, so the store needs no clean-up of its own.  The connection to
+ * the store belongs to one process: a child of fork opens its own, and
+ * any error closes it, to be opened again on the next flight after a
+ * short pause (so that an outage costs no connect timeout per flight).
  */
 #include "replay_guard.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
-#include <sys/mman.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <sodium.h>
 
 #include "log.h"
 #include "shim.h"
 
-struct guard {
-	pthread_mutex_t lock;
-	struct ns_replay *window;
+enum {
+	MAX_KEYS = 16,
+	KEY_ID_BYTES = 16,
+	KEY_ID_HEX = 2 * KEY_ID_BYTES + 1,
+	STORE_TIMEOUT_MS = 200,
+	/* After a failure the store is not tried again for this long: flights are refused at once. */
+	STORE_RETRY_MS = 500,
+	STORE_HOST_MAX = 256,
+	STORE_KEY_MAX = 160,
 };
 
-static struct guard *guard;
+#define DEFAULT_DIR "/run/noiseshim"
+#define STORE_SCHEME "redis://"
+#define STORE_KEY_PREFIX "noiseshim:replay"
 
-/* Create the window from the configuration, before any worker is forked.  0 or -1. */
-int
-ns_replay_guard_init(void)
+/* The window of one server key. */
+struct key_window {
+	uint8_t pub[NS_KEY_LEN];
+	char id[KEY_ID_HEX];         /* hex of BLAKE2b(pub), first 16 bytes */
+	struct ns_replay *window;    /* NULL: none could be made */
+};
+
+static pthread_mutex_t windows_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct key_window windows[MAX_KEYS];
+static int nwindows;
+
+/* The fleet's store, when NOISESHIM_REPLAY_STORE names one. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_once_t parsed;
+	char error[NS_CONFIG_TEXT_MAX + 128]; /* the URL is unusable: why */
+	int configured;
+	char host[STORE_HOST_MAX];
+	int port;
+	redisContext *conn;
+	pid_t conn_pid;              /* the process conn belongs to */
+	int down;                    /* the last attempt failed; logged once */
+	uint64_t retry_at_ms;
+} store = {.lock = PTHREAD_MUTEX_INITIALIZER, .parsed = PTHREAD_ONCE_INIT};
+
+static void key_id(const uint8_t pub[NS_KEY_LEN], char id[KEY_ID_HEX])
 {
-	const struct ns_config *cfg = &ns_shim.config;
-	pthread_mutexattr_t attr;
-	struct guard *g;
+	uint8_t digest[KEY_ID_BYTES];
 
-	if (guard != NULL)
-		return 0;
-	g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g == MAP_FAILED)
+	crypto_generichash(digest, sizeof digest, pub, NS_KEY_LEN, NULL, 0);
+	sodium_bin2hex(id, KEY_ID_HEX, digest, sizeof digest);
+}
+
+/* "redis://HOST:PORT" (HOST a name, an IPv4 address or [IPv6]; PORT 6379 if left out). */
+static int parse_store_url(const char *url, char *host, int *port)
+{
+	const char *p = url + strlen(STORE_SCHEME), *end, *colon;
+	unsigned long n = 6379;
+	char *stop;
+
+	if (strncmp(url, STORE_SCHEME, strlen(STORE_SCHEME)) != 0)
 		return -1;
-	g->window = ns_replay_new_shared((uint64_t)cfg->replay_window_s * 1000, cfg->replay_capacity);
-	if (g->window == NULL) {
-		munmap(g, sizeof(*g));
-		return -1;
+	if (*p == '[') {
+		if ((end = strchr(p, ']')) == NULL)
+			return -1;
+		p++;
+		colon = end + 1;
+		if (*colon != '\0' && *colon != ':')
+			return -1;
+	} else {
+		end = colon = p + strcspn(p, ":");
 	}
-	pthread_mutexattr_init(&attr);
-	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	pthread_mutex_init(&g->lock, &attr);
-	pthread_mutexattr_destroy(&attr);
-	guard = g;
-	ns_log(NS_LOG_INFO, "replay window: %u s, %u first flights, %zu bytes", cfg->replay_window_s,
-	       cfg->replay_capacity, ns_replay_memory(g->window));
+	if (end == p || (size_t)(end - p) >= STORE_HOST_MAX ||
+	    memchr(p, '/', (size_t)(end - p)) != NULL || memchr(p, '@', (size_t)(end - p)) != NULL)
+		return -1;
+	if (*colon == ':') {
+		n = strtoul(colon + 1, &stop, 10);
+		if (colon[1] == '\0' || *stop != '\0' || n == 0 || n > 65535)
+			return -1;
+	}
+	memcpy(host, p, (size_t)(end - p));
+	host[end - p] = '\0';
+	*port = (int)n;
 	return 0;
 }
 
-/*
- * Check the ephemeral key e of a decrypted msg1.  A full window refuses
- * only a msg1 that carries data: replaying an empty one gains nothing.
- */
-enum ns_replay_verdict
-ns_replay_guard_check(const uint8_t e[NS_KEY_LEN], int carries_data)
+static void parse_store(void)
 {
+	const char *url = ns_shim.config.replay_store;
+
+	if (url[0] == '\0')
+		return;
+	if (parse_store_url(url, store.host, &store.port) != 0) {
+		snprintf(store.error, sizeof store.error,
+		         "NOISESHIM_REPLAY_STORE: \"%s\" is not redis://HOST:PORT", url);
+		return;
+	}
+	store.configured = 1;
+}
+
+/* Where the window of key id lives; the first key gets NOISESHIM_REPLAY_FILE itself. */
+static int window_path(const char *id, int first, char *path, size_t cap)
+{
+	const char *file = ns_shim.config.replay_file;
+	int n;
+
+	if (file[0] != '\0')
+		n = first ? snprintf(path, cap, "%s", file) : snprintf(path, cap, "%s-%s", file, id);
+	else
+		n = snprintf(path, cap, DEFAULT_DIR "/replay-%s.map", id);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* Say what opening found, at error level when entries were lost to corruption. */
+static void log_opened(const char *path, enum ns_replay_opened opened, const char *reason,
+                       const struct ns_replay *w)
+{
+	switch (opened) {
+	case NS_REPLAY_OPENED_REBUILT:
+		ns_log(NS_LOG_ERROR, "replay window %s: %s; rebuilt empty, first flights seen before "
+		       "are forgotten", path, reason);
+		break;
+	case NS_REPLAY_OPENED_NEW_BOOT:
+		ns_log(NS_LOG_INFO, "replay window %s: written before this boot; emptied", path);
+		break;
+	case NS_REPLAY_OPENED_CREATED:
+	case NS_REPLAY_OPENED_EXISTING:
+		break;
+	}
+	ns_log(NS_LOG_INFO, "replay window %s: %u s, %u first flights, %zu bytes", path,
+	       ns_shim.config.replay_window_s, ns_shim.config.replay_capacity, ns_replay_memory(w));
+}
+
+/*
+ * Open the window of one key into kw.  A configured file that cannot be
+ * used is an error (-1, why); the default directory falling short is not,
+ * and the window is then this process's and its children's only.
+ */
+static int open_window(struct key_window *kw, int first, char *why, size_t why_len)
+{
+	const struct ns_config *cfg = &ns_shim.config;
+	uint64_t window_ms = (uint64_t)cfg->replay_window_s * 1000;
+	char path[PATH_MAX], reason[NS_REPLAY_REASON_MAX];
+	enum ns_replay_opened opened;
+
+	if (window_path(kw->id, first, path, sizeof path) != 0) {
+		snprintf(why, why_len, "NOISESHIM_REPLAY_FILE: path too long");
+		return -1;
+	}
+	if (cfg->replay_file[0] == '\0' && mkdir(DEFAULT_DIR, 0700) != 0 && errno != EEXIST)
+		snprintf(reason, sizeof reason, DEFAULT_DIR ": cannot create: %s", strerror(errno));
+	else if ((kw->window = ns_replay_open(path, window_ms, cfg->replay_capacity, &opened,
+	                                      reason)) != NULL) {
+		log_opened(path, opened, reason, kw->window);
+		return 0;
+	}
+	if (cfg->replay_file[0] != '\0') {
+		snprintf(why, why_len, "NOISESHIM_REPLAY_FILE: replay window %s", reason);
+		return -1;
+	}
+	kw->window = ns_replay_new_shared(window_ms, cfg->replay_capacity);
+	ns_log(NS_LOG_ERROR, "replay window %s; %s: restarts and other processes with this key will "
+	       "not share it (set NOISESHIM_REPLAY_FILE to a writable path)", reason,
+	       kw->window != NULL ? "using one in this process and its children"
+	                          : "no memory for one either: 0-RTT data is refused");
+	return 0;
+}
+
+/* The window of key pub, opened on first use; NULL if none.  Under windows_lock. */
+static struct key_window *find_window(const uint8_t pub[NS_KEY_LEN], char *why, size_t why_len)
+{
+	struct key_window *kw;
+
+	for (int i = 0; i < nwindows; i++)
+		if (sodium_memcmp(windows[i].pub, pub, NS_KEY_LEN) == 0)
+			return &windows[i];
+	if (nwindows == MAX_KEYS) {
+		snprintf(why, why_len, "replay windows: more than %d server keys", MAX_KEYS);
+		return NULL;
+	}
+	kw = &windows[nwindows];
+	memcpy(kw->pub, pub, NS_KEY_LEN);
+	key_id(pub, kw->id);
+	if (open_window(kw, nwindows == 0, why, why_len) != 0)
+		return NULL;
+	nwindows++;
+	return kw;
+}
+
+/*
+ * Open the window of the key server_pub and check the store's URL, before
+ * any worker is forked.  0, or -1 with why (why_len bytes) saying what is
+ * misconfigured; then no listener may serve.
+ */
+int ns_replay_guard_init(const uint8_t server_pub[NS_KEY_LEN], char *why, size_t why_len)
+{
+	struct key_window *kw;
+
+	pthread_once(&store.parsed, parse_store);
+	if (store.error[0] != '\0') {
+		snprintf(why, why_len, "%s", store.error);
+		return -1;
+	}
+	pthread_mutex_lock(&windows_lock);
+	kw = find_window(server_pub, why, why_len);
+	pthread_mutex_unlock(&windows_lock);
+	return kw != NULL ? 0 : -1;
+}
+
+static uint64_t now_ms(void)
+{
+	return ns_replay_clock_ms();
+}
+
+static void close_store(void)
+{
+	/* A context inherited through fork shares its socket with the parent: just let it go. */
+	if (store.conn != NULL)
+		redisFree(store.conn);
+	store.conn = NULL;
+}
+
+/* A connection of this process's own, or NULL with why.  Under store.lock. */
+static redisContext *store_connection(char *why, size_t why_len)
+{
+	struct timeval timeout = {0, STORE_TIMEOUT_MS * 1000};
+
+	if (store.conn != NULL && store.conn_pid != getpid())
+		close_store();
+	if (store.conn != NULL)
+		return store.conn;
+	store.conn = redisConnectWithTimeout(store.host, store.port, timeout);
+	store.conn_pid = getpid();
+	if (store.conn == NULL) {
+		snprintf(why, why_len, "out of memory");
+	} else if (store.conn->err != 0) {
+		snprintf(why, why_len, "%s", store.conn->errstr);
+		close_store();
+	} else if (redisSetTimeout(store.conn, timeout) != REDIS_OK) {
+		snprintf(why, why_len, "cannot set a timeout");
+		close_store();
+	}
+	return store.conn;
+}
+
+/* SET NX PX for e under key id: fresh, repeat, or unchecked with why.  Under store.lock. */
+static enum ns_replay_verdict claim_in_store(const char *id, const uint8_t e[NS_KEY_LEN],
+                                             char *why, size_t why_len)
+{
+	char name[STORE_KEY_MAX], hex[2 * NS_KEY_LEN + 1];
+	enum ns_replay_verdict v = NS_REPLAY_UNCHECKED;
+	redisContext *conn;
+	redisReply *reply;
+
+	if ((conn = store_connection(why, why_len)) == NULL)
+		return NS_REPLAY_UNCHECKED;
+	sodium_bin2hex(hex, sizeof hex, e, NS_KEY_LEN);
+	snprintf(name, sizeof name, STORE_KEY_PREFIX ":%s:%s", id, hex);
+	reply = redisCommand(conn, "SET %s 1 NX PX %llu", name,
+	                     (unsigned long long)ns_shim.config.replay_window_s * 1000);
+	if (reply == NULL) {
+		snprintf(why, why_len, "%s", conn->errstr[0] != '\0' ? conn->errstr : "no reply");
+		close_store();
+		return NS_REPLAY_UNCHECKED;
+	}
+	if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "OK") == 0)
+		v = NS_REPLAY_FRESH;
+	else if (reply->type == REDIS_REPLY_NIL)
+		v = NS_REPLAY_REPEAT;
+	else
+		snprintf(why, why_len, "unexpected reply to SET: %.100s",
+		         reply->type == REDIS_REPLY_ERROR ? reply->str : "not a status");
+	freeReplyObject(reply);
+	if (v == NS_REPLAY_UNCHECKED)
+		close_store();
+	return v;
+}
+
+/* Ask the fleet's store about e; an outage and its end are logged once each. */
+static enum ns_replay_verdict check_store(const char *id, const uint8_t e[NS_KEY_LEN])
+{
+	char why[256] = "";
 	enum ns_replay_verdict v;
 
-	if (guard == NULL)
-		/* No window could be made: no 0-RTT data is safe to accept. */
-		return carries_data ? NS_REPLAY_FULL : NS_REPLAY_FRESH;
-	if (pthread_mutex_lock(&guard->lock) == EOWNERDEAD)
-		pthread_mutex_consistent(&guard->lock);
-	v = ns_replay_check(guard->window, e, ns_now_ms());
-	pthread_mutex_unlock(&guard->lock);
-	return v == NS_REPLAY_FULL && !carries_data ? NS_REPLAY_FRESH : v;
+	pthread_mutex_lock(&store.lock);
+	if (store.down && now_ms() < store.retry_at_ms) {
+		pthread_mutex_unlock(&store.lock);
+		return NS_REPLAY_UNCHECKED;
+	}
+	v = claim_in_store(id, e, why, sizeof why);
+	if (v == NS_REPLAY_UNCHECKED) {
+		if (!store.down)
+			ns_log(NS_LOG_ERROR, "replay store redis://%s:%d unreachable: %s; first flights "
+			       "carrying data are refused until it is back", store.host, store.port, why);
+		store.down = 1;
+		store.retry_at_ms = now_ms() + STORE_RETRY_MS;
+	} else if (store.down) {
+		ns_log(NS_LOG_ERROR, "replay store redis://%s:%d reachable again; first flights carrying "
+		       "data are accepted", store.host, store.port);
+		store.down = 0;
+	}
+	pthread_mutex_unlock(&store.lock);
+	return v;
+}
+
+/*
+ * Check the ephemeral key e of a msg1 that server_pub's key decrypted.  A
+ * window that is full or cannot be consulted refuses only a msg1 that
+ * carries data: replaying an empty one gains nothing.
+ */
+enum ns_replay_verdict ns_replay_guard_check(const uint8_t server_pub[NS_KEY_LEN],
+                                             const uint8_t e[NS_KEY_LEN], int carries_data)
+{
+	enum ns_replay_verdict v = NS_REPLAY_UNCHECKED;
+	struct key_window *kw;
+	char why[256];
+
+	pthread_once(&store.parsed, parse_store);
+	pthread_mutex_lock(&windows_lock);
+	kw = find_window(server_pub, why, sizeof why);
+	pthread_mutex_unlock(&windows_lock);
+	if (kw == NULL)
+		ns_log(NS_LOG_ERROR, "replay window: %s", why);
+	else if (kw->window != NULL)
+		v = ns_replay_check(kw->window, e, now_ms());
+	if (!carries_data)
+		return v == NS_REPLAY_REPEAT ? NS_REPLAY_REPEAT : NS_REPLAY_FRESH;
+	if (v == NS_REPLAY_FRESH && store.configured)
+		v = check_store(kw->id, e);
+	return v;
 }

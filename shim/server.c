@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "fdtable.h"
+#include "load_guard.h"
 #include "log.h"
 #include "real.h"
 #include "replay_guard.h"
@@ -188,6 +189,7 @@ refuse(int fd, const char *why)
 static int
 classify(int fd)
 {
+	char why[NS_CONFIG_TEXT_MAX + 256];
 	int qlen = TFO_QUEUE;
 	char where[64] = "?";
 	enum naming naming;
@@ -209,12 +211,14 @@ classify(int fd)
 	}
 	if (ns_shim.config.transport == NS_TRANSPORT_NOISE) {
 		if (ns_shim_load_key() != 0) {
-			char why[sizeof(ns_shim.key_error) + 64];
-			snprintf(why, sizeof(why), "%s: %s", where, ns_shim.key_error);
-			return refuse(fd, why);
+			char why_key[sizeof(ns_shim.key_error) + 64];
+			snprintf(why_key, sizeof(why_key), "%s: %s", where, ns_shim.key_error);
+			return refuse(fd, why_key);
 		}
-		if (ns_replay_guard_init() != 0)
-			return refuse(fd, "no memory for the replay window");
+		if (ns_replay_guard_init(ns_shim.static_key.pub, why, sizeof(why)) != 0)
+			return refuse(fd, why);
+		if (ns_load_guard_init() != 0)
+			return refuse(fd, "no memory for the load guard");
 	}
 	if (REAL(setsockopt)(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen)) != 0)
 		ns_log(NS_LOG_WARN, "fd %d: TCP Fast Open unavailable on this listener: %s", fd,
