@@ -160,7 +160,6 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	if (r == NS_PULL_EOF)
 		return reject(c, fd, "the client closed the connection inside the handshake");
 	if (r == NS_PULL_ERROR && ns_conn_phase(c) != NS_PHASE_FAILED) {
-		char why[96];
 		snprintf(why, sizeof(why), "connection broken inside the handshake: %s", strerror(errno));
 		return reject(c, fd, why);
 	}

@@ -175,9 +175,9 @@ try:
     print("listening")
 except OSError as e:
     print("refused", e.errno)' "$port_misc" 2>&1)
-	if [ "$out" = "refused 13" ] && grep -q "error: .*refusing to serve: .*$expected" "$work/$name.log"; then
+	if [ "$out" = "refused 13" ] && grep -q "error: .*listening refused: .*$expected" "$work/$name.log"; then
 		pass "$name"
-		note "$(grep -m 1 "refusing to serve" "$work/$name.log")"
+		note "$(grep -m 1 "listening refused" "$work/$name.log")"
 	else
 		fail "$name" "listen gave \"$out\"; log: $(tail_of "$work/$name.log")"
 	fi
