@@ -659,6 +659,7 @@ failed:
 	errno = c->error ? c->error : EPIPE;
 	ret = -1;
 out:
+	ns_conn_account(c, fd, ret, 1);
 	ns_conn_unlock_tx(c);
 	return ret;
 }

@@ -18,8 +18,10 @@
 #include "log.h"
 #include "real.h"
 #include "replay_guard.h"
+#include "sandbox.h"
 #include "service.h"
 #include "shim.h"
+#include "stats.h"
 
 const enum ns_role ns_shim_role = NS_ROLE_RESPONDER;
 
@@ -216,6 +218,12 @@ classify(int fd)
 		if (ns_replay_guard_init() != 0)
 			return refuse(fd, "no memory for the replay window");
 	}
+	/*
+	 * The counters file is made now, before a pre-fork server forks its
+	 * workers, so that they all add to it; never inside a sandbox.
+	 */
+	if (!ns_sandboxed)
+		ns_stats_attach();
 	if (REAL(setsockopt)(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen)) != 0)
 		ns_log(NS_LOG_WARN, "fd %d: TCP Fast Open unavailable on this listener: %s", fd,
 		       strerror(errno));
