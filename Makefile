@@ -61,8 +61,9 @@ FC_SERVER    := $(BUILD)/tests/fc_server
 STATS_WRITER := $(BUILD)/tests/stats_writer
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-server test-tfo test-failclosed test-handoff sanitize install uninstall \
-        bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
+        test-client test-server test-tfo test-failclosed test-handoff test-ops sanitize install \
+        uninstall bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke \
+        clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
 $(MAN_PAGE): doc/noiseshim.1.in lib/version.h
@@ -139,7 +140,7 @@ test-deps:
 	$(TEST_DEPS)
 
 test-suites: test-unit test-cli test-install test-interop test-client test-server test-netns \
-             test-tfo test-bench-smoke test-failclosed test-handoff
+             test-tfo test-bench-smoke test-failclosed test-handoff test-ops
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -171,6 +172,12 @@ test-server: all $(GOPEER)
 test-handoff: all
 	tests/integration/handoff.sh $(BUILD)
 
+# Key rotation, the client allowlist, the per-connection log lines, syslog
+# and the counters, under both shims.  The syslog check needs root (a mount
+# namespace).
+test-ops: all
+	tests/integration/ops.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -187,7 +194,8 @@ test-tfo: all $(NFQ_DELAY)
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo test-failclosed test-handoff
+	    test-unit test-cli test-interop test-client test-server test-tfo test-failclosed test-handoff \
+	    test-ops
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done

@@ -287,7 +287,7 @@ static void
 report_open(struct ns_conn *c, int fd)
 {
 	const char *syn = syn_data(fd);
-	char client[80] = "";
+	char client[100] = "";
 
 	if (strcmp(syn, "yes") == 0)
 		count(NS_STAT_TFO_SYN_DATA, 1);
@@ -297,7 +297,8 @@ report_open(struct ns_conn *c, int fd)
 		char pub[56];
 		if (ns_noise_pub_encode(c->peer_pub, pub, sizeof(pub)) == 0)
 			snprintf(pub, sizeof(pub), "?");
-		snprintf(client, sizeof(client), ", client %s", pub);
+		/* Which server key answered tells when no client uses an old key any more. */
+		snprintf(client, sizeof(client), ", client %s, server key %u", pub, c->key_index);
 	}
 	ns_log(NS_LOG_INFO, "fd %d, %s: handshake complete: %s, %u ms, 0-RTT %u bytes, SYN data %s%s",
 	       fd, c->peer, ns_suite_name((enum ns_suite)c->suite), c->handshake_ms,
