@@ -46,8 +46,9 @@ if ! version=$("$cli" --version) || [ "${version#noiseshim }" = "$version" ]; th
 fi
 version=${version#noiseshim }
 
-# How long a changed key file or allowlist may take to be picked up.
-reload_limit_s=2
+# A changed key file or allowlist must be in use for the first connection
+# this long after the change (the shim looks at most once a second).
+reload_wait_s=1.1
 
 # Nothing of the caller's may leak into the programs under test.
 unset LD_PRELOAD
@@ -166,6 +167,11 @@ occurrences() {
 	grep -a -o -F -- "$1" "$2" 2>/dev/null | wc -l
 }
 
+# How many lines of a file match the extended regular expression (0 when it is missing).
+matching_lines() {
+	grep -a -E -- "$1" "$2" 2>/dev/null | wc -l
+}
+
 # --- keys, caches, environments ------------------------------------------------
 
 for key in new old third listed unlisted old-next; do
@@ -277,19 +283,14 @@ expect_kept_out() {
 	fi
 }
 
-# served_after_change NAME CHANGED_AT PORT CACHE SERVER [VAR=VALUE...]: files are
-# looked at again at most once a second, so a change is picked up by the
-# first connection that comes a second after it; that one must be served,
-# within reload_limit_s of the change.
+# served_after_change NAME PORT CACHE SERVER [VAR=VALUE...]: files are
+# looked at again at most once a second, so the first connection that
+# comes a second after a change must find it.
 served_after_change() {
-	local name=$1 changed=$2
-	shift 2
-	sleep 1.1
+	local name=$1
+	shift
+	sleep "$reload_wait_s"
 	expect_served "$name" "$@"
-	note "$name: served $(seconds_since "$changed") s after the change (limit $reload_limit_s s)"
-	if awk -v t="$(seconds_since "$changed")" -v l="$reload_limit_s" 'BEGIN { exit !(t > l) }'; then
-		fail "$name-in-time" "served only $(seconds_since "$changed") s after the change"
-	fi
 }
 
 # Replace a file by rename, as editors and configuration tools do.
@@ -318,19 +319,19 @@ test_rotation() {
 
 	# The second entry's file gets a new key; no restart.
 	replace_file "$work/old.key" "$work/old-next.key"
-	served_after_change rotate-reloaded-key "$(now)" "$port_rotate" old-next "$server"
+	served_after_change rotate-reloaded-key "$port_rotate" old-next "$server"
 	expect_kept_out rotate-replaced-key-refused "$port_rotate" old "$server"
 	expect_served rotate-current-key-kept "$port_rotate" new "$server"
 
 	# A file that no longer loads: the keys loaded before stay, and the log says why once.
 	printf 'not a key\n' >"$work/broken.key"
 	replace_file "$work/old.key" "$work/broken.key"
-	sleep 1.1
+	sleep "$reload_wait_s"
 	expect_served rotate-bad-reload-keeps-new "$port_rotate" new "$server"
-	sleep 1.1
+	sleep "$reload_wait_s"
 	expect_served rotate-bad-reload-keeps-second "$port_rotate" old-next "$server"
 	local reasons
-	reasons=$(grep -c "NOISESHIM_KEY: reload failed: .*old.key" "$work/$server.shim.log")
+	reasons=$(matching_lines "NOISESHIM_KEY: reload failed: .*old\.key" "$work/$server.shim.log")
 	if [ "$reasons" -eq 1 ]; then
 		pass rotate-bad-reload-logged-once
 	else
@@ -350,7 +351,7 @@ test_allowlist() {
 	expect_served allow-listed "$port_allow" new "$server" NOISESHIM_KEY="$work/listed.key"
 	expect_kept_out allow-unlisted-refused "$port_allow" new "$server" NOISESHIM_KEY="$work/unlisted.key"
 	expect_kept_out allow-fresh-key-refused "$port_allow" new "$server"
-	refused_lines=$(grep -c "error: .*client $unlisted_pub refused" "$work/$server.shim.log")
+	refused_lines=$(matching_lines "error: .*client $unlisted_pub refused" "$work/$server.shim.log")
 	if [ "$refused_lines" -eq 1 ]; then
 		pass allow-refusal-names-key
 	else
@@ -370,7 +371,7 @@ test_allowlist() {
 	# The list changes: the client it now names gets in, no restart.
 	printf '%s\n%s\n' "$listed_pub" "$unlisted_pub" >"$work/allow.next"
 	replace_file "$work/allow.list" "$work/allow.next"
-	served_after_change allow-reloaded "$(now)" "$port_allow" new "$server" NOISESHIM_KEY="$work/unlisted.key"
+	served_after_change allow-reloaded "$port_allow" new "$server" NOISESHIM_KEY="$work/unlisted.key"
 	stop_process "$server_pid"
 	check_sanitizer_reports allow
 }
@@ -390,7 +391,7 @@ expect_listen_refused() {
 		listening "$port_bad" && break
 		sleep 0.1
 	done
-	errors=$(grep -c "error:" "$work/$name.shim.log" 2>/dev/null)
+	errors=$(matching_lines "error:" "$work/$name.shim.log")
 	if listening "$port_bad" || alive "$pid"; then
 		fail "$name" "the server listens with an allowlist that does not load"
 	elif ! grep -q "PermissionError: \[Errno 13\]" "$work/$name.server.out"; then
@@ -439,7 +440,7 @@ json_field() {
 }
 
 test_stats_and_logs() {
-	local server=stats good=3 failed=2 refused=2 bytes=0 i payload flight_payload open=-1
+	local server=stats good=3 wrong_key=2 refused=2 bytes=0 i payload flight_payload open=-1
 	flight_payload=flight-$(random_hex 8)
 	record_flight stats-flight "$flight_payload" || return
 	printf '%s\n' "$listed_pub" >"$work/stats.list"
@@ -451,7 +452,7 @@ test_stats_and_logs() {
 		client "stats-good-$i" "$port_stats" new "$payload" NOISESHIM_KEY="$work/listed.key" ||
 			fail "stats-good-$i" "the client failed: $(tail_of "$work/stats-good-$i.out")"
 	done
-	for i in $(seq "$failed"); do
+	for i in $(seq "$wrong_key"); do
 		client "stats-wrong-key-$i" "$port_stats" third "wrong-key-$i" NOISESHIM_KEY="$work/listed.key" &&
 			fail "stats-wrong-key-$i" "a client with the wrong server key was served"
 	done
@@ -474,8 +475,8 @@ test_stats_and_logs() {
 	done
 	note "stats: $(cat "$work/stats.json")"
 	local syn_lines expect field want got
-	syn_lines=$(grep -c "handshake complete: .*SYN data yes" "$work/$server.shim.log")
-	expect="handshakes_ok=$((good + 1)) handshakes_failed=$failed replays_refused=1"
+	syn_lines=$(matching_lines "handshake complete: .*SYN data yes" "$work/$server.shim.log")
+	expect="handshakes_ok=$((good + 1)) handshakes_failed=$wrong_key replays_refused=1"
 	expect="$expect clients_refused=$refused connections_open=0 bytes_in=$bytes bytes_out=$bytes"
 	expect="$expect tfo_syn_data=$syn_lines"
 	for field in $expect; do
