@@ -22,6 +22,7 @@
 #include "conn.h"
 #include "fdtable.h"
 #include "real.h"
+#include "stats.h"
 
 int ns_sandboxed;
 
@@ -72,6 +73,8 @@ enter(void)
 	ns_off bufs[NS_ARENA_WARM_BUFS];
 	int conns = 0, n;
 
+	/* Exit would unlink the counters link a fork left, which the filter forbids. */
+	ns_stats_leave_files();
 	if (ns_sandboxed || !ns_arena_ready())
 		return;
 	ns_fd_lock();
