@@ -60,10 +60,13 @@ passed=0 failed=0
 background_pids=()
 work=$(mktemp -d /tmp/noiseshim-ops.XXXXXX)
 
+# The namespace of the SYN-data test, unique to this run; made there.
+netns=
 cleanup() {
 	for pid in "${background_pids[@]}"; do
 		stop_process "$pid"
 	done
+	[ -z "$netns" ] || ip netns delete "$netns" 2>/dev/null
 	if [ "$failed" -eq 0 ]; then
 		rm -rf "$work"
 	fi
@@ -543,7 +546,62 @@ test_version_line() {
 	fi
 }
 
-# --- 4. syslog -------------------------------------------------------------------
+# --- 4. SYN data -----------------------------------------------------------------
+
+# With TCP Fast Open on both sides (a namespace of its own, where the
+# sysctl is this test's), the first connection fetches the cookie and the
+# next ones carry data in the SYN: both sides' lines say so, and the
+# server's tfo_syn_data counts exactly those.
+test_syn_data() {
+	local port=7000 i pid yes_server yes_client got
+	netns=nsops$$-$(random_hex 3)
+	if ! ip netns add "$netns" 2>/dev/null; then
+		fail syn-data "cannot make a network namespace (needs root)"
+		netns=
+		return
+	fi
+	ip netns exec "$netns" ip link set lo up
+	ip netns exec "$netns" sysctl -q -w net.ipv4.tcp_fastopen=3
+	"$cli" nodeurl --key "$work/new.key" --addr "127.0.0.1:$port" --tfo >"$work/tfo.cache"
+	start_background "$work/tfo.server.out" ip netns exec "$netns" env LD_PRELOAD="$preload_server" \
+		NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port" NOISESHIM_LOG=info \
+		NOISESHIM_LOG_FILE="$work/tfo.shim.log" NOISESHIM_STATS_DIR="$stats_dir" "${sanitizer_env[@]}" \
+		"$python" "$here/echo_server.py" --port "$port" --model threads --log "$work/tfo.program"
+	pid=$started_pid
+	for _ in $(seq 100); do
+		grep -q "listening on" "$work/tfo.shim.log" 2>/dev/null && break
+		sleep 0.1
+	done
+	for i in 1 2 3; do
+		timeout 30 ip netns exec "$netns" env LD_PRELOAD="$preload_client" \
+			NOISESHIM_CACHE="$work/tfo.cache" NOISESHIM_LOG=info \
+			NOISESHIM_LOG_FILE="$work/tfo-$i.shim.log" "${sanitizer_env[@]}" \
+			"$python" "$here/wrapped_client.py" once --port "$port" --payload "tfo-$i" \
+			>"$work/tfo-$i.out" 2>&1 || fail "syn-data-client-$i" "$(tail_of "$work/tfo-$i.out")"
+	done
+	yes_server=$(matching_lines "handshake complete: .*SYN data yes" "$work/tfo.shim.log")
+	yes_client=$(cat "$work"/tfo-[23].shim.log | grep -c "handshake complete: .*SYN data yes\$")
+	if [ "$yes_server" -eq 2 ] && [ "$yes_client" -eq 2 ] &&
+		grep -q "handshake complete: .*SYN data no\$" "$work/tfo-1.shim.log"; then
+		pass syn-data-logged
+	else
+		fail syn-data-logged "expected no, yes, yes on both sides; server said yes $yes_server times, the later clients $yes_client: $(tail_of "$work/tfo.shim.log")"
+	fi
+	# The server's own namespace sees the same counters file.
+	NOISESHIM_STATS_DIR=$stats_dir "$cli" stats --json "$pid" >"$work/tfo.json" 2>&1
+	got=$(json_field "$work/tfo.json" tfo_syn_data 2>/dev/null)
+	if [ "$got" = 2 ]; then
+		pass syn-data-counted
+	else
+		fail syn-data-counted "tfo_syn_data is ${got:-missing} after two SYNs with data: $(cat "$work/tfo.json")"
+	fi
+	stop_process "$pid"
+	ip netns delete "$netns"
+	netns=
+	check_sanitizer_reports syn-data
+}
+
+# --- 5. syslog -------------------------------------------------------------------
 
 # NOISESHIM_LOG_FILE=syslog: the lines reach /dev/log.  Done in a mount
 # namespace whose /dev holds a /dev/log that this test listens on, so the
@@ -603,6 +661,7 @@ test_allowlist
 test_bad_allowlist
 test_stats_and_logs
 test_version_line
+test_syn_data
 test_syslog
 note "ops tests took $(seconds_since "$start") s"
 echo "ops: $passed passed, $failed failed"
