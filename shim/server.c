@@ -211,7 +211,7 @@ classify(int fd)
 	}
 	if (ns_shim.config.transport == NS_TRANSPORT_NOISE) {
 		if (ns_shim_load_key() != 0) {
-			char why[sizeof(ns_shim.key_error) + 64];
+			char why[sizeof(ns_shim.key_error) + sizeof(where) + 2];
 			snprintf(why, sizeof(why), "%s: %s", where, ns_shim.key_error);
 			return refuse(fd, why);
 		}
