@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -99,9 +100,11 @@ limit_set(int resource, const struct rlimit *rl)
 		enter();
 }
 
-NS_EXPORT int
+NS_EXPORT __attribute__((no_sanitize("address", "undefined"))) int
 setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
 {
+	if (ns_real.setrlimit == NULL)
+		return (int)syscall(SYS_prlimit64, 0, resource, rl, NULL);
 	limit_set((int)resource, rl);
 	return REAL(setrlimit)(resource, rl);
 }
