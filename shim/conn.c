@@ -316,9 +316,6 @@ ns_conn_account(struct ns_conn *c, int fd, ssize_t ret, int tx)
 	enum ns_phase phase = ns_conn_phase(c);
 
 	if (ret > 0 && tx) {
-		/* An initiator's first bytes accepted before msg2 arrived rode in msg1. */
-		if (c->role == NS_ROLE_INITIATOR && c->bytes_out == 0 && phase != NS_PHASE_OPEN)
-			c->zero_rtt_bytes = (uint32_t)ret;
 		c->bytes_out += (uint64_t)ret;
 		count(NS_STAT_BYTES_OUT, ret);
 	} else if (ret > 0) {
