@@ -56,12 +56,15 @@ keep_allow_problem(void *ctx, const char *file, unsigned line, const char *reaso
 }
 
 /*
- * The server's keys: every file NOISESHIM_KEY lists, and the allowlist.
+ * Every file NOISESHIM_KEY lists, and the allowlist.  The client shim dials
+ * with the first key; it loads the rest too, because in a process under
+ * both shims its wrappers answer the connections the accept shim accepted.
  * An allowlist with any bad line refuses service like a bad key: a typo
  * must not pass unnoticed until the client it meant to let in is refused.
+ * A client shim can still dial; what it would answer is refused (no list).
  */
 static void
-load_server_keys(void)
+load_key_files(void)
 {
 	struct ns_config *c = &ns_shim.config;
 	char problem[NS_KEYRING_ERR_MAX] = "";
@@ -75,10 +78,15 @@ load_server_keys(void)
 	if (c->allow[0] != '\0') {
 		ns_shim.allow = ns_allowlist_load(c->allow, keep_allow_problem, problem);
 		if (ns_shim.allow == NULL || problem[0] != '\0') {
-			/* The listener's refusal is the one line that says why. */
 			snprintf(ns_shim.key_error, sizeof(ns_shim.key_error), "%s",
 			         problem[0] != '\0' ? problem : "NOISESHIM_ALLOW: out of memory");
-			return;
+			/* The listener's refusal is the one line that says why. */
+			if (ns_shim_role == NS_ROLE_RESPONDER)
+				return;
+			ns_allowlist_free(ns_shim.allow);
+			ns_shim.allow = NULL;
+			ns_log(NS_LOG_ERROR, "%s: no connection this process answers is let in",
+			       ns_shim.key_error);
 		}
 	}
 	__atomic_store_n(&last_refresh_ms, ns_now_ms(), __ATOMIC_RELAXED);
@@ -89,16 +97,11 @@ static void
 load_key(void)
 {
 	struct ns_config *c = &ns_shim.config;
-	uint8_t priv[NS_KEY_LEN];
 
 	if (c->key[0] == '\0' && ns_shim_role == NS_ROLE_RESPONDER) {
 		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error),
 		         "NOISESHIM_KEY is not set; the accept shim needs the server's private key "
 		         "(make one with: noiseshim keygen FILE)");
-		return;
-	}
-	if (ns_shim_role == NS_ROLE_RESPONDER) {
-		load_server_keys();
 		return;
 	}
 	if (c->key[0] == '\0') {
@@ -107,15 +110,7 @@ load_key(void)
 		ns_shim.have_key = 1;
 		return;
 	}
-	if (ns_key_load(c->key, priv, ns_shim.key_error, sizeof(ns_shim.key_error)) == 0) {
-		ns_shim.have_key = ns_keypair_from_private(&ns_shim.static_key, priv) == 0;
-		sodium_memzero(priv, sizeof(priv));
-		if (ns_shim.have_key)
-			return;
-		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error), "%.200s: not a usable X25519 key",
-		         c->key);
-	}
-	ns_log(NS_LOG_ERROR, "NOISESHIM_KEY: %s", ns_shim.key_error);
+	load_key_files();
 }
 
 static void

@@ -23,13 +23,13 @@
 
 struct ns_shim {
 	struct ns_config config;
-	struct ns_keypair static_key;  /* the server's current key (the ring's first), or the client's */
+	struct ns_keypair static_key;  /* the ring's first key, or the client's fresh one */
 	int have_key;                  /* static_key is usable */
 	char key_error[NS_KEYRING_ERR_MAX]; /* why not, when a key was required */
 
 	pthread_rwlock_t keys_lock;    /* write: a reload; read: a handshake using ring or allow */
-	struct ns_keyring *ring;       /* server: every key NOISESHIM_KEY lists */
-	struct ns_allowlist *allow;    /* server: NOISESHIM_ALLOW, NULL when every client may enter */
+	struct ns_keyring *ring;       /* every key NOISESHIM_KEY lists; NULL without the variable */
+	struct ns_allowlist *allow;    /* NOISESHIM_ALLOW; NULL lets every client in without it */
 
 	pthread_mutex_t cache_lock;
 	struct ns_cache *cache;        /* client: opened on the first connect() */
