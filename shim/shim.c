@@ -1,6 +1,6 @@
 /*
- * Process-wide set-up, done once: configuration, logging, the static key;
- * on the server also the key ring and the allowlist, and their reloads.
+ * Process-wide set-up, done once: configuration, logging, the static key,
+ * the key ring and the allowlist, and their reloads.
  */
 #include "shim.h"
 
@@ -159,7 +159,7 @@ note_reload(char last[NS_KEYRING_ERR_MAX], const char *problem)
 
 /* Under the write lock: reload the ring, then the allowlist, if their files changed. */
 static void
-reload_server_keys(void)
+reload_key_files(void)
 {
 	char err[NS_KEYRING_ERR_MAX], problem[NS_KEYRING_ERR_MAX] = "";
 	char why[NS_KEYRING_ERR_MAX];
@@ -169,7 +169,9 @@ reload_server_keys(void)
 		snprintf(why, sizeof(why), "NOISESHIM_KEY: reload failed: %.470s", err);
 		note_reload(ring_problem, why);
 	} else if (r == 1) {
-		ns_shim.static_key = *ns_keyring_key(ns_shim.ring, 0);
+		/* A client dials with the key it started with: connect reads it without this lock. */
+		if (ns_shim_role == NS_ROLE_RESPONDER)
+			ns_shim.static_key = *ns_keyring_key(ns_shim.ring, 0);
 		note_reload(ring_problem, NULL);
 		ns_log(NS_LOG_INFO, "NOISESHIM_KEY: reloaded, %zu keys", ns_keyring_count(ns_shim.ring));
 	}
@@ -197,7 +199,7 @@ ns_shim_refresh_keys(void)
 	                                 __ATOMIC_RELAXED))
 		return;
 	pthread_rwlock_wrlock(&ns_shim.keys_lock);
-	reload_server_keys();
+	reload_key_files();
 	pthread_rwlock_unlock(&ns_shim.keys_lock);
 }
 
