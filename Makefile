@@ -66,7 +66,7 @@ CACHE_PROBE  := $(BUILD)/tests/cache_probe
 FLOOD_PEER   := $(BUILD)/tests/flood_peer
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood sanitize install uninstall \
+        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops sanitize install uninstall \
         bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
@@ -153,7 +153,7 @@ test-deps:
 	$(TEST_DEPS)
 
 test-suites: test-unit test-cli test-install test-interop test-client test-cache test-server test-replay test-flood test-netns \
-             test-tfo test-bench-smoke test-failclosed test-handoff
+             test-tfo test-bench-smoke test-failclosed test-handoff test-ops
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -198,6 +198,12 @@ test-replay: all $(FLOOD_PEER)
 test-flood: all $(FLOOD_PEER)
 	tests/integration/flood.sh $(BUILD)
 
+# Key rotation, the client allowlist, the per-connection log lines, syslog
+# and the counters, under both shims.  The syslog check needs root (a mount
+# namespace).
+test-ops: all
+	tests/integration/ops.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -214,7 +220,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff
+	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done

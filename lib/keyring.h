@@ -18,16 +18,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "noise.h"
 #include "wire.h"
 
 enum {
 	NS_KEYRING_MAX = 8,          /* key files in one list */
 	NS_KEYRING_ERR_MAX = 512,    /* enough for any reason, path included */
-};
-
-struct ns_keypair {
-	uint8_t priv[NS_KEY_LEN];
-	uint8_t pub[NS_KEY_LEN];
 };
 
 struct ns_keyring;

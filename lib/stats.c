@@ -74,6 +74,7 @@ static char block_dir[PATH_MAX];
 static pid_t block_owner;
 static volatile sig_atomic_t owner_forked;
 static pid_t link_pid; /* the child that made DIR/link_pid, or 0 */
+static volatile sig_atomic_t files_left; /* ns_stats_leave_files: no more file operations */
 
 const char *ns_stat_name(enum ns_stat field)
 {
@@ -290,6 +291,8 @@ static void after_fork_in_child(void)
 	pid_t self = getpid();
 
 	/* Only system calls from here on: the parent may have had other threads. */
+	if (files_left)
+		return;
 	pid_text(self, name);
 	pid_text(block_owner, target);
 	link_pid = 0;
@@ -315,6 +318,8 @@ static void remove_at_exit(void)
 	char name[PID_TEXT_MAX], path[PATH_MAX];
 	pid_t self = getpid();
 
+	if (files_left)
+		return;
 	if (self == link_pid || (self == block_owner && !owner_forked)) {
 		pid_text(self, name);
 		if (join_path(block_dir, name, path, sizeof path) == 0)
@@ -347,6 +352,11 @@ struct ns_stats *ns_stats_attach(void)
 {
 	pthread_once(&attach_once, attach_once_fn);
 	return block;
+}
+
+void ns_stats_leave_files(void)
+{
+	files_left = 1;
 }
 
 void ns_stats_add(enum ns_stat field, int64_t n)

@@ -48,6 +48,14 @@ struct ns_stats;
  */
 struct ns_stats *ns_stats_attach(void);
 
+/*
+ * From now on this process and the children it forks touch no file of the
+ * block (a seccomp sandbox kills a process for unlink or symlink): their
+ * links, and a block the process owns, are left for a reader to remove once
+ * the process is gone.  Adds go on as before.
+ */
+void ns_stats_leave_files(void);
+
 /* Add n (negative for the connections_open gauge) to field; attaches on first use. */
 void ns_stats_add(enum ns_stat field, int64_t n);
 

@@ -103,6 +103,12 @@ parse_key(struct ns_config *c, const char *v)
 }
 
 static int
+parse_allow(struct ns_config *c, const char *v)
+{
+	return copy_text(c->allow, sizeof(c->allow), v);
+}
+
+static int
 parse_listen(struct ns_config *c, const char *v)
 {
 	return copy_text(c->listen, sizeof(c->listen), v);
@@ -191,7 +197,8 @@ static const struct variable {
 	{"NOISESHIM_CACHE", parse_cache, "a path"},
 	{"NOISESHIM_TFO", parse_tfo, "auto, on or off"},
 	{"NOISESHIM_0RTT", parse_zero_rtt, "on or off (using off)"},
-	{"NOISESHIM_KEY", parse_key, "a path"},
+	{"NOISESHIM_KEY", parse_key, "a path, or comma-separated paths (server)"},
+	{"NOISESHIM_ALLOW", parse_allow, "a path"},
 	{"NOISESHIM_LISTEN", parse_listen, "ports or addr:port, comma-separated"},
 	{"NOISESHIM_ACCEPT", parse_accept, "noise or mixed"},
 	{"NOISESHIM_LOG", parse_log, "error, warn, info or debug"},

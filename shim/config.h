@@ -22,7 +22,8 @@ struct ns_config {
 	char cache[PATH_MAX];                  /* empty: no cache configured */
 	enum ns_tfo_mode tfo;
 	int zero_rtt;
-	char key[PATH_MAX];                    /* empty: none */
+	char key[PATH_MAX];                    /* empty: none; the server's may list several */
+	char allow[PATH_MAX];                  /* client allowlist; empty: every client may enter */
 	char listen[NS_CONFIG_TEXT_MAX];
 	enum ns_accept_mode accept;
 	enum ns_log_level log_level;

@@ -6,6 +6,9 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +19,21 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "nodeurl.h"
 #include "real.h"
 #include "sandbox.h"
 #include "shim.h"
+#include "stats.h"
 
 int ns_conn_unstarted;
+
+/* Add to a counter; a sandboxed process may be killed for creating the counters file. */
+static void
+count(enum ns_stat field, int64_t n)
+{
+	if (!ns_sandboxed)
+		ns_stats_add(field, n);
+}
 
 /*
  * This process's cipher contexts, by slot: OpenSSL state cannot live in
@@ -123,6 +136,23 @@ ns_conn_ref(struct ns_conn *c)
 	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
 }
 
+/* The last fd of a wrapped connection is gone: its byte counts, and why it ended. */
+static void
+report_end(const struct ns_conn *c)
+{
+	if (c->reached_open)
+		count(NS_STAT_CONNECTIONS_OPEN, -1);
+	if (!ns_log_enabled(NS_LOG_INFO))
+		return;
+	if (ns_conn_phase(c) == NS_PHASE_FAILED)
+		ns_log(NS_LOG_INFO, "%s: connection ended: %" PRIu64 " bytes in, %" PRIu64
+		       " bytes out, failed: %s", c->peer, c->bytes_in, c->bytes_out,
+		       strerror(c->error ? c->error : EPIPE));
+	else
+		ns_log(NS_LOG_INFO, "%s: connection ended: %" PRIu64 " bytes in, %" PRIu64
+		       " bytes out, closed", c->peer, c->bytes_in, c->bytes_out);
+}
+
 void
 ns_conn_unref(struct ns_conn *c)
 {
@@ -136,6 +166,8 @@ ns_conn_unref(struct ns_conn *c)
 		drop_ciphers(e);
 	if (c->kind == NS_SOCK_WRAPPED && ns_conn_phase(c) == NS_PHASE_START)
 		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	if (c->kind == NS_SOCK_WRAPPED)
+		report_end(c);
 	ns_arena_buf_free(c->rx_buf, NS_ARENA_BUF);
 	ns_arena_buf_free(c->tx_buf, NS_ARENA_BUF);
 	pthread_mutex_destroy(&c->rx_lock);
@@ -153,6 +185,9 @@ ns_conn_start_initiator(struct ns_conn *c, enum ns_suite suite, const uint8_t rs
 		errno = EINVAL;
 		return -1;
 	}
+	/* The counters file exists before the program can fork, so its children add to it. */
+	if (!ns_sandboxed)
+		ns_stats_attach();
 	c->role = NS_ROLE_INITIATOR;
 	c->suite = suite;
 	c->zero_rtt = (uint8_t)zero_rtt;
@@ -197,6 +232,12 @@ ns_conn_take_keys(struct ns_conn *c)
 void
 ns_conn_set_phase(struct ns_conn *c, enum ns_phase phase)
 {
+	if (phase == NS_PHASE_OPEN) {
+		c->handshake_ms = (uint32_t)(ns_now_ms() - c->hs_start_ms);
+		c->reached_open = 1;
+		count(NS_STAT_HANDSHAKES_OK, 1);
+		count(NS_STAT_CONNECTIONS_OPEN, 1);
+	}
 	__atomic_store_n(&c->phase, phase, __ATOMIC_RELEASE);
 	ns_shared_wake(&c->phase);
 }
@@ -215,6 +256,9 @@ ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why)
 	                                      __ATOMIC_ACQUIRE));
 	if (phase == NS_PHASE_START)
 		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	/* A client turned away by policy has its own counter. */
+	if (phase != NS_PHASE_OPEN && !c->refused)
+		count(NS_STAT_HANDSHAKES_FAILED, 1);
 	c->error = err;
 	/* A dial that fails is the program's problem; bad input to a server is routine. */
 	ns_log(c->role == NS_ROLE_INITIATOR ? NS_LOG_ERROR : NS_LOG_WARN,
@@ -222,6 +266,64 @@ ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why)
 	/* Nothing more may cross in either direction, not even plaintext by mistake. */
 	REAL(shutdown)(fd, SHUT_RDWR);
 	ns_shared_wake(&c->phase);
+}
+
+/* Whether the SYN of fd's connection carried data: "yes", "no", or "unknown" (no TCP_INFO). */
+static const char *
+syn_data(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	/* getsockopt is outside what a sandbox allows. */
+	if (ns_sandboxed || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+	    len < offsetof(struct tcp_info, tcpi_options) + sizeof(ti.tcpi_options))
+		return "unknown";
+	return ti.tcpi_options & TCPI_OPT_SYN_DATA ? "yes" : "no";
+}
+
+/* The handshake completed: one line with what an operator asks of a new connection. */
+static void
+report_open(struct ns_conn *c, int fd)
+{
+	const char *syn = syn_data(fd);
+	char client[100] = "";
+
+	if (strcmp(syn, "yes") == 0)
+		count(NS_STAT_TFO_SYN_DATA, 1);
+	if (!ns_log_enabled(NS_LOG_INFO))
+		return;
+	if (c->role == NS_ROLE_RESPONDER) {
+		char pub[56];
+		if (ns_noise_pub_encode(c->peer_pub, pub, sizeof(pub)) == 0)
+			snprintf(pub, sizeof(pub), "?");
+		/* Which server key answered tells when no client uses an old key any more. */
+		snprintf(client, sizeof(client), ", client %s, server key %u", pub, c->key_index);
+	}
+	ns_log(NS_LOG_INFO, "fd %d, %s: handshake complete: %s, %u ms, 0-RTT %u bytes, SYN data %s%s",
+	       fd, c->peer, ns_suite_name((enum ns_suite)c->suite), c->handshake_ms,
+	       c->zero_rtt_bytes, syn, client);
+}
+
+/*
+ * The end of ns_conn_recv (rx, under rx_lock) or ns_conn_send (tx, under
+ * tx_lock) with its result: count the plaintext bytes, and once the
+ * handshake is complete report it (log line, counters) with this fd.
+ */
+void
+ns_conn_account(struct ns_conn *c, int fd, ssize_t ret, int tx)
+{
+	enum ns_phase phase = ns_conn_phase(c);
+
+	if (ret > 0 && tx) {
+		c->bytes_out += (uint64_t)ret;
+		count(NS_STAT_BYTES_OUT, ret);
+	} else if (ret > 0) {
+		c->bytes_in += (uint64_t)ret;
+		count(NS_STAT_BYTES_IN, ret);
+	}
+	if (phase == NS_PHASE_OPEN && !__atomic_exchange_n(&c->open_reported, 1, __ATOMIC_ACQ_REL))
+		report_open(c, fd);
 }
 
 static int

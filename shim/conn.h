@@ -82,6 +82,15 @@ struct ns_conn {
 	uint64_t hs_start_ms;          /* when the handshake began (monotonic), for its deadline */
 	char peer[64];                 /* "addr:port", for logs */
 
+	/* What the logs and counters report of this connection (set once each, or under its side's lock). */
+	uint8_t peer_pub[NS_KEY_LEN];  /* responder: the client's static key, once msg1 decrypts */
+	uint32_t handshake_ms;         /* how long the handshake took, set at NS_PHASE_OPEN */
+	uint32_t zero_rtt_bytes;       /* plaintext carried in msg1 */
+	uint64_t bytes_in, bytes_out;  /* plaintext delivered to and accepted from the program */
+	uint8_t reached_open;          /* the handshake completed: connections_open counts it */
+	uint8_t open_reported;         /* the handshake line was written; atomic */
+	uint8_t refused;               /* closed by policy (allowlist, replay), not a failed handshake */
+
 	pthread_mutex_t rx_lock;
 	pthread_mutex_t tx_lock;
 
@@ -195,6 +204,13 @@ ns_conn_phase(const struct ns_conn *c)
 
 /* Mark the connection failed with err, log why once, and shut the socket down. */
 void ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why);
+
+/*
+ * The end of ns_conn_recv (rx, under rx_lock) or ns_conn_send (tx, under
+ * tx_lock) with its result: count the plaintext bytes, and once the
+ * handshake is complete report it (log line, counters) with this fd.
+ */
+void ns_conn_account(struct ns_conn *c, int fd, ssize_t ret, int tx);
 
 /* This process's cipher for a direction of an open connection (made from the raw key on first use). */
 struct ns_cipher *ns_conn_cipher(struct ns_conn *c, int tx);

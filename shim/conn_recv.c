@@ -341,6 +341,7 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 	}
 	ret = (ssize_t)copied;
 out:
+	ns_conn_account(c, fd, flags & MSG_PEEK ? 0 : ret, 0);
 	ns_conn_unlock_rx(c);
 	return ret;
 }

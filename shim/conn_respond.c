@@ -1,7 +1,8 @@
 /*
  * Responder side of the handshake, driven from the receive path: the
- * route prefix, msg1 (either suite), the replay check, and msg2 sent at
- * once, because Go initiators hold their second write until msg2 arrives.
+ * route prefix, msg1 (any key of the ring, either suite), the allowlist,
+ * the replay check, and msg2 sent at once, because Go initiators hold
+ * their second write until msg2 arrives.
  */
 #include <errno.h>
 #include <poll.h>
@@ -13,12 +14,15 @@
 #include "conn.h"
 #include "load_guard.h"
 #include "log.h"
+#include "nodeurl.h"
 #include "prefix.h"
 #include "real.h"
 #include "replay.h"
 #include "replay_guard.h"
+#include "sandbox.h"
 #include "service.h"
 #include "shim.h"
+#include "stats.h"
 
 /* Even an empty msg1 must wake the server: msg2 has to go out at once. */
 static const struct ns_record_kind msg1_kind = {NS_MSG1_OVERHEAD, NS_MAX_MSG1_BODY,
@@ -32,6 +36,33 @@ reject(struct ns_conn *c, int fd, const char *why)
 	ns_conn_fail(c, fd, ECONNRESET, why);
 	errno = ECONNRESET;
 	return NS_PULL_ERROR;
+}
+
+/* Closed by policy, not for a broken handshake: counted under field, never as a failure. */
+static enum ns_pull
+refuse(struct ns_conn *c, int fd, enum ns_stat field, const char *why)
+{
+	c->refused = 1;
+	if (!ns_sandboxed)
+		ns_stats_add(field, 1);
+	return reject(c, fd, why);
+}
+
+/*
+ * A client whose key the allowlist does not name.  Only a client that
+ * knows the server's key gets this far, so this is no scanner noise: most
+ * likely a client someone forgot to list, worth seeing at the default level.
+ */
+static enum ns_pull
+refuse_client(struct ns_conn *c, int fd)
+{
+	char pub[56];
+
+	if (ns_noise_pub_encode(c->peer_pub, pub, sizeof(pub)) == 0)
+		snprintf(pub, sizeof(pub), "?");
+	ns_log(NS_LOG_ERROR, "fd %d, %s: client %s refused: its key is not in %s (NOISESHIM_ALLOW)",
+	       fd, c->peer, pub, ns_shim.config.allow);
+	return refuse(c, fd, NS_STAT_CLIENTS_REFUSED, "client key not in the allowlist");
 }
 
 /* Whether the client has closed its side (only what it sent before is left to read). */
@@ -110,30 +141,40 @@ check_prefix(struct ns_conn *c, int fd, int block)
 }
 
 /*
- * Decrypt msg1 (in the receive buffer) under each suite the server
- * speaks: the wire does not say which one the client chose.  Payload
- * length or -1.
+ * Decrypt msg1 (in the receive buffer) under each key of the ring and each
+ * suite the server speaks: the wire says neither which NodeURL the client
+ * had nor which suite it chose.  Payload length or -1.
  */
 static long
 read_msg1(struct ns_conn *c, uint8_t *msg, size_t len, const uint8_t **payload)
 {
 	static const enum ns_suite suites[] = {NS_SUITE_CHACHAPOLY, NS_SUITE_AESGCM};
+	enum { NSUITES = sizeof(suites) / sizeof(suites[0]) };
 	struct ns_handshake hs;
+	size_t nkeys;
 	long n = -1;
 
+	pthread_rwlock_rdlock(&ns_shim.keys_lock);
+	nkeys = ns_shim.ring != NULL ? ns_keyring_count(ns_shim.ring) : 0;
 	/*
-	 * A wrong suite fails on the encrypted static key, which is decrypted
-	 * into the handshake state, so msg1 is still intact for the next try.
+	 * A wrong key or suite fails on the encrypted static key, which is
+	 * decrypted into the handshake state, so msg1 is still intact for the
+	 * next try.
 	 */
-	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]) && n < 0; i++) {
-		if (ns_handshake_init_responder(&hs, suites[i], &ns_shim.static_key, NULL, 0))
+	for (size_t i = 0; i < nkeys * NSUITES && n < 0; i++) {
+		const struct ns_keypair *key = ns_keyring_key(ns_shim.ring, i / NSUITES);
+
+		if (ns_handshake_init_responder(&hs, suites[i % NSUITES], key, NULL, 0))
 			break;
 		if ((n = ns_handshake_read_msg1(&hs, msg, len, payload)) < 0)
 			continue;
 		c->u.hs = hs;
-		c->suite = suites[i];
+		c->suite = suites[i % NSUITES];
+		c->key_index = (uint32_t)(i / NSUITES);
 	}
-	ns_handshake_wipe(&hs);
+	pthread_rwlock_unlock(&ns_shim.keys_lock);
+	if (nkeys > 0)
+		ns_handshake_wipe(&hs);
 	return n;
 }
 
@@ -147,13 +188,16 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	const uint8_t *payload;
 	struct sockaddr_storage peer;
 	socklen_t peer_len = sizeof(peer);
-	char why[256];
+	char why[sizeof(ns_shim.key_error) + 64];
 	enum ns_pull r;
 	size_t len;
 	long n;
 
-	if (ns_shim_load_key() != 0)
-		return reject(c, fd, "no server key to answer with");
+	if (ns_shim_load_key() != 0) {
+		snprintf(why, sizeof(why), "no server key to answer with: %s", ns_shim.key_error);
+		return reject(c, fd, why);
+	}
+	ns_shim_refresh_keys();
 	if (c->prefix_have < NS_ROUTE_PREFIX_LEN && (r = check_prefix(c, fd, block)) != NS_PULL_READY)
 		return r;
 	r = ns_conn_pull(c, fd, &msg1_kind, room, block);
@@ -175,13 +219,18 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	ns_load_guard_end();
 	if (n < 0)
 		return reject(c, fd, "msg1 does not decrypt: it was made for another server key");
+	memcpy(c->peer_pub, ns_handshake_remote_static(&c->u.hs), NS_KEY_LEN);
+	c->zero_rtt_bytes = (uint32_t)n;
+	/* Before the replay window: a client that may not enter leaves no trace in it. */
+	if (!ns_shim_client_allowed(c->peer_pub))
+		return refuse_client(c, fd);
 	/* A program that took the connection over across exec never set the window up. */
 	if (n > 0 && ns_replay_guard_init(ns_shim.static_key.pub, why, sizeof(why)) != 0)
 		return reject(c, fd, why);
 	switch (ns_replay_guard_check(ns_shim.static_key.pub, ns_handshake_remote_ephemeral(&c->u.hs),
 	                              n > 0)) {
 	case NS_REPLAY_REPEAT:
-		return reject(c, fd, "replayed first flight refused");
+		return refuse(c, fd, NS_STAT_REPLAYS_REFUSED, "replayed first flight refused");
 	case NS_REPLAY_FULL:
 		return reject(c, fd, "replay window full: 0-RTT data refused (raise NOISESHIM_REPLAY_CAPACITY)");
 	case NS_REPLAY_UNCHECKED:

@@ -213,6 +213,7 @@ send_first_flight(struct ns_conn *c, int fd, const uint8_t *payload, size_t len)
 	}
 	ns_frame_header_put(buf + NS_ROUTE_PREFIX_LEN, (size_t)n);
 	total = NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n;
+	c->zero_rtt_bytes = (uint32_t)len;
 	/* From here the handshake state has moved on: msg1 leaves whole or as a tail. */
 	c->hs_start_ms = ns_now_ms();
 	__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
@@ -659,6 +660,7 @@ failed:
 	errno = c->error ? c->error : EPIPE;
 	ret = -1;
 out:
+	ns_conn_account(c, fd, ret, 1);
 	ns_conn_unlock_tx(c);
 	return ret;
 }

@@ -1,6 +1,7 @@
 /*
  * Logging.  The file is opened for each line: a program may close any fd
  * at any time (closefrom), and a log line is rare enough to afford it.
+ * NOISESHIM_LOG_FILE=syslog sends the lines to syslog instead.
  */
 #include "log.h"
 
@@ -8,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "real.h"
@@ -15,6 +17,7 @@
 
 static enum ns_log_level log_level = NS_LOG_ERROR;
 static char log_path[PATH_MAX];
+static int log_syslog;             /* NOISESHIM_LOG_FILE=syslog */
 
 /* Take the level and destination from the configuration. */
 void
@@ -22,6 +25,16 @@ ns_log_configure(const struct ns_config *c)
 {
 	log_level = c->log_level;
 	snprintf(log_path, sizeof(log_path), "%s", c->log_file);
+	log_syslog = strcmp(log_path, "syslog") == 0;
+}
+
+/* The level becomes the priority; the line keeps its prefix, as the program's ident is not ours. */
+static void
+log_to_syslog(enum ns_log_level level, const char *message)
+{
+	static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+
+	syslog(LOG_DAEMON | priorities[level], "%s", message);
 }
 
 /* Whether messages at level are written. */
@@ -47,6 +60,10 @@ ns_log(enum ns_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
+	if (log_syslog) {
+		log_to_syslog(level, line);
+		return;
+	}
 	if (n >= (int)sizeof(line) - 1)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';

@@ -16,12 +16,14 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "arena.h"
 #include "conn.h"
 #include "fdtable.h"
 #include "real.h"
+#include "stats.h"
 
 int ns_sandboxed;
 
@@ -72,6 +74,8 @@ enter(void)
 	ns_off bufs[NS_ARENA_WARM_BUFS];
 	int conns = 0, n;
 
+	/* Exit would unlink the counters link a fork left, which the filter forbids. */
+	ns_stats_leave_files();
 	if (ns_sandboxed || !ns_arena_ready())
 		return;
 	ns_fd_lock();
@@ -96,9 +100,11 @@ limit_set(int resource, const struct rlimit *rl)
 		enter();
 }
 
-NS_EXPORT int
+NS_EXPORT __attribute__((no_sanitize("address", "undefined"))) int
 setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
 {
+	if (ns_real.setrlimit == NULL)
+		return (int)syscall(SYS_prlimit64, 0, resource, rl, NULL);
 	limit_set((int)resource, rl);
 	return REAL(setrlimit)(resource, rl);
 }

@@ -19,8 +19,10 @@
 #include "log.h"
 #include "real.h"
 #include "replay_guard.h"
+#include "sandbox.h"
 #include "service.h"
 #include "shim.h"
+#include "stats.h"
 
 const enum ns_role ns_shim_role = NS_ROLE_RESPONDER;
 
@@ -211,7 +213,7 @@ classify(int fd)
 	}
 	if (ns_shim.config.transport == NS_TRANSPORT_NOISE) {
 		if (ns_shim_load_key() != 0) {
-			char why_key[sizeof(ns_shim.key_error) + 64];
+			char why_key[sizeof(ns_shim.key_error) + sizeof(where) + 2];
 			snprintf(why_key, sizeof(why_key), "%s: %s", where, ns_shim.key_error);
 			return refuse(fd, why_key);
 		}
@@ -220,6 +222,12 @@ classify(int fd)
 		if (ns_load_guard_init() != 0)
 			return refuse(fd, "no memory for the load guard");
 	}
+	/*
+	 * The counters file is made now, before a pre-fork server forks its
+	 * workers, so that they all add to it; never inside a sandbox.
+	 */
+	if (!ns_sandboxed)
+		ns_stats_attach();
 	if (REAL(setsockopt)(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen)) != 0)
 		ns_log(NS_LOG_WARN, "fd %d: TCP Fast Open unavailable on this listener: %s", fd,
 		       strerror(errno));

@@ -1,6 +1,11 @@
 /*
  * Process-wide shim state: configuration, this side's static key, the
- * client's NodeURL cache.  Set up once, on the first call that needs it.
+ * server's key ring and client allowlist, the client's NodeURL cache.  Set
+ * up once, on the first call that needs it.
+ *
+ * The ring and the allowlist are re-read when their files change (at most
+ * once a second, ns_shim_refresh_keys); keys_lock keeps a reload from
+ * freeing them under a handshake that is using them.
  */
 #ifndef NOISESHIM_SHIM_H
 #define NOISESHIM_SHIM_H
@@ -8,17 +13,23 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "allowlist.h"
 #include "cache.h"
 #include "config.h"
 #include "conn.h"
+#include "keyring.h"
 #include "noise.h"
 #include "wire.h"
 
 struct ns_shim {
 	struct ns_config config;
-	struct ns_keypair static_key;
+	struct ns_keypair static_key;  /* the ring's first key, or the client's fresh one */
 	int have_key;                  /* static_key is usable */
-	char key_error[256];           /* why not, when a key was required */
+	char key_error[NS_KEYRING_ERR_MAX]; /* why not, when a key was required */
+
+	pthread_rwlock_t keys_lock;    /* write: a reload; read: a handshake using ring or allow */
+	struct ns_keyring *ring;       /* every key NOISESHIM_KEY lists; NULL without the variable */
+	struct ns_allowlist *allow;    /* NOISESHIM_ALLOW; NULL lets every client in without it */
 
 	pthread_mutex_t cache_lock;
 	struct ns_cache *cache;        /* client: opened on the first connect() */
@@ -38,6 +49,12 @@ void ns_shim_init(void);
  * ns_shim.static_key is usable; -1 with the reason in ns_shim.key_error.
  */
 int ns_shim_load_key(void);
+
+/* Re-read the key files and the allowlist if they changed, at most once a second. */
+void ns_shim_refresh_keys(void);
+
+/* Whether a client with static key pub may enter (always, without NOISESHIM_ALLOW). */
+int ns_shim_client_allowed(const uint8_t pub[NS_KEY_LEN]);
 
 /* Milliseconds on the monotonic clock. */
 uint64_t ns_now_ms(void);

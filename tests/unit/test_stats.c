@@ -162,6 +162,50 @@ static int die_at_once(void)
 	_exit(0);
 }
 
+/* A child that left the files alone (sandboxed): its link stays, and its own child makes none. */
+static int leave_files_then_fork(void)
+{
+	pid_t grandchild;
+	int status;
+
+	ns_stats_leave_files();
+	ns_stats_add(NS_STAT_BYTES_OUT, 1);
+	if ((grandchild = fork()) < 0)
+		return 1;
+	if (grandchild == 0)
+		exit(exists(getpid()) ? 1 : 0);
+	if (waitpid(grandchild, &status, 0) != grandchild || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		return 2;
+	return 0;
+}
+
+static void test_a_process_that_left_the_files_removes_nothing(void **state)
+{
+	struct ns_stats_snapshot s;
+	char err[NS_STATS_ERR_MAX], path[PATH_MAX];
+	uint64_t before;
+	pid_t child;
+	int status;
+
+	assert_non_null(ns_stats_attach());
+	assert_int_equal(ns_stats_read(getpid(), &s, err, sizeof err), 0);
+	before = s.value[NS_STAT_BYTES_OUT];
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0)
+		exit(leave_files_then_fork());
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* The child's link outlived it; its add still counted. */
+	assert_true(exists(child));
+	path_of(child, path, sizeof path);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(ns_stats_read(getpid(), &s, err, sizeof err), 0);
+	assert_int_equal(s.value[NS_STAT_BYTES_OUT], before + 1);
+}
+
 static void test_what_dead_processes_leave_is_removed(void **state)
 {
 	char err[NS_STATS_ERR_MAX], path[PATH_MAX];
@@ -264,6 +308,7 @@ int main(void)
 		cmocka_unit_test(test_block_of_a_process_that_never_forked_goes_at_exit),
 		cmocka_unit_test(test_attach_and_exact_adds),
 		cmocka_unit_test(test_children_add_to_the_parents_block),
+		cmocka_unit_test(test_a_process_that_left_the_files_removes_nothing),
 		cmocka_unit_test(test_what_dead_processes_leave_is_removed),
 		cmocka_unit_test(test_live_process_without_a_block),
 		cmocka_unit_test(test_a_block_under_another_name_is_left_over),
