@@ -453,8 +453,9 @@ class Matrix:
                                           port=self.echo4))
         for variable, value in TYPOS:
             cases.append(self.typo_case(variable, value, next(rec4)))
-        for method, port in zip(("write", "sendto-fastopen"), self.badsum_ports):
-            cases.append(self.badsum_case(method, port))
+        # The bad lines follow one another from badsum_line on, one port each.
+        for i, (method, port) in enumerate(zip(("write", "sendto-fastopen"), self.badsum_ports)):
+            cases.append(self.badsum_case(method, port, self.badsum_line + i))
         for kind in HOSTILE_KINDS:
             for port, zero_rtt in zip(self.hostile[kind], ("off", "on")):
                 cases.append(self.hostile_case(kind, port, zero_rtt))
@@ -482,11 +483,11 @@ class Matrix:
             return result, judge
         return name, body
 
-    def badsum_case(self, method, port):
+    def badsum_case(self, method, port, line):
         marker = secrets.token_bytes(MARKER_LEN)
         name = "config bad noise_pub checksum, %s" % method
         argv = [self.fc_client, method, "connect", "127.0.0.1", str(port), marker.hex()]
-        where = "%s:%d" % (self.badsum_cache, self.badsum_line)
+        where = "%s:%d" % (self.badsum_cache, line)
 
         def body():
             result = run(argv, self.client_env(NOISESHIM_CACHE=self.badsum_cache))
