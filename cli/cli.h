@@ -37,6 +37,9 @@ cli_command_fn cmd_serve;
 /* noiseshim doctor [--key FILE] [--cache FILE] [PROGRAM]: report what is wrong with a setup. */
 cli_command_fn cmd_doctor;
 
+/* noiseshim proxy client|server [options]: the shims' wire for programs LD_PRELOAD cannot reach. */
+cli_command_fn cmd_proxy;
+
 /* Print "noiseshim: <message>" and a newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -25,6 +25,8 @@ static const char USAGE[] =
 	"                       the NodeURLs its clients need\n"
 	"  doctor [--key FILE] [--cache FILE] [PROGRAM]\n"
 	"                       say what is wrong with a setup\n"
+	"  proxy client|server --listen ADDR:PORT --target HOST:PORT [...]\n"
+	"                       the same wire for programs LD_PRELOAD cannot reach\n"
 	"\n"
 	"'noiseshim COMMAND --help' describes each command.\n";
 
@@ -41,6 +43,7 @@ static const struct command COMMANDS[] = {
 	{ "run", cmd_run },
 	{ "serve", cmd_serve },
 	{ "doctor", cmd_doctor },
+	{ "proxy", cmd_proxy },
 };
 
 int main(int argc, char **argv)
