@@ -93,6 +93,7 @@ struct proxy_side {
 	unsigned readable : 1;  /* edge seen, not yet drained */
 	unsigned writable : 1;
 	unsigned connecting : 1;
+	unsigned hup : 1;       /* the peer's FIN (or an error) is queued behind the data */
 	unsigned eof : 1;       /* read EOF seen */
 	unsigned shut : 1;      /* we sent our FIN */
 };

@@ -293,6 +293,8 @@ static void side_event(struct proxy_side *s, uint32_t events)
 	}
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		s->readable = 1;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->hup = 1;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
 		s->writable = 1;
 		s->connecting = 0;

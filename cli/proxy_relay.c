@@ -38,6 +38,17 @@ int proxy_flush(struct proxy_pair *p, struct proxy_side *s, struct proxy_buf *b)
 	return 1;
 }
 
+/*
+ * A short read emptied the socket, so the next arrival brings a new edge:
+ * no need to read again until then.  A FIN already queued brings none, so
+ * after one the side is read until EOF.
+ */
+static void side_drained(struct proxy_side *s)
+{
+	if (!s->hup)
+		s->readable = 0;
+}
+
 /* Read frame bytes from the noise side. */
 enum proxy_frame proxy_read_frame(struct proxy_pair *p, size_t *len)
 {
@@ -79,9 +90,8 @@ enum proxy_frame proxy_read_frame(struct proxy_pair *p, size_t *len)
 			}
 			return FRAME_EOF;
 		}
-		/* A short read drained the socket: the next arrival brings a new edge. */
 		if ((size_t)n < want)
-			s->readable = 0;
+			side_drained(s);
 		if (ns_frame_reader_commit(r, (size_t)n) < 0) {
 			proxy_fail(p, "%s: bad frame: %s", s->name, ns_frame_strerror(r->error));
 			return FRAME_ERROR;
@@ -132,7 +142,7 @@ static int read_chunk(struct proxy_pair *p, struct proxy_side *in, size_t head, 
 		return proxy_fail(p, "%s: read: %s", in->name, strerror(errno));
 	}
 	if ((size_t)n < NS_MAX_PLAINTEXT)
-		in->readable = 0;
+		side_drained(in);
 	*out = buf;
 	*len = (size_t)n;
 	return 1;
