@@ -38,8 +38,8 @@ GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
-        bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
+.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo test-proxy sanitize \
+        bench bench-rtt bench-throughput bench-handshake bench-overhead bench-proxy test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
 $(BUILD)/%.o: %.c
@@ -94,7 +94,7 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke
+test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-proxy test-bench-smoke
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -123,10 +123,15 @@ test-netns: $(NFQ_DELAY)
 test-tfo: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/tfo.sh $(BUILD)
 
+# noiseshim proxy between Go programs, the shims and gopeer; hostile input;
+# 50 ms RTT with TFO in network namespaces (root).
+test-proxy: all $(GOPEER) $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/proxy/proxy.sh $(BUILD)
+
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo
+	    test-unit test-cli test-interop test-client test-server test-tfo test-proxy
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
@@ -144,6 +149,9 @@ bench-handshake: all
 
 bench-overhead: all
 	bench/overhead.sh --build $(BUILD)
+
+bench-proxy: all $(GOPEER)
+	bench/proxy.sh --build $(BUILD)
 
 test-bench-smoke: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)

@@ -15,6 +15,7 @@
 #include "cachefile.h"
 #include "cli.h"
 #include "nodeurl.h"
+#include "proxy_hint.h"
 #include "reach.h"
 #include "server_identity.h"
 #include "shimpath.h"
@@ -250,7 +251,12 @@ int cmd_doctor(int argc, char **argv)
 	check_cache(&d, args.cache_path);
 	check_shim(&d, CLIENT_SHIM_NAME, "run");
 	check_shim(&d, SERVER_SHIM_NAME, "serve");
-	if (args.program != NULL)
+	if (args.program != NULL) {
 		check_program(&d, args.program);
+		fflush(stdout);
+		proxy_hint_client(args.program, args.cache_path);
+		if (args.key_path != NULL)
+			proxy_hint_server(args.program, args.key_path, NULL, NULL);
+	}
 	return d.errors > 0 ? 1 : 0;
 }

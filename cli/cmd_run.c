@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "launch.h"
+#include "proxy_hint.h"
 #include "shimpath.h"
 
 static const char USAGE[] =
@@ -118,9 +119,12 @@ int cmd_run(int argc, char **argv)
 
 	if (parse_args(argc, argv, &args, &done) < 0)
 		return done;
-	if (launch_find_shim(args.shim, CLIENT_SHIM_NAME, shim, sizeof shim) < 0 ||
-	    launch_check_reach(args.program[0], args.force) < 0)
+	if (launch_find_shim(args.shim, CLIENT_SHIM_NAME, shim, sizeof shim) < 0)
 		return 1;
+	if (launch_check_reach(args.program[0], args.force) < 0) {
+		proxy_hint_client(args.program[0], args.cache);
+		return 1;
+	}
 	if (args.cache != NULL) {
 		warn_unreadable_cache(args.cache);
 		if (launch_set_path("NOISESHIM_CACHE", args.cache) < 0)

@@ -12,6 +12,7 @@
 #include "launch.h"
 #include "listen.h"
 #include "nodeurl.h"
+#include "proxy_hint.h"
 #include "server_identity.h"
 #include "shimpath.h"
 #include "tfo.h"
@@ -276,8 +277,13 @@ int cmd_serve(int argc, char **argv)
 		cli_error("%s", err);
 		return 1;
 	}
-	if (launch_find_shim(args.shim, SERVER_SHIM_NAME, shim, sizeof shim) < 0 ||
-	    launch_check_reach(args.program[0], args.force) < 0 || print_nodeurls(&args, pub) < 0)
+	if (launch_find_shim(args.shim, SERVER_SHIM_NAME, shim, sizeof shim) < 0)
+		return 1;
+	if (launch_check_reach(args.program[0], args.force) < 0) {
+		proxy_hint_server(args.program[0], args.key_path, args.listen, args.accept);
+		return 1;
+	}
+	if (print_nodeurls(&args, pub) < 0)
 		return 1;
 	if (args.tfo)
 		warn_tfo_server_off();
