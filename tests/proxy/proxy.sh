@@ -281,7 +281,58 @@ test_stream_features() {
 	[ "$out" = "$blob_sha" ] && pass mixed-noise || fail mixed-noise "SHA-256 $out"
 }
 
-# --- 5. hostile input, replays, fds -------------------------------------------
+# --- 5. the commands run, serve and doctor suggest --------------------------
+
+# run_suggested NAME LINE: start the suggested "noiseshim proxy ..." LINE.
+run_suggested() {
+	local name=$1 words
+	read -r -a words <<<"$2"
+	[ "${words[0]}" = noiseshim ] || { fail "$name" "not a noiseshim command: '$2'"; return 1; }
+	start "$name" "$cli" "${words[@]:1}"
+}
+
+test_hints() {
+	local out line inner listen_port rc
+	add_cache "$work/hint-cache" "127.0.0.1:$proxy_go_port" "$work/server.key"
+	out=$("$cli" run --cache "$work/hint-cache" "$goserver" fetch 2>&1)
+	rc=$?
+	line=$(printf '%s\n' "$out" | sed -n 's/^  \(noiseshim proxy client .*\)$/\1/p' | head -n 1)
+	if [ "$rc" = 1 ] && [ -n "$line" ] && run_suggested hint-run-proxy "$line"; then
+		out=$(timeout 60 "$goserver" fetch --url "http://127.0.0.1:$port/blob" --sha256 "$blob_sha" 2>&1)
+		[ "$out" = "ok $download_bytes bytes" ] && pass hint-run-command-works ||
+			fail hint-run-command-works "$line: $out"
+	else
+		fail hint-run-command-works "exit $rc, no proxy client command in: $out"
+	fi
+
+	read -r listen_port < <(free_ports 1)
+	out=$("$cli" serve --key "$work/server.key" --listen "127.0.0.1:$listen_port" -- \
+		"$goserver" serve 2>&1)
+	rc=$?
+	line=$(printf '%s\n' "$out" | sed -n 's/^  \(noiseshim proxy server .*\)$/\1/p' | head -n 1)
+	inner=$(printf '%s' "$line" | sed -n 's/.*--target 127\.0\.0\.1:\([0-9]*\).*/\1/p')
+	if [ "$rc" = 1 ] && [ -n "$inner" ]; then
+		start hint-go-server "$goserver" serve --listen "127.0.0.1:$inner" --dir "$work"
+		run_suggested hint-serve-proxy "$line"
+		add_cache "$work/cache" "127.0.0.1:$listen_port" "$work/server.key"
+		out=$(NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 60 curl -sS \
+			"http://127.0.0.1:$listen_port/blob" 2>&1 | sha256sum | cut -d' ' -f1)
+		[ "$out" = "$blob_sha" ] && pass hint-serve-command-works ||
+			fail hint-serve-command-works "$line: SHA-256 $out"
+	else
+		fail hint-serve-command-works "exit $rc, no proxy server command in: $out"
+	fi
+
+	out=$("$cli" doctor --cache "$work/hint-cache" "$goserver" 2>&1)
+	printf '%s' "$out" | grep -q "^  noiseshim proxy client --listen 127.0.0.1:[0-9]* --target 127.0.0.1:$proxy_go_port" &&
+		pass hint-doctor || fail hint-doctor "$out"
+	# A program the shim reaches gets no proxy suggestion.
+	out=$("$cli" doctor --cache "$work/hint-cache" "$(command -v true)" 2>&1)
+	printf '%s' "$out" | grep -q "noiseshim proxy" && fail hint-none-for-reachable "$out" ||
+		pass hint-none-for-reachable
+}
+
+# --- 6. hostile input, replays, fds -------------------------------------------
 
 # record NAME KEYFILE MARKER: the first flight a shimmed client sends to KEYFILE's server.
 record() {
@@ -314,7 +365,7 @@ expect_good_client() {
 }
 
 test_hostile() {
-	local echo_port marker out first second copies before after staller start n
+	local echo_port marker out first second copies before after staller start n lines
 	read -r echo_port < <(free_ports 1)
 	"$python" "$integration/echo_server.py" --port "$echo_port" --log "$work/payloads.log" \
 		>"$work/echo.log" 2>&1 &
@@ -369,12 +420,16 @@ test_hostile() {
 	pids+=("$staller")
 	sleep 0.3
 	expect_good_client hostile-good-client-during-stall
+	lines=$(wc -l <"$work/proxy-hostile.log")
 	start=$(date +%s.%N)
 	out=$(timeout 600 "$python" "$integration/raw_client.py" storm --port "$hostile_port" \
-		--count "$storm_connections" --parallel 8 --flight "$work/wrong-key-flight.bin" \
+		--count "$storm_connections" --parallel 16 --flight "$work/wrong-key-flight.bin" \
 		--flight "$work/replay-flight.bin" 2>&1) && pass hostile-storm || fail hostile-storm "$(printf '%s' "$out" | tail -n 1)"
 	note "$out in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s"
 	expect_good_client hostile-good-client-after-storm
+	lines=$(($(wc -l <"$work/proxy-hostile.log") - lines))
+	[ "$lines" = "$storm_connections" ] && pass hostile-one-log-line-each ||
+		fail hostile-one-log-line-each "$lines log lines for $storm_connections bad connections"
 	kill "$staller" 2>/dev/null
 	for _ in $(seq 50); do
 		after=$(fd_count "$hostile_pid")
@@ -387,7 +442,7 @@ test_hostile() {
 	kill -0 "$hostile_pid" 2>/dev/null && pass hostile-proxy-alive || fail hostile-proxy-alive "the proxy died"
 }
 
-# --- 6. 50 ms RTT with TCP Fast Open ----------------------------------------
+# --- 7. 50 ms RTT with TCP Fast Open ----------------------------------------
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
@@ -444,6 +499,7 @@ test_refusals
 test_go_server
 test_go_client
 test_stream_features
+test_hints
 test_hostile
 test_rtt
 
