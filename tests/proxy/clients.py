@@ -4,6 +4,7 @@
 usage: clients.py whoami HOST PORT
        clients.py halfclose HOST PORT SIZE
        clients.py await-close HOST PORT HEX [--fin] [--timeout S]
+       clients.py first-response HOST PORT PATH
 
 whoami      connects, sends a line, prints "local ADDR:PORT" and the
             server's one-line answer (targets.py pp2).
@@ -14,6 +15,9 @@ await-close sends the bytes given in HEX (with --fin, then shuts its
             sending side) and waits for the server to close: prints
             "closed BYTES SECONDS" (bytes received, time taken) or
             "open BYTES" after the timeout.
+first-response  sends an HTTP GET for PATH in one write and prints the
+            milliseconds from the start of connect to the first byte of
+            the response (curl's time_starttransfer).
 """
 
 import hashlib
@@ -77,6 +81,16 @@ def await_close(host, port, hexdata, fin, timeout):
     print("closed %d %.2f" % (received, time.monotonic() - start))
 
 
+def first_response(host, port, path):
+    start = time.monotonic()
+    with connect(host, port) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path.encode(), host.encode()))
+        if not sock.recv(1):
+            sys.exit("no response")
+        print("%.1f" % ((time.monotonic() - start) * 1000))
+        read_all(sock)
+
+
 def main():
     args = sys.argv[1:]
     if len(args) == 3 and args[0] == "whoami":
@@ -86,6 +100,8 @@ def main():
     elif len(args) >= 4 and args[0] == "await-close":
         timeout = float(args[args.index("--timeout") + 1]) if "--timeout" in args else 10
         await_close(args[1], args[2], args[3], "--fin" in args, timeout)
+    elif len(args) == 4 and args[0] == "first-response":
+        first_response(*args[1:])
     else:
         sys.exit(__doc__)
 

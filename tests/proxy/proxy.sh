@@ -55,6 +55,21 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 client_shim=(env LD_PRELOAD="${asan_runtime:+$asan_runtime }$build/libnoiseshim.so")
 server_shim=(env LD_PRELOAD="${asan_runtime:+$asan_runtime }$build/libnoiseshim-server.so")
 
+# shim_sha URL: SHA-256 of URL's body, fetched under the client shim with
+# $work/cache: by curl, or under a sanitizer build (where curl does not
+# run with the ASan runtime preloaded) by python3.
+shim_sha() {
+	if [ -n "$asan_runtime" ]; then
+		NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 60 "$python" \
+			"$integration/wrapped_client.py" get -o "$work/shim-get.out" "$1" >/dev/null 2>&1
+		sha256sum <"$work/shim-get.out" | cut -d' ' -f1
+		rm -f "$work/shim-get.out"
+	else
+		NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 60 curl -sS "$1" 2>&1 |
+			sha256sum | cut -d' ' -f1
+	fi
+}
+
 # start NAME COMMAND...: run COMMAND in the background, logging to
 # $work/NAME.log, until it prints "listening HOST:PORT"; sets $port, $pid.
 start() {
@@ -162,8 +177,7 @@ test_go_server() {
 		--target "127.0.0.1:$go_http_port"
 	proxy_go_port=$port proxy_go_pid=$pid
 	add_cache "$work/cache" "127.0.0.1:$proxy_go_port" "$work/server.key" --tfo
-	out=$(NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 60 curl -sS \
-		"http://127.0.0.1:$proxy_go_port/blob" 2>&1 | sha256sum | cut -d' ' -f1)
+	out=$(shim_sha "http://127.0.0.1:$proxy_go_port/blob")
 	[ "$out" = "$blob_sha" ] && pass go-server-curl-shim-5MB ||
 		fail go-server-curl-shim-5MB "SHA-256 $out, expected $blob_sha"
 	out=$(timeout 10 curl -sS "http://127.0.0.1:$proxy_go_port/blob" 2>&1 | wc -c)
@@ -276,8 +290,7 @@ test_stream_features() {
 	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
 	out=$(timeout 30 curl -sS "http://127.0.0.1:$port/blob" 2>&1 | sha256sum | cut -d' ' -f1)
 	[ "$out" = "$blob_sha" ] && pass mixed-plaintext || fail mixed-plaintext "SHA-256 $out"
-	out=$(NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 30 curl -sS \
-		"http://127.0.0.1:$port/blob" 2>&1 | sha256sum | cut -d' ' -f1)
+	out=$(shim_sha "http://127.0.0.1:$port/blob")
 	[ "$out" = "$blob_sha" ] && pass mixed-noise || fail mixed-noise "SHA-256 $out"
 }
 
@@ -315,8 +328,7 @@ test_hints() {
 		start hint-go-server "$goserver" serve --listen "127.0.0.1:$inner" --dir "$work"
 		run_suggested hint-serve-proxy "$line"
 		add_cache "$work/cache" "127.0.0.1:$listen_port" "$work/server.key"
-		out=$(NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 60 curl -sS \
-			"http://127.0.0.1:$listen_port/blob" 2>&1 | sha256sum | cut -d' ' -f1)
+		out=$(shim_sha "http://127.0.0.1:$listen_port/blob")
 		[ "$out" = "$blob_sha" ] && pass hint-serve-command-works ||
 			fail hint-serve-command-works "$line: SHA-256 $out"
 	else
@@ -463,10 +475,16 @@ test_rtt() {
 		--target "$NETNS_SERVER_ADDR:$port" --cache "$work/rtt-cache" >"$work/rtt-proxy.log" 2>&1 &
 	pids+=($!)
 	sleep 1
+	# The in-process baseline: curl, or python3 under a sanitizer build.
 	shim_curl() {
-		ip netns exec "$NETNS_CLIENT" "${client_shim[@]}" NOISESHIM_CACHE="$work/rtt-cache" \
-			timeout 20 curl -sS -o /dev/null -w '%{time_starttransfer}\n' \
-			"http://$NETNS_SERVER_ADDR:$port/small" | awk '{ printf "%.1f\n", $1 * 1000 }'
+		if [ -n "$asan_runtime" ]; then
+			ip netns exec "$NETNS_CLIENT" "${client_shim[@]}" NOISESHIM_CACHE="$work/rtt-cache" \
+				timeout 20 "$python" "$here/clients.py" first-response "$NETNS_SERVER_ADDR" "$port" /small
+		else
+			ip netns exec "$NETNS_CLIENT" "${client_shim[@]}" NOISESHIM_CACHE="$work/rtt-cache" \
+				timeout 20 curl -sS -o /dev/null -w '%{time_starttransfer}\n' \
+				"http://$NETNS_SERVER_ADDR:$port/small" | awk '{ printf "%.1f\n", $1 * 1000 }'
+		fi
 	}
 	# Warm up: fetch the server's TFO cookie, load the programs.
 	shim_curl >/dev/null
@@ -480,7 +498,7 @@ test_rtt() {
 	done
 	shim_ms=$(median <"$work/shim-ms")
 	go_ms=$(median <"$work/go-ms")
-	note "first response at $((2 * delay)) ms RTT, median of $rounds: curl under the client shim $shim_ms ms," \
+	note "first response at $((2 * delay)) ms RTT, median of $rounds: ${asan_runtime:+(python3 for curl) }curl under the client shim $shim_ms ms," \
 		"Go client through the client proxy $go_ms ms"
 	if [ -n "$shim_ms" ] && [ -n "$go_ms" ] &&
 		awk -v g="$go_ms" -v s="$shim_ms" 'BEGIN { exit !(g <= 1.1 * s) }'; then
