@@ -48,6 +48,12 @@ enum proxy_role { PROXY_CLIENT, PROXY_SERVER };
 enum {
 	/* Longest "address:port" text, IPv6 in brackets. */
 	PROXY_ADDR_TEXT_MAX = 64,
+	/*
+	 * Plaintext per record we send.  A received frame may hold 65535 bytes
+	 * and must be whole before it authenticates; with our own records at
+	 * 16 KiB a busy pair holds at most about 80 KiB in user space.
+	 */
+	PROXY_RECORD_MAX = 16384,
 	/* Accept queue of the listener, also the TFO queue of a server proxy. */
 	PROXY_LISTEN_BACKLOG = 4096,
 };

@@ -111,7 +111,7 @@ uint8_t *proxy_take_frame(struct proxy_pair *p)
 }
 
 /*
- * Read what in has, up to one record's plaintext, into a new buffer with
+ * Read what in has, up to PROXY_RECORD_MAX bytes, into a new buffer with
  * head bytes free before it and tail after.  1 with *out set, 1 at EOF
  * (in->eof set, *out NULL), 0 when nothing is there, -1 closed.
  */
@@ -124,9 +124,9 @@ static int read_chunk(struct proxy_pair *p, struct proxy_side *in, size_t head, 
 	*out = NULL;
 	if (!in->readable)
 		return 0;
-	if ((buf = malloc(head + NS_MAX_PLAINTEXT + tail)) == NULL)
+	if ((buf = malloc(head + PROXY_RECORD_MAX + tail)) == NULL)
 		return proxy_fail(p, "out of memory for a record");
-	n = recv(in->fd, buf + head, NS_MAX_PLAINTEXT, 0);
+	n = recv(in->fd, buf + head, PROXY_RECORD_MAX, 0);
 	if (n <= 0) {
 		free(buf);
 		if (n == 0) {
@@ -141,7 +141,7 @@ static int read_chunk(struct proxy_pair *p, struct proxy_side *in, size_t head, 
 		}
 		return proxy_fail(p, "%s: read: %s", in->name, strerror(errno));
 	}
-	if ((size_t)n < NS_MAX_PLAINTEXT)
+	if ((size_t)n < PROXY_RECORD_MAX)
 		side_drained(in);
 	*out = buf;
 	*len = (size_t)n;
