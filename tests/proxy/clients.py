@@ -5,6 +5,7 @@ usage: clients.py whoami HOST PORT
        clients.py halfclose HOST PORT SIZE
        clients.py await-close HOST PORT HEX [--fin] [--timeout S]
        clients.py first-response HOST PORT PATH
+       clients.py push|idle HOST PORT SECONDS
 
 whoami      connects, sends a line, prints "local ADDR:PORT" and the
             server's one-line answer (targets.py pp2).
@@ -18,6 +19,10 @@ await-close sends the bytes given in HEX (with --fin, then shuts its
 first-response  sends an HTTP GET for PATH in one write and prints the
             milliseconds from the start of connect to the first byte of
             the response (curl's time_starttransfer).
+push        writes as fast as the connection takes it for SECONDS, then
+            prints "pushed BYTES" and holds the connection as long again.
+idle        sends one byte, then holds the connection for SECONDS without
+            reading.
 """
 
 import hashlib
@@ -91,6 +96,26 @@ def first_response(host, port, path):
         read_all(sock)
 
 
+def push(host, port, seconds):
+    sent, chunk = 0, b"y" * 65536
+    with connect(host, port) as sock:
+        sock.setblocking(False)
+        end = time.monotonic() + float(seconds)
+        while time.monotonic() < end:
+            try:
+                sent += sock.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)
+        print("pushed %d" % sent, flush=True)
+        time.sleep(float(seconds))
+
+
+def idle(host, port, seconds):
+    with connect(host, port) as sock:
+        sock.sendall(b"z")
+        time.sleep(float(seconds))
+
+
 def main():
     args = sys.argv[1:]
     if len(args) == 3 and args[0] == "whoami":
@@ -100,6 +125,8 @@ def main():
     elif len(args) >= 4 and args[0] == "await-close":
         timeout = float(args[args.index("--timeout") + 1]) if "--timeout" in args else 10
         await_close(args[1], args[2], args[3], "--fin" in args, timeout)
+    elif len(args) == 4 and args[0] in ("push", "idle"):
+        (push if args[0] == "push" else idle)(*args[1:])
     elif len(args) == 4 and args[0] == "first-response":
         first_response(*args[1:])
     else:

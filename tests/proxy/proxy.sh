@@ -294,7 +294,54 @@ test_stream_features() {
 	[ "$out" = "$blob_sha" ] && pass mixed-noise || fail mixed-noise "SHA-256 $out"
 }
 
-# --- 5. the commands run, serve and doctor suggest --------------------------
+# --- 5. backpressure: a side that does not read holds the other back ------
+
+rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+
+# bounded NAME TARGET_MODE CLIENT_MODE: through a proxy pair to a targets.py
+# TARGET_MODE server, a CLIENT_MODE client; neither proxy may grow by more
+# than a few records while the receiving end does not read.
+bounded() {
+	local name=$1 target_mode=$2 client_mode=$3 server_pid client_pid c0 s0 c1 s1 out
+	start "target-$name" "$python" "$here/targets.py" "$target_mode"
+	start "pserver-$name" "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$port"
+	server_pid=$pid
+	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
+	start "pclient-$name" "$cli" proxy client --listen 127.0.0.1:0 --target "127.0.0.1:$port" \
+		--cache "$work/cache"
+	client_pid=$pid
+	# A first connection loads what every later one shares (the ciphers' code and tables).
+	timeout 10 "$python" "$here/clients.py" idle 127.0.0.1 "$port" 0.3
+	sleep 0.3
+	c0=$(rss_kb "$client_pid") s0=$(rss_kb "$server_pid")
+	timeout 20 "$python" "$here/clients.py" "$client_mode" 127.0.0.1 "$port" 2 >"$work/$name.out" 2>&1 &
+	pids+=($!)
+	sleep 2.5
+	c1=$(rss_kb "$client_pid") s1=$(rss_kb "$server_pid")
+	out=$(cat "$work/$name.out")
+	note "$name: proxy RSS grew by $((c1 - c0)) kB (client) and $((s1 - s0)) kB (server)${out:+; $out}"
+	if [ $((c1 - c0)) -lt 1024 ] && [ $((s1 - s0)) -lt 1024 ]; then
+		pass "$name-memory-bounded"
+	else
+		fail "$name-memory-bounded" "RSS grew by $((c1 - c0)) and $((s1 - s0)) kB"
+	fi
+}
+
+test_backpressure() {
+	local pushed
+	bounded target-not-reading hold push
+	pushed=$(sed -n 's/^pushed //p' "$work/target-not-reading.out")
+	# Kernel buffers on three connections, a record or two in each proxy.
+	if [ -n "$pushed" ] && [ "$pushed" -lt $((40 * 1024 * 1024)) ]; then
+		pass target-not-reading-holds-program
+	else
+		fail target-not-reading-holds-program "the program pushed '$pushed' bytes into a target that reads nothing"
+	fi
+	bounded program-not-reading flood idle
+}
+
+# --- 6. the commands run, serve and doctor suggest --------------------------
 
 # run_suggested NAME LINE: start the suggested "noiseshim proxy ..." LINE.
 run_suggested() {
@@ -344,7 +391,7 @@ test_hints() {
 		pass hint-none-for-reachable
 }
 
-# --- 6. hostile input, replays, fds -------------------------------------------
+# --- 7. hostile input, replays, fds -------------------------------------------
 
 # record NAME KEYFILE MARKER: the first flight a shimmed client sends to KEYFILE's server.
 record() {
@@ -454,7 +501,7 @@ test_hostile() {
 	kill -0 "$hostile_pid" 2>/dev/null && pass hostile-proxy-alive || fail hostile-proxy-alive "the proxy died"
 }
 
-# --- 7. 50 ms RTT with TCP Fast Open ----------------------------------------
+# --- 8. 50 ms RTT with TCP Fast Open ----------------------------------------
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
@@ -517,6 +564,7 @@ test_refusals
 test_go_server
 test_go_client
 test_stream_features
+test_backpressure
 test_hints
 test_hostile
 test_rtt

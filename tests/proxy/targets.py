@@ -2,7 +2,7 @@
 """Plaintext servers that sit behind `noiseshim proxy server` in the proxy
 tests.
 
-usage: targets.py pp2|drain
+usage: targets.py pp2|drain|hold|flood
 
 pp2    expects a PROXY protocol v2 header first; once the client's first
        line has arrived, answers "src ADDR:PORT dst ADDR:PORT" as the
@@ -10,6 +10,8 @@ pp2    expects a PROXY protocol v2 header first; once the client's first
        one, then closes.
 drain  reads until EOF, then answers "N HEX" (byte count and SHA-256 of
        what arrived) and closes: end of stream must pass both ways.
+hold   never reads; keeps each connection open for a minute.
+flood  writes without end, for a minute or until the client goes.
 
 Listens on 127.0.0.1 and ::1 (the same free port) and prints
 "listening 127.0.0.1:PORT".
@@ -21,6 +23,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -57,6 +60,17 @@ def proxy_header(conn):
 
 def handle(mode, conn):
     with conn:
+        if mode == "hold":
+            time.sleep(60)
+            return
+        if mode == "flood":
+            chunk, end = b"x" * 65536, time.monotonic() + 60
+            try:
+                while time.monotonic() < end:
+                    conn.sendall(chunk)
+            except OSError:
+                pass
+            return
         if mode == "pp2":
             answer = proxy_header(conn)
             # Closing with the line unread would reset the connection.
@@ -81,7 +95,7 @@ def accept_loop(mode, listener):
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("pp2", "drain"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("pp2", "drain", "hold", "flood"):
         sys.exit(__doc__)
     v4 = socket.create_server(("127.0.0.1", 0))
     port = v4.getsockname()[1]
