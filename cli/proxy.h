@@ -51,9 +51,9 @@ enum {
 	/*
 	 * Plaintext per record we send.  A received frame may hold 65535 bytes
 	 * and must be whole before it authenticates; with our own records at
-	 * 16 KiB a busy pair holds at most about 80 KiB in user space.
+	 * 32 KiB a busy pair holds at most 96 KiB in its two buffers.
 	 */
-	PROXY_RECORD_MAX = 16384,
+	PROXY_RECORD_MAX = 32768,
 	/* Accept queue of the listener, also the TFO queue of a server proxy. */
 	PROXY_LISTEN_BACKLOG = 4096,
 };
@@ -124,6 +124,8 @@ struct proxy_pair {
 	struct ns_cipher *tx, *rx;
 	struct ns_frame_reader reader;
 	uint8_t *rx_body;      /* the reader's body buffer, sized by the frame header */
+	uint8_t next_header[NS_FRAME_HEADER_LEN];  /* read with a body, for the next frame */
+	size_t next_header_len;
 
 	struct proxy_buf to_noise, to_plain;
 
