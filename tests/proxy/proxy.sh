@@ -303,6 +303,8 @@ rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 # than a few records while the receiving end does not read.
 bounded() {
 	local name=$1 target_mode=$2 client_mode=$3 server_pid client_pid c0 s0 c1 s1 out
+	# Under ASan, freed buffers sit in its quarantine instead of being reused.
+	local -x ASAN_OPTIONS=$ASAN_OPTIONS:quarantine_size_mb=0:thread_local_quarantine_size_kb=0
 	start "target-$name" "$python" "$here/targets.py" "$target_mode"
 	start "pserver-$name" "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
 		--target "127.0.0.1:$port"
