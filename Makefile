@@ -66,8 +66,8 @@ CACHE_PROBE  := $(BUILD)/tests/cache_probe
 FLOOD_PEER   := $(BUILD)/tests/flood_peer
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops sanitize install uninstall \
-        bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache test-bench-smoke clean
+        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops test-proxy sanitize install uninstall \
+        bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache bench-proxy test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
 $(MAN_PAGE): doc/noiseshim.1.in lib/version.h
@@ -153,7 +153,7 @@ test-deps:
 	$(TEST_DEPS)
 
 test-suites: test-unit test-cli test-install test-interop test-client test-cache test-server test-replay test-flood test-netns \
-             test-tfo test-bench-smoke test-failclosed test-handoff test-ops
+             test-tfo test-bench-smoke test-failclosed test-handoff test-ops test-proxy
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -217,10 +217,15 @@ test-failclosed: all $(GOPEER) $(FC_CLIENT) $(FC_SERVER)
 test-tfo: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/tfo.sh $(BUILD)
 
+# noiseshim proxy between Go programs, the shims and gopeer; hostile input;
+# 50 ms RTT with TFO in network namespaces (root).
+test-proxy: all $(GOPEER) $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/proxy/proxy.sh $(BUILD)
+
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops
+	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops test-proxy
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
@@ -242,6 +247,9 @@ bench-overhead: all
 # The NodeURL cache at 100k and 1M entries: build, first connect, memory, lookup cost, reload.
 bench-cache: all $(CACHE_PROBE)
 	bench/cache.sh --build $(BUILD)
+
+bench-proxy: all $(GOPEER)
+	bench/proxy.sh --build $(BUILD)
 
 test-bench-smoke: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)

@@ -40,6 +40,9 @@ cli_command_fn cmd_doctor;
 /* noiseshim stats [--json|--prometheus] PID: print a process's counters. */
 cli_command_fn cmd_stats;
 
+/* noiseshim proxy client|server [options]: the shims' wire for programs LD_PRELOAD cannot reach. */
+cli_command_fn cmd_proxy;
+
 /* Print "noiseshim: <message>" and a newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -21,6 +21,7 @@
 #include "listen.h"
 #include "listening.h"
 #include "nodeurl.h"
+#include "proxy_hint.h"
 #include "reach.h"
 #include "server_identity.h"
 #include "shimpath.h"
@@ -463,7 +464,12 @@ int cmd_doctor(int argc, char **argv)
 	                                        : config.cache[0] != '\0' ? config.cache : NULL);
 	check_shim(&d, CLIENT_SHIM_NAME, "run");
 	check_shim(&d, SERVER_SHIM_NAME, "serve");
-	if (args.program != NULL)
+	if (args.program != NULL) {
 		check_program(&d, args.program);
+		fflush(stdout);
+		proxy_hint_client(args.program, args.cache_path);
+		if (args.key_list != NULL)
+			proxy_hint_server(args.program, args.key_list, NULL, NULL);
+	}
 	return d.errors > 0 ? 1 : 0;
 }

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "config.h"
 #include "launch.h"
+#include "proxy_hint.h"
 #include "shimpath.h"
 
 static const char USAGE[] =
@@ -179,9 +180,12 @@ int cmd_run(int argc, char **argv)
 
 	if (parse_args(argc, argv, &args, &done) < 0)
 		return done;
-	if (launch_find_shim(args.shim, CLIENT_SHIM_NAME, shim, sizeof shim) < 0 ||
-	    launch_check_reach(args.program[0], args.force) < 0)
+	if (launch_find_shim(args.shim, CLIENT_SHIM_NAME, shim, sizeof shim) < 0)
 		return 1;
+	if (launch_check_reach(args.program[0], args.force) < 0) {
+		proxy_hint_client(args.program[0], args.cache);
+		return 1;
+	}
 	warn_about_cache(&args);
 	if (args.cache != NULL && launch_set_path("NOISESHIM_CACHE", args.cache) < 0)
 		return 1;

@@ -14,6 +14,7 @@
 #include "listen.h"
 #include "localaddr.h"
 #include "nodeurl.h"
+#include "proxy_hint.h"
 #include "server_identity.h"
 #include "shimpath.h"
 #include "tfo.h"
@@ -319,8 +320,13 @@ int cmd_serve(int argc, char **argv)
 	/* Every key in the list is loaded, so that a bad one is refused before the program runs. */
 	if (current_public_key(args.key_path, pub) < 0)
 		return 1;
-	if (launch_find_shim(args.shim, SERVER_SHIM_NAME, shim, sizeof shim) < 0 ||
-	    launch_check_reach(args.program[0], args.force) < 0 || print_nodeurls(&args, pub) < 0)
+	if (launch_find_shim(args.shim, SERVER_SHIM_NAME, shim, sizeof shim) < 0)
+		return 1;
+	if (launch_check_reach(args.program[0], args.force) < 0) {
+		proxy_hint_server(args.program[0], args.key_path, args.listen, args.accept);
+		return 1;
+	}
+	if (print_nodeurls(&args, pub) < 0)
 		return 1;
 	if (args.tfo)
 		warn_tfo_server_off();

@@ -31,6 +31,8 @@ static const char USAGE[] =
 	"                       print the counters of a process under a shim\n"
 	"  doctor [--key FILE[,FILE...]] [--cache FILE] [--allow FILE] [PROGRAM]\n"
 	"                       say what is wrong with a setup\n"
+	"  proxy client|server --listen ADDR:PORT --target HOST:PORT [...]\n"
+	"                       the same wire for programs LD_PRELOAD cannot reach\n"
 	"\n"
 	"'noiseshim COMMAND --help' describes each command.\n";
 
@@ -48,6 +50,7 @@ static const struct command COMMANDS[] = {
 	{ "serve", cmd_serve },
 	{ "doctor", cmd_doctor },
 	{ "stats", cmd_stats },
+	{ "proxy", cmd_proxy },
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,250 @@
+/*
+ * noiseshim proxy client|server: the shims' wire for programs that
+ * LD_PRELOAD cannot reach.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "keys.h"
+#include "proxy.h"
+#include "proxy_target.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static const char USAGE[] =
+	"usage: noiseshim proxy client --listen ADDR:PORT --target HOST:PORT [--cache FILE]\n"
+	"                              [--key FILE] [--first-wait-us N] [--first-quiet-us N]\n"
+	"                              [--handshake-timeout-ms N]\n"
+	"       noiseshim proxy server --key FILE[,FILE...] --listen ADDR:PORT --target HOST:PORT\n"
+	"                              [--accept noise|mixed] [--proxy-protocol]\n"
+	"                              [--handshake-timeout-ms N]\n"
+	"\n"
+	"The shims' wire, for programs that LD_PRELOAD cannot reach (Go, static and\n"
+	"set-user-ID binaries).  One process, one event loop, any number of connections.\n"
+	"\n"
+	"client: take plaintext connections on ADDR:PORT and carry each to the target\n"
+	"  over Noise_IK, with the key, suite and TCP Fast Open that the target's entry\n"
+	"  in the NodeURL cache gives.  The program's first bytes ride in msg1, inside\n"
+	"  the SYN when the entry has f=1.  Without a usable entry it refuses to start.\n"
+	"  --cache FILE           the NodeURL cache (default $NOISESHIM_CACHE, else\n"
+	"                         ~/.config/noiseshim/cache)\n"
+	"  --key FILE             our static key (default: a new one per process)\n"
+	"  --first-wait-us N      msg1 leaves empty when the program has sent nothing\n"
+	"                         for N us, for protocols where the server speaks first\n"
+	"                         (default " STR(PROXY_DEFAULT_FIRST_WAIT_US) ")\n"
+	"  --first-quiet-us N     msg1 leaves N us after the program's last write, or at\n"
+	"                         65535 bytes (default " STR(PROXY_DEFAULT_FIRST_QUIET_US) ")\n"
+	"\n"
+	"server: answer Noise_IK on ADDR:PORT and carry each connection to the target\n"
+	"  in plaintext, connecting once msg1 has been read and checked.\n"
+	"  --key FILE[,FILE...]   the server's private key files: the first is current,\n"
+	"                         the others are still accepted (a key rotation)\n"
+	"  --accept MODE          noise takes only Noise (default); mixed also relays\n"
+	"                         plaintext clients, told apart by the route prefix\n"
+	"  --proxy-protocol       send a PROXY protocol v2 header to the target first,\n"
+	"                         naming the real client address\n"
+	"\n"
+	"both:\n"
+	"  --handshake-timeout-ms N   close a connection whose handshake is not done in\n"
+	"                             N ms (default " STR(PROXY_DEFAULT_HANDSHAKE_TIMEOUT_MS) ")\n"
+	"\n"
+	"Each proxy prints 'listening ADDR:PORT' when ready (PORT 0 picks a free one),\n"
+	"and one line on stderr for every connection it closes on an error.\n";
+
+static const struct option OPTIONS[] = {
+	{ "listen", required_argument, NULL, 'l' },
+	{ "target", required_argument, NULL, 't' },
+	{ "cache", required_argument, NULL, 'c' },
+	{ "key", required_argument, NULL, 'k' },
+	{ "accept", required_argument, NULL, 'A' },
+	{ "proxy-protocol", no_argument, NULL, 'P' },
+	{ "first-wait-us", required_argument, NULL, 'w' },
+	{ "first-quiet-us", required_argument, NULL, 'q' },
+	{ "handshake-timeout-ms", required_argument, NULL, 'T' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+enum { NUMBER_MAX = 3600 * 1000 * 1000U };
+
+struct proxy_args {
+	const char *listen, *target, *cache, *key, *accept;
+	int proxy_protocol;
+	unsigned first_wait_us, first_quiet_us, handshake_timeout_ms;
+};
+
+/* A decimal option value from 1 to NUMBER_MAX.  -1 if text is not one. */
+static int parse_number(const char *text, unsigned *out)
+{
+	char *end;
+	unsigned long v = strtoul(text, &end, 10);
+
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || v == 0 || v > NUMBER_MAX)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* Parse the command line: 0 to go on, -1 when *done holds the exit code. */
+static int parse_args(int argc, char **argv, struct proxy_args *a, int *done)
+{
+	int c;
+
+	*a = (struct proxy_args){ .first_wait_us = PROXY_DEFAULT_FIRST_WAIT_US,
+	                          .first_quiet_us = PROXY_DEFAULT_FIRST_QUIET_US,
+	                          .handshake_timeout_ms = PROXY_DEFAULT_HANDSHAKE_TIMEOUT_MS };
+	while ((c = getopt_long(argc, argv, ":h", OPTIONS, NULL)) != -1) {
+		unsigned *number = NULL;
+		switch (c) {
+		case 'l': a->listen = optarg; break;
+		case 't': a->target = optarg; break;
+		case 'c': a->cache = optarg; break;
+		case 'k': a->key = optarg; break;
+		case 'A': a->accept = optarg; break;
+		case 'P': a->proxy_protocol = 1; break;
+		case 'w': number = &a->first_wait_us; break;
+		case 'q': number = &a->first_quiet_us; break;
+		case 'T': number = &a->handshake_timeout_ms; break;
+		case 'h':
+			*done = cli_help(USAGE);
+			return -1;
+		default:
+			*done = cli_option_error(argv[0], USAGE, c, argv);
+			return -1;
+		}
+		if (number != NULL && parse_number(optarg, number) < 0) {
+			*done = cli_usage_error(argv[0], USAGE, "%s: expected a number from 1 to %u, not '%s'",
+			                        argv[optind - 1], NUMBER_MAX, optarg);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		*done = cli_usage_error(argv[0], USAGE, "unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	if (a->listen == NULL || a->target == NULL) {
+		*done = cli_usage_error(argv[0], USAGE, "--listen and --target are required");
+		return -1;
+	}
+	if (a->accept != NULL && strcmp(a->accept, "noise") != 0 && strcmp(a->accept, "mixed") != 0) {
+		*done = cli_usage_error(argv[0], USAGE, "--accept must be noise or mixed, not '%s'",
+		                        a->accept);
+		return -1;
+	}
+	return 0;
+}
+
+/* --listen and --target into cfg.  0, or -1 with the error printed. */
+static int resolve(const struct proxy_args *a, struct proxy_config *cfg)
+{
+	char err[512];
+
+	if (proxy_parse_addr(a->listen, 1, &cfg->listen_addr, &cfg->listen_len, err, sizeof err) < 0) {
+		cli_error("--listen %s", err);
+		return -1;
+	}
+	if (proxy_parse_addr(a->target, 0, &cfg->target_addr, &cfg->target_len, err, sizeof err) < 0) {
+		cli_error("--target %s", err);
+		return -1;
+	}
+	proxy_addr_text((const struct sockaddr *)&cfg->target_addr, cfg->target_text,
+	                sizeof cfg->target_text);
+	return 0;
+}
+
+/* The client's static key: --key, else a fresh one for this process.  0 or -1 printed. */
+static int client_key(const char *path, struct ns_keypair *kp)
+{
+	uint8_t priv[NS_KEY_LEN], pub[NS_KEY_LEN];
+	char err[512];
+	int rc = -1;
+
+	if (path == NULL)
+		ns_key_generate(priv, pub);
+	else if (ns_key_load(path, priv, err, sizeof err) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	if (ns_keypair_from_private(kp, priv) < 0) {
+		cli_error("%s: degenerate key", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	sodium_memzero(priv, sizeof priv);
+	return rc;
+}
+
+static int run_client(const struct proxy_args *a, struct proxy_config *cfg)
+{
+	char err[1024];
+
+	if (a->accept != NULL || a->proxy_protocol) {
+		cli_error("proxy client: --accept and --proxy-protocol are server options");
+		return EXIT_USAGE;
+	}
+	if (proxy_lookup_target(a->cache, cfg, err, sizeof err) < 0) {
+		cli_error("proxy client: refusing to start: %s", err);
+		return EXIT_USAGE;
+	}
+	if (client_key(a->key, &cfg->static_key) < 0)
+		return 1;
+	cfg->first_wait_us = a->first_wait_us;
+	cfg->first_quiet_us = a->first_quiet_us;
+	return proxy_run(cfg);
+}
+
+static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
+{
+	char err[1024];
+
+	if (a->cache != NULL) {
+		cli_error("proxy server: --cache is a client option");
+		return EXIT_USAGE;
+	}
+	if (a->key == NULL) {
+		cli_error("proxy server: --key is required");
+		return EXIT_USAGE;
+	}
+	if ((cfg->identity = proxy_identity_load(a->key, err, sizeof err)) == NULL) {
+		cli_error("proxy server: %s", err);
+		return 1;
+	}
+	cfg->mixed = a->accept != NULL && strcmp(a->accept, "mixed") == 0;
+	cfg->proxy_protocol = a->proxy_protocol;
+	return proxy_run(cfg);
+}
+
+/* noiseshim proxy client|server [options]: run a proxy. */
+int cmd_proxy(int argc, char **argv)
+{
+	struct proxy_config cfg = { 0 };
+	struct proxy_args args;
+	int done, rc;
+
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+		return cli_help(USAGE);
+	if (argc < 2)
+		return cli_usage_error(argv[0], USAGE, "client or server?");
+	if (strcmp(argv[1], "client") != 0 && strcmp(argv[1], "server") != 0)
+		return cli_usage_error(argv[0], USAGE, "expected client or server, not '%s'", argv[1]);
+	cfg.role = strcmp(argv[1], "client") == 0 ? PROXY_CLIENT : PROXY_SERVER;
+	if (parse_args(argc - 1, argv + 1, &args, &done) < 0)
+		return done;
+	if (resolve(&args, &cfg) < 0)
+		return EXIT_USAGE;
+	cfg.handshake_timeout_ms = args.handshake_timeout_ms;
+	/* A peer that resets while we write must cost its pair, not the process. */
+	signal(SIGPIPE, SIG_IGN);
+	rc = cfg.role == PROXY_CLIENT ? run_client(&args, &cfg) : run_server(&args, &cfg);
+	proxy_identity_free(cfg.identity);
+	sodium_memzero(&cfg.static_key, sizeof cfg.static_key);
+	return rc;
+}

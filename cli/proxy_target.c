@@ -1,0 +1,115 @@
+/*
+ * Proxy addresses and the client proxy's cache lookup.
+ */
+#include "proxy_target.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cache.h"
+#include "cachefile.h"
+#include "cipher.h"
+
+/* Resolve HOST:PORT into sa.  0, or -1 with the reason in err. */
+int proxy_parse_addr(const char *text, int listener, struct sockaddr_storage *sa, socklen_t *len,
+                     char *err, size_t errlen)
+{
+	const char *colon = strrchr(text, ':');
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res;
+	char host[NS_NODEURL_HOST_MAX];
+	size_t hlen;
+	int rc;
+
+	if (colon == NULL || colon[1] == '\0') {
+		snprintf(err, errlen, "'%s': expected HOST:PORT", text);
+		return -1;
+	}
+	hlen = (size_t)(colon - text);
+	if (hlen >= 2 && text[0] == '[' && text[hlen - 1] == ']') {
+		text++;
+		hlen -= 2;
+	}
+	if (hlen >= sizeof host) {
+		snprintf(err, errlen, "'%s': host name too long", text);
+		return -1;
+	}
+	memcpy(host, text, hlen);
+	host[hlen] = '\0';
+	if (listener)
+		hints.ai_flags |= AI_PASSIVE;
+	rc = getaddrinfo(hlen == 0 || strcmp(host, "*") == 0 ? NULL : host, colon + 1, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "'%s': %s", text, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(sa, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (!listener && ((struct sockaddr_in *)sa)->sin_port == 0) {
+		snprintf(err, errlen, "'%s': port 0", text);
+		return -1;
+	}
+	return 0;
+}
+
+/* What the cache loader complained about, kept for the refusal message. */
+struct problems {
+	char text[512];
+	unsigned count;
+};
+
+static void note_problem(void *ctx, const char *file, unsigned line, const char *reason)
+{
+	struct problems *pr = ctx;
+
+	if (pr->count++ > 0)
+		return;
+	if (line > 0)
+		snprintf(pr->text, sizeof pr->text, "%s:%u: %s", file, line, reason);
+	else
+		snprintf(pr->text, sizeof pr->text, "%s: %s", file, reason);
+}
+
+/* Find cfg's target in the cache at path and fill in what the entry says.  0 or -1 with err. */
+int proxy_lookup_target(const char *path, struct proxy_config *cfg, char *err, size_t errlen)
+{
+	struct problems pr = { .count = 0 };
+	char default_path[4096];
+	struct ns_cache_table *t;
+	const struct ns_nodeurl *u;
+	int rc = -1;
+
+	if (path == NULL) {
+		if (cachefile_default_path(default_path, sizeof default_path) < 0) {
+			snprintf(err, errlen, "no cache: give --cache FILE or set NOISESHIM_CACHE");
+			return -1;
+		}
+		path = default_path;
+	}
+	t = ns_cache_table_load(path, note_problem, &pr);
+	if (t == NULL) {
+		snprintf(err, errlen, "cache %s: %s", path, pr.count > 0 ? pr.text : "cannot be read");
+		return -1;
+	}
+	u = ns_cache_table_lookup(t, (const struct sockaddr *)&cfg->target_addr, cfg->target_len);
+	if (u == NULL) {
+		snprintf(err, errlen, "no usable entry for %s in the cache %s%s%s", cfg->target_text, path,
+		         pr.count > 0 ? "; first problem: " : " (add one with 'noiseshim cache add URL')",
+		         pr.count > 0 ? pr.text : "");
+		goto out;
+	}
+	cfg->suite = ns_suite_from_proto(u->noise_proto != 0 ? u->noise_proto : 1);
+	if (cfg->suite == 0) {
+		snprintf(err, errlen, "cache %s: the entry for %s has noise_proto=%d, which is not 1 or 2",
+		         path, cfg->target_text, u->noise_proto);
+		goto out;
+	}
+	memcpy(cfg->remote_pub, u->noise_pub, NS_KEY_LEN);
+	cfg->tfo = u->has_features && (u->features & NS_FEATURE_TCP_FASTOPEN);
+	rc = 0;
+out:
+	ns_cache_table_free(t);
+	return rc;
+}

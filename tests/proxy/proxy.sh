@@ -1,0 +1,575 @@
+#!/bin/bash
+# Tests of `noiseshim proxy`: Go programs (which LD_PRELOAD cannot reach)
+# on both ends of the Noise wire, against the shims, against an
+# independent Go responder, under hostile input, and at 50 ms RTT with TCP
+# Fast Open between two network namespaces.
+#
+#   tests/proxy/proxy.sh BUILD_DIR
+#
+# BUILD_DIR holds noiseshim, both shims and tests/gopeer.  The Go test
+# program (tests/proxy/goserver) is built here with Debian's golang in
+# GOPATH mode, without network.  Prints "ok NAME" or "FAIL NAME: reason"
+# per check and a count; exits non-zero if any check failed.
+set -u
+
+if [ $# -ne 1 ]; then
+	echo "usage: $0 BUILD_DIR" >&2
+	exit 2
+fi
+build=$(cd "$1" && pwd) || exit 2
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+integration=$root/tests/integration
+cli=$build/noiseshim
+gopeer=$build/tests/gopeer
+python=${PYTHON:-python3}
+server_priv=0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
+# Its public half, for the Go initiator's --remote-pub.
+server_pub_hex=07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c
+storm_connections=${PROXY_STORM_CONNECTIONS:-1000}
+download_bytes=5242880
+
+unset LD_PRELOAD NOISESHIM_CACHE NOISESHIM_KEY NOISESHIM_LISTEN
+
+work=$(mktemp -d) || exit 1
+pids=()
+passed=0 failed=0
+
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); local name=$1; shift; echo "FAIL $name: $*"; }
+note() { echo "     $*"; }
+tail_of() { tail -n 3 "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-400; }
+
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+	wait 2>/dev/null
+	[ "$(type -t netns_down)" = function ] && netns_down
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# A sanitizer build of the shims needs the ASan runtime loaded first.
+asan_runtime=$(ldd "$build/libnoiseshim.so" 2>/dev/null | awk '$1 ~ /^libasan\.so/ { print $3; exit }')
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+client_shim=(env LD_PRELOAD="${asan_runtime:+$asan_runtime }$build/libnoiseshim.so")
+server_shim=(env LD_PRELOAD="${asan_runtime:+$asan_runtime }$build/libnoiseshim-server.so")
+
+# shim_sha URL: SHA-256 of URL's body, fetched under the client shim with
+# $work/cache: by curl, or under a sanitizer build (where curl does not
+# run with the ASan runtime preloaded) by python3.
+shim_sha() {
+	if [ -n "$asan_runtime" ]; then
+		NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 60 "$python" \
+			"$integration/wrapped_client.py" get -o "$work/shim-get.out" "$1" >/dev/null 2>&1
+		sha256sum <"$work/shim-get.out" | cut -d' ' -f1
+		rm -f "$work/shim-get.out"
+	else
+		NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 60 curl -sS "$1" 2>&1 |
+			sha256sum | cut -d' ' -f1
+	fi
+}
+
+# start NAME COMMAND...: run COMMAND in the background, logging to
+# $work/NAME.log, until it prints "listening HOST:PORT"; sets $port, $pid.
+start() {
+	local name=$1 log=$work/$1.log
+	shift
+	: >"$log"
+	"$@" >"$log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	port=
+	for _ in $(seq 200); do
+		port=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$log" | head -n 1)
+		[ -n "$port" ] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "proxy.sh: $name did not start: $(tail_of "$log")" >&2
+	exit 1
+}
+
+free_ports() {
+	"$python" -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+# add_cache FILE ADDR:PORT KEYFILE [--tfo]: list a server in a cache.
+add_cache() {
+	local file=$1 addr=$2 key=$3
+	shift 3
+	"$cli" nodeurl --key "$key" --addr "$addr" "$@" >>"$file" || {
+		echo "proxy.sh: nodeurl $addr failed" >&2
+		exit 1
+	}
+}
+
+# --- build the Go program ---------------------------------------------------
+
+gopath=$build/proxy-gopath
+mkdir -p "$gopath/src"
+rm -rf "$gopath/src/goserver" && cp -r "$here/goserver" "$gopath/src/goserver"
+goserver=$build/tests/goserver
+if ! (cd "$gopath/src/goserver" && GO111MODULE=off GOPROXY=off GOPATH="$gopath" \
+	GOCACHE="$gopath/cache" go build -o "$goserver" .) >"$work/go-build.log" 2>&1; then
+	fail go-build "$(tail_of "$work/go-build.log")"
+	exit 1
+fi
+pass go-build
+
+umask 077
+printf '%s\n' "$server_priv" >"$work/server.key"
+"$cli" keygen "$work/other.key" >/dev/null || exit 1
+"$cli" keygen "$work/old.key" >/dev/null || exit 1
+umask 022
+head -c "$download_bytes" /dev/urandom >"$work/blob"
+blob_sha=$(sha256sum "$work/blob" | cut -d' ' -f1)
+echo "hello over the proxy" >"$work/small"
+
+# --- 1. refusals at start ---------------------------------------------------
+
+test_refusals() {
+	local out rc
+	: >"$work/empty-cache"
+	out=$("$cli" proxy client --listen 127.0.0.1:0 --target 127.0.0.1:9 --cache "$work/empty-cache" 2>&1)
+	rc=$?
+	if [ "$rc" = 2 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] &&
+		printf '%s' "$out" | grep -q "no usable entry for 127.0.0.1:9"; then
+		pass refuse-no-entry
+	else
+		fail refuse-no-entry "exit $rc: $out"
+	fi
+	echo "127.0.0.1:9?noise_pub=notbase58!" >"$work/broken-cache"
+	out=$("$cli" proxy client --listen 127.0.0.1:0 --target 127.0.0.1:9 --cache "$work/broken-cache" 2>&1)
+	rc=$?
+	if [ "$rc" = 2 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] &&
+		printf '%s' "$out" | grep -q "broken-cache:1:"; then
+		pass refuse-broken-entry
+	else
+		fail refuse-broken-entry "exit $rc: $out"
+	fi
+	out=$("$cli" proxy client --listen 127.0.0.1:0 --target 127.0.0.1:9 --cache "$work/missing" 2>&1)
+	rc=$?
+	[ "$rc" = 2 ] && printf '%s' "$out" | grep -q "missing" && pass refuse-missing-cache ||
+		fail refuse-missing-cache "exit $rc: $out"
+	out=$("$cli" proxy server --key "$work/nokey" --listen 127.0.0.1:0 --target 127.0.0.1:9 2>&1)
+	rc=$?
+	[ "$rc" = 1 ] && printf '%s' "$out" | grep -q "nokey" && pass refuse-missing-key ||
+		fail refuse-missing-key "exit $rc: $out"
+	"$cli" proxy client --help | grep -q -- "--first-wait-us" && pass help ||
+		fail help "proxy --help lacks the client options"
+}
+
+# --- 2. a Go net/http server behind the server proxy ------------------------
+
+test_go_server() {
+	local out
+	start go-http "$goserver" serve --listen 127.0.0.1:0 --dir "$work"
+	go_http_port=$port
+	start proxy-go "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$go_http_port"
+	proxy_go_port=$port proxy_go_pid=$pid
+	add_cache "$work/cache" "127.0.0.1:$proxy_go_port" "$work/server.key" --tfo
+	out=$(shim_sha "http://127.0.0.1:$proxy_go_port/blob")
+	[ "$out" = "$blob_sha" ] && pass go-server-curl-shim-5MB ||
+		fail go-server-curl-shim-5MB "SHA-256 $out, expected $blob_sha"
+	out=$(timeout 10 curl -sS "http://127.0.0.1:$proxy_go_port/blob" 2>&1 | wc -c)
+	sleep 0.2
+	if [ "$out" -lt 200 ] && grep -q "not a Noise client" "$work/proxy-go.log" &&
+		! printf '%s' "$(timeout 10 curl -s "http://127.0.0.1:$proxy_go_port/small")" | grep -q hello; then
+		pass go-server-plain-curl-refused
+	else
+		fail go-server-plain-curl-refused "plain curl got $out bytes; log: $(tail_of "$work/proxy-go.log")"
+	fi
+}
+
+# --- 3. a Go net/http client through the client proxy -----------------------
+
+# go_fetch NAME TARGET_PORT: the Go client through a client proxy to TARGET_PORT.
+go_fetch() {
+	local name=$1 target=$2 out
+	start "client-$name" "$cli" proxy client --listen 127.0.0.1:0 --target "127.0.0.1:$target" \
+		--cache "$work/cache"
+	out=$(timeout 60 "$goserver" fetch --url "http://127.0.0.1:$port/blob" --sha256 "$blob_sha" 2>&1)
+	[ "$out" = "ok $download_bytes bytes" ] && pass "go-client-$name" ||
+		fail "go-client-$name" "$out; proxy: $(tail_of "$work/client-$name.log")"
+}
+
+test_go_client() {
+	local py_port gopeer_port banner_port out
+	go_fetch proxied-go-server "$proxy_go_port"
+
+	read -r py_port < <(free_ports 1)
+	(cd "$work" && exec "${server_shim[@]}" NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="$py_port" \
+		"$python" -m http.server --bind 127.0.0.1 "$py_port") >"$work/py-http.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do
+		"$python" -c "import socket; socket.create_connection(('127.0.0.1', $py_port), 1).close()" \
+			2>/dev/null && break
+		sleep 0.05
+	done
+	add_cache "$work/cache" "127.0.0.1:$py_port" "$work/server.key"
+	go_fetch accept-shim-python "$py_port"
+
+	start gopeer-http "$gopeer" respond --listen 127.0.0.1:0 --key "$server_priv" --suite aesgcm \
+		--mode http --http-dir "$work"
+	gopeer_port=$port
+	add_cache "$work/cache" "127.0.0.1:$gopeer_port" "$work/server.key" --proto 2
+	go_fetch gopeer-aesgcm "$gopeer_port"
+
+	# Server speaks first: msg1 must leave empty when the program sends nothing.
+	start gopeer-banner "$gopeer" respond --listen 127.0.0.1:0 --key "$server_priv" --mode banner
+	banner_port=$port
+	add_cache "$work/cache" "127.0.0.1:$banner_port" "$work/server.key"
+	start client-banner "$cli" proxy client --listen 127.0.0.1:0 --target "127.0.0.1:$banner_port" \
+		--cache "$work/cache"
+	out=$(timeout 10 "$python" -c "
+import socket
+s = socket.create_connection(('127.0.0.1', $port), 5)
+print(s.recv(100).decode().strip())" 2>&1)
+	[ "$out" = "HELLO from gopeer" ] && pass server-speaks-first ||
+		fail server-speaks-first "got '$out'"
+}
+
+# --- 4. half-close, PROXY protocol, mixed mode, key rotation ----------------
+
+test_stream_features() {
+	local out drain_port pp2_port
+	start drain "$python" "$here/targets.py" drain
+	drain_port=$port
+	start proxy-drain "$cli" proxy server --key "$work/old.key,$work/server.key" \
+		--listen 127.0.0.1:0 --target "127.0.0.1:$drain_port"
+	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
+	out=$(NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 30 "$python" "$here/clients.py" \
+		halfclose 127.0.0.1 "$port" 300000 2>&1)
+	[ "$out" = "ok 300000" ] && pass half-close-shim-to-proxy ||
+		fail half-close-shim-to-proxy "$out"
+	# The second key of the list answers too: a rotation in progress.
+	start client-drain "$cli" proxy client --listen 127.0.0.1:0 --target "127.0.0.1:$(
+		sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$work/proxy-drain.log")" --cache "$work/cache"
+	out=$(timeout 30 "$python" "$here/clients.py" halfclose 127.0.0.1 "$port" 200000 2>&1)
+	[ "$out" = "ok 200000" ] && pass half-close-through-both-proxies ||
+		fail half-close-through-both-proxies "$out"
+
+	start pp2 "$python" "$here/targets.py" pp2
+	pp2_port=$port
+	start proxy-pp2 "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$pp2_port" --proxy-protocol
+	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
+	out=$(NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 30 "$python" "$here/clients.py" \
+		whoami 127.0.0.1 "$port" 2>&1)
+	local me
+	me=$(printf '%s\n' "$out" | sed -n 's/^local //p')
+	printf '%s' "$out" | grep -qx "src $me dst 127.0.0.1:$port" && pass proxy-protocol-v4 ||
+		fail proxy-protocol-v4 "$out"
+	start proxy-pp2-v6 "$cli" proxy server --key "$work/server.key" --listen "[::1]:0" \
+		--target "127.0.0.1:$pp2_port" --proxy-protocol
+	add_cache "$work/cache" "[::1]:$port" "$work/server.key"
+	out=$(NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 30 "$python" "$here/clients.py" \
+		whoami ::1 "$port" 2>&1)
+	me=$(printf '%s\n' "$out" | sed -n 's/^local //p')
+	printf '%s' "$out" | grep -qxF "src $me dst [::1]:$port" && pass proxy-protocol-v6 ||
+		fail proxy-protocol-v6 "$out"
+	# Without --proxy-protocol the target sees no header.
+	start proxy-nopp2 "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$pp2_port"
+	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
+	out=$(NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 30 "$python" "$here/clients.py" \
+		whoami 127.0.0.1 "$port" 2>&1)
+	printf '%s' "$out" | grep -qx "no header" && pass proxy-protocol-off || fail proxy-protocol-off "$out"
+
+	start proxy-mixed "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$go_http_port" --accept mixed
+	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
+	out=$(timeout 30 curl -sS "http://127.0.0.1:$port/blob" 2>&1 | sha256sum | cut -d' ' -f1)
+	[ "$out" = "$blob_sha" ] && pass mixed-plaintext || fail mixed-plaintext "SHA-256 $out"
+	out=$(shim_sha "http://127.0.0.1:$port/blob")
+	[ "$out" = "$blob_sha" ] && pass mixed-noise || fail mixed-noise "SHA-256 $out"
+}
+
+# --- 5. backpressure: a side that does not read holds the other back ------
+
+rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+
+# bounded NAME TARGET_MODE CLIENT_MODE: through a proxy pair to a targets.py
+# TARGET_MODE server, a CLIENT_MODE client; neither proxy may grow by more
+# than a few records while the receiving end does not read.
+bounded() {
+	local name=$1 target_mode=$2 client_mode=$3 server_pid client_pid c0 s0 c1 s1 out
+	# Under ASan, freed buffers sit in its quarantine instead of being reused.
+	local -x ASAN_OPTIONS=$ASAN_OPTIONS:quarantine_size_mb=0:thread_local_quarantine_size_kb=0
+	start "target-$name" "$python" "$here/targets.py" "$target_mode"
+	start "pserver-$name" "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$port"
+	server_pid=$pid
+	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
+	start "pclient-$name" "$cli" proxy client --listen 127.0.0.1:0 --target "127.0.0.1:$port" \
+		--cache "$work/cache"
+	client_pid=$pid
+	# A first connection loads what every later one shares (the ciphers' code and tables).
+	timeout 10 "$python" "$here/clients.py" idle 127.0.0.1 "$port" 0.3
+	sleep 0.3
+	c0=$(rss_kb "$client_pid") s0=$(rss_kb "$server_pid")
+	timeout 20 "$python" "$here/clients.py" "$client_mode" 127.0.0.1 "$port" 2 >"$work/$name.out" 2>&1 &
+	pids+=($!)
+	sleep 2.5
+	c1=$(rss_kb "$client_pid") s1=$(rss_kb "$server_pid")
+	out=$(cat "$work/$name.out")
+	note "$name: proxy RSS grew by $((c1 - c0)) kB (client) and $((s1 - s0)) kB (server)${out:+; $out}"
+	if [ $((c1 - c0)) -lt 1024 ] && [ $((s1 - s0)) -lt 1024 ]; then
+		pass "$name-memory-bounded"
+	else
+		fail "$name-memory-bounded" "RSS grew by $((c1 - c0)) and $((s1 - s0)) kB"
+	fi
+}
+
+test_backpressure() {
+	local pushed
+	bounded target-not-reading hold push
+	pushed=$(sed -n 's/^pushed //p' "$work/target-not-reading.out")
+	# Kernel buffers on three connections, a record or two in each proxy.
+	if [ -n "$pushed" ] && [ "$pushed" -lt $((40 * 1024 * 1024)) ]; then
+		pass target-not-reading-holds-program
+	else
+		fail target-not-reading-holds-program "the program pushed '$pushed' bytes into a target that reads nothing"
+	fi
+	bounded program-not-reading flood idle
+}
+
+# --- 6. the commands run, serve and doctor suggest --------------------------
+
+# run_suggested NAME LINE: start the suggested "noiseshim proxy ..." LINE.
+run_suggested() {
+	local name=$1 words
+	read -r -a words <<<"$2"
+	[ "${words[0]}" = noiseshim ] || { fail "$name" "not a noiseshim command: '$2'"; return 1; }
+	start "$name" "$cli" "${words[@]:1}"
+}
+
+test_hints() {
+	local out line inner listen_port rc
+	add_cache "$work/hint-cache" "127.0.0.1:$proxy_go_port" "$work/server.key"
+	out=$("$cli" run --cache "$work/hint-cache" "$goserver" fetch 2>&1)
+	rc=$?
+	line=$(printf '%s\n' "$out" | sed -n 's/^  \(noiseshim proxy client .*\)$/\1/p' | head -n 1)
+	if [ "$rc" = 1 ] && [ -n "$line" ] && run_suggested hint-run-proxy "$line"; then
+		out=$(timeout 60 "$goserver" fetch --url "http://127.0.0.1:$port/blob" --sha256 "$blob_sha" 2>&1)
+		[ "$out" = "ok $download_bytes bytes" ] && pass hint-run-command-works ||
+			fail hint-run-command-works "$line: $out"
+	else
+		fail hint-run-command-works "exit $rc, no proxy client command in: $out"
+	fi
+
+	read -r listen_port < <(free_ports 1)
+	out=$("$cli" serve --key "$work/server.key" --listen "127.0.0.1:$listen_port" -- \
+		"$goserver" serve 2>&1)
+	rc=$?
+	line=$(printf '%s\n' "$out" | sed -n 's/^  \(noiseshim proxy server .*\)$/\1/p' | head -n 1)
+	inner=$(printf '%s' "$line" | sed -n 's/.*--target 127\.0\.0\.1:\([0-9]*\).*/\1/p')
+	if [ "$rc" = 1 ] && [ -n "$inner" ]; then
+		start hint-go-server "$goserver" serve --listen "127.0.0.1:$inner" --dir "$work"
+		run_suggested hint-serve-proxy "$line"
+		add_cache "$work/cache" "127.0.0.1:$listen_port" "$work/server.key"
+		out=$(shim_sha "http://127.0.0.1:$listen_port/blob")
+		[ "$out" = "$blob_sha" ] && pass hint-serve-command-works ||
+			fail hint-serve-command-works "$line: SHA-256 $out"
+	else
+		fail hint-serve-command-works "exit $rc, no proxy server command in: $out"
+	fi
+
+	out=$("$cli" doctor --cache "$work/hint-cache" "$goserver" 2>&1)
+	printf '%s' "$out" | grep -q "^  noiseshim proxy client --listen 127.0.0.1:[0-9]* --target 127.0.0.1:$proxy_go_port" &&
+		pass hint-doctor || fail hint-doctor "$out"
+	# A program the shim reaches gets no proxy suggestion.
+	out=$("$cli" doctor --cache "$work/hint-cache" "$(command -v true)" 2>&1)
+	printf '%s' "$out" | grep -q "noiseshim proxy" && fail hint-none-for-reachable "$out" ||
+		pass hint-none-for-reachable
+}
+
+# --- 7. hostile input, replays, fds -------------------------------------------
+
+# record NAME KEYFILE MARKER: the first flight a shimmed client sends to KEYFILE's server.
+record() {
+	local name=$1 key=$2 marker=$3 rec_port rec
+	read -r rec_port < <(free_ports 1)
+	add_cache "$work/cache" "127.0.0.1:$rec_port" "$key"
+	"$python" "$integration/raw_client.py" record --port "$rec_port" --out "$work/$name.bin" \
+		>"$work/$name.rec.log" 2>&1 &
+	rec=$!
+	pids+=("$rec")
+	sleep 0.3
+	NOISESHIM_CACHE="$work/cache" "${client_shim[@]}" timeout 10 "$python" \
+		"$integration/wrapped_client.py" once --port "$rec_port" --payload "$marker" >/dev/null 2>&1
+	wait "$rec" 2>/dev/null
+	[ -s "$work/$name.bin" ] || { fail "$name" "no flight recorded: $(tail_of "$work/$name.rec.log")"; return 1; }
+}
+
+expect_refused() {
+	local name=$1 out
+	shift
+	out=$(timeout 30 "$python" "$integration/raw_client.py" send --port "$hostile_port" "$@" 2>&1)
+	[ "$out" = "reply 0 closed" ] && pass "$name" || fail "$name" "got \"$out\""
+}
+
+expect_good_client() {
+	local out
+	out=$(timeout 60 "$gopeer" initiate --connect "127.0.0.1:$hostile_port" \
+		--remote-pub "$server_pub_hex" --suite chachapoly --size 100000 2>&1)
+	[ "$out" = "ok 100000" ] && pass "$1" || fail "$1" "$(printf '%s' "$out" | tr '\n' ' ' | cut -c1-300)"
+}
+
+test_hostile() {
+	local echo_port marker out first second copies before after staller start n lines
+	read -r echo_port < <(free_ports 1)
+	"$python" "$integration/echo_server.py" --port "$echo_port" --log "$work/payloads.log" \
+		>"$work/echo.log" 2>&1 &
+	pids+=($!)
+	start proxy-hostile "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$echo_port" --handshake-timeout-ms 1500
+	hostile_port=$port hostile_pid=$pid
+	sleep 0.2
+	before=$(fd_count "$hostile_pid")
+
+	marker=replay-marker-$RANDOM$RANDOM
+	record replay-flight "$work/server.key" "$marker" || return
+	record wrong-key-flight "$work/other.key" "wrong-key-$marker" || return
+	first=$(timeout 30 "$python" "$integration/raw_client.py" send --port "$hostile_port" \
+		--flight "$work/replay-flight.bin" 2>&1)
+	second=$(timeout 30 "$python" "$integration/raw_client.py" send --port "$hostile_port" \
+		--flight "$work/replay-flight.bin" 2>&1)
+	case $first in "reply 0 "*|"") fail replay-first-accepted "$first" ;; *) pass replay-first-accepted ;; esac
+	[ "$second" = "reply 0 closed" ] && pass replay-second-refused || fail replay-second-refused "$second"
+	copies=$(grep -a -o -F "$marker" "$work/payloads.log" 2>/dev/null | wc -l)
+	[ "$copies" = 1 ] && pass replay-target-saw-once || fail replay-target-saw-once "the target saw $copies copies"
+	grep -q "replayed first flight refused" "$work/proxy-hostile.log" && pass replay-logged ||
+		fail replay-logged "$(tail_of "$work/proxy-hostile.log")"
+
+	expect_refused hostile-garbage --case garbage
+	expect_refused hostile-wrong-prefix --case wrong-prefix
+	expect_refused hostile-truncated --case truncated
+	expect_refused hostile-oversized --case oversized
+	expect_refused hostile-wrong-key --flight "$work/wrong-key-flight.bin"
+	grep -q "another server key" "$work/proxy-hostile.log" && pass hostile-wrong-key-logged ||
+		fail hostile-wrong-key-logged "$(tail_of "$work/proxy-hostile.log")"
+	grep -q -- "-key-$marker" "$work/payloads.log" && fail hostile-nothing-delivered "a wrong-key payload reached the target" ||
+		pass hostile-nothing-delivered
+	out=$(timeout 10 "$python" "$here/clients.py" await-close 127.0.0.1 "$hostile_port" \
+		"$(printf 'DRPC' | od -An -v -tx1 | tr -d ' \n')" --fin 2>&1)
+	case $out in "closed 0 "*) pass hostile-partial-prefix-fin ;; *) fail hostile-partial-prefix-fin "$out" ;; esac
+	# Half a msg1 frame, then silence: the handshake deadline closes it.
+	out=$(timeout 10 "$python" "$here/clients.py" await-close 127.0.0.1 "$hostile_port" \
+		"$(printf 'DRPC!N!1\x80\x00\x00\x70' | od -An -v -tx1 | tr -d ' \n')$(head -c 40 /dev/zero | od -An -v -tx1 | tr -d ' \n')" \
+		--timeout 5 2>&1)
+	n=$(printf '%s' "$out" | awk '$1 == "closed" && $2 == 0 { print $3 }')
+	if [ -n "$n" ] && awk -v t="$n" 'BEGIN { exit !(t >= 1.3 && t <= 3) }' &&
+		grep -q "handshake not done within 1500 ms" "$work/proxy-hostile.log"; then
+		pass hostile-stalled-half-frame
+		note "stalled half frame closed after $n s (deadline 1.5 s)"
+	else
+		fail hostile-stalled-half-frame "$out; log: $(tail_of "$work/proxy-hostile.log")"
+	fi
+
+	"$python" "$integration/raw_client.py" stall --port "$hostile_port" >"$work/stall.log" 2>&1 &
+	staller=$!
+	pids+=("$staller")
+	sleep 0.3
+	expect_good_client hostile-good-client-during-stall
+	lines=$(wc -l <"$work/proxy-hostile.log")
+	start=$(date +%s.%N)
+	out=$(timeout 600 "$python" "$integration/raw_client.py" storm --port "$hostile_port" \
+		--count "$storm_connections" --parallel 16 --flight "$work/wrong-key-flight.bin" \
+		--flight "$work/replay-flight.bin" 2>&1) && pass hostile-storm || fail hostile-storm "$(printf '%s' "$out" | tail -n 1)"
+	note "$out in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s"
+	expect_good_client hostile-good-client-after-storm
+	lines=$(($(wc -l <"$work/proxy-hostile.log") - lines))
+	[ "$lines" = "$storm_connections" ] && pass hostile-one-log-line-each ||
+		fail hostile-one-log-line-each "$lines log lines for $storm_connections bad connections"
+	kill "$staller" 2>/dev/null
+	for _ in $(seq 50); do
+		after=$(fd_count "$hostile_pid")
+		[ "$after" -le "$before" ] && break
+		sleep 0.1
+	done
+	note "proxy fds: $before before, $after after $storm_connections bad connections"
+	[ "$after" -le "$before" ] && pass hostile-fds-back-to-baseline ||
+		fail hostile-fds-back-to-baseline "$before before, $after after"
+	kill -0 "$hostile_pid" 2>/dev/null && pass hostile-proxy-alive || fail hostile-proxy-alive "the proxy died"
+}
+
+# --- 8. 50 ms RTT with TCP Fast Open ----------------------------------------
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+
+test_rtt() {
+	local delay=25 port=7000 proxy_port=7100 shim_ms go_ms rounds=7 i
+	NETNS_NFQ_DELAY=${NETNS_NFQ_DELAY:-$build/bench/nfq_delay}
+	. "$root/bench/netns.sh"
+	if ! netns_up "$delay" >"$work/netns.log" 2>&1; then
+		fail rtt-netns "$(tail_of "$work/netns.log")"
+		return
+	fi
+	add_cache "$work/rtt-cache" "$NETNS_SERVER_ADDR:$port" "$work/server.key" --tfo
+	(cd "$work" && exec ip netns exec "$NETNS_SERVER" "${server_shim[@]}" NOISESHIM_KEY="$work/server.key" \
+		NOISESHIM_LISTEN="$port" "$python" -m http.server --bind "$NETNS_SERVER_ADDR" "$port") \
+		>"$work/rtt-server.log" 2>&1 &
+	pids+=($!)
+	ip netns exec "$NETNS_CLIENT" "$cli" proxy client --listen "127.0.0.1:$proxy_port" \
+		--target "$NETNS_SERVER_ADDR:$port" --cache "$work/rtt-cache" >"$work/rtt-proxy.log" 2>&1 &
+	pids+=($!)
+	sleep 1
+	# The in-process baseline: curl, or python3 under a sanitizer build.
+	shim_curl() {
+		if [ -n "$asan_runtime" ]; then
+			ip netns exec "$NETNS_CLIENT" "${client_shim[@]}" NOISESHIM_CACHE="$work/rtt-cache" \
+				timeout 20 "$python" "$here/clients.py" first-response "$NETNS_SERVER_ADDR" "$port" /small
+		else
+			ip netns exec "$NETNS_CLIENT" "${client_shim[@]}" NOISESHIM_CACHE="$work/rtt-cache" \
+				timeout 20 curl -sS -o /dev/null -w '%{time_starttransfer}\n' \
+				"http://$NETNS_SERVER_ADDR:$port/small" | awk '{ printf "%.1f\n", $1 * 1000 }'
+		fi
+	}
+	# Warm up: fetch the server's TFO cookie, load the programs.
+	shim_curl >/dev/null
+	ip netns exec "$NETNS_CLIENT" timeout 20 "$goserver" time --url "http://127.0.0.1:$proxy_port/small" \
+		--count 2 >/dev/null
+	: >"$work/shim-ms" && : >"$work/go-ms"
+	for i in $(seq "$rounds"); do
+		shim_curl >>"$work/shim-ms"
+		ip netns exec "$NETNS_CLIENT" timeout 20 "$goserver" time \
+			--url "http://127.0.0.1:$proxy_port/small" --count 1 >>"$work/go-ms"
+	done
+	shim_ms=$(median <"$work/shim-ms")
+	go_ms=$(median <"$work/go-ms")
+	note "first response at $((2 * delay)) ms RTT, median of $rounds: ${asan_runtime:+(python3 for curl) }curl under the client shim $shim_ms ms," \
+		"Go client through the client proxy $go_ms ms"
+	if [ -n "$shim_ms" ] && [ -n "$go_ms" ] &&
+		awk -v g="$go_ms" -v s="$shim_ms" 'BEGIN { exit !(g <= 1.1 * s) }'; then
+		pass rtt-proxy-within-1.1x
+	else
+		fail rtt-proxy-within-1.1x "Go through the proxy $go_ms ms, shim $shim_ms ms (limit 1.1x);" \
+			"proxy: $(tail_of "$work/rtt-proxy.log")"
+	fi
+	# One round trip, not two: msg1 with the request rode in the SYN.
+	awk -v g="$go_ms" -v r="$((2 * delay))" 'BEGIN { exit !(g != "" && g < 1.5 * r) }' &&
+		pass rtt-proxy-one-round-trip || fail rtt-proxy-one-round-trip "$go_ms ms at $((2 * delay)) ms RTT"
+	netns_down
+}
+
+test_refusals
+test_go_server
+test_go_client
+test_stream_features
+test_backpressure
+test_hints
+test_hostile
+test_rtt
+
+echo "proxy: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
