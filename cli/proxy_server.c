@@ -206,6 +206,9 @@ static int read_msg1(struct proxy_pair *p)
 	case NS_REPLAY_FULL:
 		free(body);
 		return proxy_fail(p, "replay window full: 0-RTT data refused");
+	case NS_REPLAY_UNCHECKED:
+		free(body);
+		return proxy_fail(p, "replay window unavailable: 0-RTT data refused");
 	case NS_REPLAY_FRESH:
 		break;
 	}

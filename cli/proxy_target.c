@@ -60,11 +60,12 @@ struct problems {
 	unsigned count;
 };
 
-static void note_problem(void *ctx, const char *file, unsigned line, const char *reason)
+static void note_problem(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
+                         const char *reason)
 {
 	struct problems *pr = ctx;
 
-	if (pr->count++ > 0)
+	if (level != NS_CACHE_ERROR || pr->count++ > 0)
 		return;
 	if (line > 0)
 		snprintf(pr->text, sizeof pr->text, "%s:%u: %s", file, line, reason);
@@ -78,7 +79,8 @@ int proxy_lookup_target(const char *path, struct proxy_config *cfg, char *err, s
 	struct problems pr = { .count = 0 };
 	char default_path[4096];
 	struct ns_cache_table *t;
-	const struct ns_nodeurl *u;
+	struct ns_cache_hit hit;
+	const struct ns_nodeurl *u = &hit.url;
 	int rc = -1;
 
 	if (path == NULL) {
@@ -93,8 +95,16 @@ int proxy_lookup_target(const char *path, struct proxy_config *cfg, char *err, s
 		snprintf(err, errlen, "cache %s: %s", path, pr.count > 0 ? pr.text : "cannot be read");
 		return -1;
 	}
-	u = ns_cache_table_lookup(t, (const struct sockaddr *)&cfg->target_addr, cfg->target_len);
-	if (u == NULL) {
+	switch (ns_cache_table_lookup(t, (const struct sockaddr *)&cfg->target_addr, cfg->target_len,
+	                              &hit)) {
+	case NS_CACHE_HIT:
+		break;
+	case NS_CACHE_BROKEN:
+		/* Listed, but its line cannot be used: the proxy must not start towards it. */
+		snprintf(err, errlen, "the cache entry for %s cannot be used: %s: %s", cfg->target_text,
+		         hit.where, hit.reason);
+		goto out;
+	default:
 		snprintf(err, errlen, "no usable entry for %s in the cache %s%s%s", cfg->target_text, path,
 		         pr.count > 0 ? "; first problem: " : " (add one with 'noiseshim cache add URL')",
 		         pr.count > 0 ? pr.text : "");
