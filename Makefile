@@ -37,9 +37,11 @@ INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
+HOSTILE_PEER := $(BUILD)/tests/hostile_peer
+HOSTILE_IDLE := $(BUILD)/tests/hostile_idle
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
-        bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
+.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-hostile test-tfo sanitize \
+        bench bench-rtt bench-throughput bench-handshake bench-overhead bench-memory test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
 $(BUILD)/%.o: %.c
@@ -81,6 +83,15 @@ $(CLIENT_MODES): tests/integration/client_modes.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
+# An initiator that misbehaves on purpose needs the core; the idle-connection
+# programs run with and without the shims, so they stay free of it.
+$(HOSTILE_PEER): $(BUILD)/tests/integration/hostile_peer.o $(CORE)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
+
+$(HOSTILE_IDLE): tests/integration/hostile_idle.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -94,7 +105,7 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke
+test: test-unit test-cli test-interop test-client test-server test-hostile test-netns test-tfo test-bench-smoke
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -116,6 +127,11 @@ test-client: all $(GOPEER) $(CLIENT_MODES)
 test-server: all $(GOPEER)
 	tests/integration/server.sh $(BUILD)
 
+# Hostile peers against a threaded and an event-driven server: ends and
+# resets inside the handshake, stalled handshakes, the cost of waiting.
+test-hostile: all $(HOSTILE_PEER)
+	tests/integration/hostile.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -126,7 +142,7 @@ test-tfo: all $(NFQ_DELAY)
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo
+	    test-unit test-cli test-interop test-client test-server test-hostile test-tfo
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
@@ -144,6 +160,9 @@ bench-handshake: all
 
 bench-overhead: all
 	bench/overhead.sh --build $(BUILD)
+
+bench-memory: all $(HOSTILE_IDLE)
+	bench/memory.sh --build $(BUILD)
 
 test-bench-smoke: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)
