@@ -350,7 +350,7 @@ elapsed_since() {
 # server that fails is restarted, so that the next attack meets a clean one.
 judge_point() {
 	local point=$1 end=$2 name reasons seen start waiting
-	declare -A cpu_before back_after
+	declare -A cpu_before cpu_used back_after
 	start=$EPOCHREALTIME
 	for name in $servers; do
 		cpu_before[$name]=$(cpu_ticks "${server_pid[$name]}")
@@ -368,10 +368,13 @@ judge_point() {
 		[ "$waiting" -eq 1 ] || break
 		sleep 0.05
 	done
-	sleep "$(awk -v left="$(elapsed_since "$start")" 'BEGIN { left = 1 - left; print left > 0 ? left : 0 }')"
+	sleep "$(awk -v left="$(elapsed_since "$start")" 'BEGIN { left = 1 - left; print (left > 0 ? left : 0) }')"
+	# Every server's second ends now, before any good client adds its work.
 	for name in $servers; do
-		local pid=${server_pid[$name]} used
-		used=$(ticks_to_seconds $(($(cpu_ticks "$pid") - cpu_before[$name])))
+		cpu_used[$name]=$(ticks_to_seconds $(($(cpu_ticks "${server_pid[$name]}") - cpu_before[$name])))
+	done
+	for name in $servers; do
+		local pid=${server_pid[$name]} used=${cpu_used[$name]}
 		reasons=()
 		seen=$(tail -n 1 "$work/attack.$name.out")
 		case $end:$seen in
@@ -397,17 +400,19 @@ judge_point() {
 }
 
 test_points() {
-	local point end name
+	local point end name attackers
 	for name in $servers; do
 		start_server "$name" "$point_deadline_ms" || return
 	done
 	for point in prefix-1 prefix-2 prefix-3 prefix-4 prefix-5 prefix-6 prefix-7 header-2 \
 		msg1-half record-header record-body; do
 		for end in fin rst; do
+			attackers=()
 			for name in $servers; do
 				attack "$name" "$point" "$end" >"$work/attack.$name.out" &
+				attackers+=($!)
 			done
-			wait
+			wait "${attackers[@]}"
 			judge_point "$point" "$end"
 		done
 	done

@@ -9,10 +9,12 @@
  * serve  an event-driven echo server on 127.0.0.1:PORT: one thread,
  *        non-blocking sockets in level-triggered epoll; a connection is
  *        closed at end of stream or on an error.
- * hold   opens N connections, sends a short line on each and reads its
+ * hold   prints "ready" and takes commands on stdin, one a line: "open"
+ *        opens N connections, sends a short line on each and reads its
  *        echo (so each has finished its handshake and carried a record
- *        both ways), prints "held N", then waits for a line on stdin;
- *        "close" closes them all and prints "closed", end of input exits.
+ *        both ways), then prints "held N"; "close" closes them all and
+ *        prints "closed"; end of input exits.  Memory can be measured
+ *        before, while and after the connections are held.
  *
  * Every failure names the call and the connection, and exits 1.
  */
@@ -158,16 +160,18 @@ hold(const char *port_text, const char *count_text)
 	}
 	if ((fds = calloc((size_t)count, sizeof(*fds))) == NULL)
 		die("calloc", -1);
-	for (long i = 0; i < count; i++)
-		open_and_echo(i, &sa, &fds[i]);
-	printf("held %ld\n", count);
+	printf("ready\n");
 	fflush(stdout);
 	while (fgets(command, sizeof(command), stdin) != NULL) {
-		if (strcmp(command, "close\n") != 0)
-			continue;
-		for (long i = 0; i < count; i++)
-			close(fds[i]);
-		printf("closed\n");
+		if (strcmp(command, "open\n") == 0) {
+			for (long i = 0; i < count; i++)
+				open_and_echo(i, &sa, &fds[i]);
+			printf("held %ld\n", count);
+		} else if (strcmp(command, "close\n") == 0) {
+			for (long i = 0; i < count; i++)
+				close(fds[i]);
+			printf("closed\n");
+		}
 		fflush(stdout);
 	}
 	free(fds);
