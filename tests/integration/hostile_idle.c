@@ -4,19 +4,23 @@
  * the same binary runs with and without a shim preloaded.
  *
  *   hostile_idle serve --port PORT
- *   hostile_idle hold --port PORT --count N
+ *   hostile_idle hold --port PORT --count N [--commands FILE]
  *
  * serve  an event-driven echo server on 127.0.0.1:PORT: one thread,
  *        non-blocking sockets in level-triggered epoll; a connection is
  *        closed at end of stream or on an error.
- * hold   prints "ready" and takes commands on stdin, one a line: "open"
+ * hold   opens one connection, exchanges a line and closes it, so that
+ *        what a process sets up once on its first connection is not
+ *        counted per connection; prints "ready" and takes commands from
+ *        FILE (a FIFO, say; default stdin), one a line: "open"
  *        opens N connections, sends a short line on each and reads its
  *        echo (so each has finished its handshake and carried a record
  *        both ways), then prints "held N"; "close" closes them all and
  *        prints "closed"; end of input exits.  Memory can be measured
  *        before, while and after the connections are held.
  *
- * Every failure names the call and the connection, and exits 1.
+ * Every failure names the call and the connection (0 is the warm-up, the
+ * held ones count from 1), and exits 1.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -147,10 +151,11 @@ open_and_echo(long i, const struct sockaddr_in *sa, int *fd)
 }
 
 static int
-hold(const char *port_text, const char *count_text)
+hold(const char *port_text, const char *count_text, const char *commands_path)
 {
 	struct sockaddr_in sa = loopback(port_text);
 	long count = strtol(count_text, NULL, 10);
+	FILE *commands = stdin;
 	char command[LINE_MAX_LEN];
 	int *fds;
 
@@ -158,14 +163,18 @@ hold(const char *port_text, const char *count_text)
 		fprintf(stderr, "hostile_idle: --count %s is not 1..%d\n", count_text, MAX_CONNECTIONS);
 		return 2;
 	}
+	if (commands_path != NULL && (commands = fopen(commands_path, "r")) == NULL)
+		die(commands_path, -1);
 	if ((fds = calloc((size_t)count, sizeof(*fds))) == NULL)
 		die("calloc", -1);
+	open_and_echo(0, &sa, &fds[0]);
+	close(fds[0]);
 	printf("ready\n");
 	fflush(stdout);
-	while (fgets(command, sizeof(command), stdin) != NULL) {
+	while (fgets(command, sizeof(command), commands) != NULL) {
 		if (strcmp(command, "open\n") == 0) {
 			for (long i = 0; i < count; i++)
-				open_and_echo(i, &sa, &fds[i]);
+				open_and_echo(i + 1, &sa, &fds[i]);
 			printf("held %ld\n", count);
 		} else if (strcmp(command, "close\n") == 0) {
 			for (long i = 0; i < count; i++)
@@ -196,7 +205,7 @@ main(int argc, char **argv)
 		serve(port);
 	if (argc >= 2 && port != NULL && option(argc, argv, "--count") != NULL &&
 	    strcmp(argv[1], "hold") == 0)
-		return hold(port, option(argc, argv, "--count"));
-	fprintf(stderr, "usage: hostile_idle serve --port PORT | hold --port PORT --count N\n");
+		return hold(port, option(argc, argv, "--count"), option(argc, argv, "--commands"));
+	fprintf(stderr, "usage: hostile_idle serve --port PORT | hold --port PORT --count N [--commands FILE]\n");
 	return 2;
 }
