@@ -59,12 +59,14 @@ close_within=1.0                # seconds until the server's fd count is back
 stall_count=500
 stall_deadline_ms=2000
 stall_closed_within=3.0         # seconds from connect, for every stalled connection
+stall_attacker_wait=4           # seconds the attacker holds on after its last connect
 # A deadline that fires well before its time would cut slow clients.
 stall_not_before=1.8
 readiness_clients=50            # per stage: 3 prefix bytes, half a frame header
 readiness_deadline_ms=4000      # longer than the 2 s watched
 readiness_window=2              # seconds of watching
 readiness_closed_within=5.0
+readiness_attacker_wait=6
 # The point attacks must not be ended by a deadline: long enough that only
 # the end of stream or the reset closes the connection in time.
 point_deadline_ms=10000
@@ -186,6 +188,17 @@ ticks_to_seconds() {
 # Whether decimal A is below (or equal to, with "le") decimal B.
 less() {
 	awk -v a="$1" -v b="$2" -v op="${3:-lt}" 'BEGIN { exit !(op == "le" ? a <= b : a < b) }'
+}
+
+# Seconds since an $EPOCHREALTIME.
+elapsed_since() {
+	awk -v s="$1" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.2f", e - s }'
+}
+
+# The reasons of a failed check, on one line.
+joined() {
+	local IFS=';'
+	printf '%s' "$*" | sed 's/;/; /g'
 }
 
 tail_of() {
@@ -335,12 +348,35 @@ wait_fds_back() {
 	local pid=${server_pid[$1]} start=$EPOCHREALTIME
 	while true; do
 		if [ "$(fd_count "$pid")" -le "${server_fds[$1]}" ]; then
-			awk -v s="$start" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.2f", e - s }'
+			elapsed_since "$start"
 			return 0
 		fi
-		less "$(awk -v s="$start" -v e="$EPOCHREALTIME" 'BEGIN { print e - s }')" "$2" || return 1
+		less "$(elapsed_since "$start")" "$2" || return 1
 		sleep 0.05
 	done
+}
+
+log_lines() {
+	wc -l <"$work/$1.shim.log" 2>/dev/null || echo 0
+}
+
+# wait_line FILE PATTERN PID: until a line of FILE matches, PID exits, or 10 s pass.
+wait_line() {
+	for _ in $(seq 200); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		alive "$3" || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+# wait_exit PID: until it exits (at most 20 s; then it is stopped).
+wait_exit() {
+	for _ in $(seq 400); do
+		alive "$1" || break
+		sleep 0.05
+	done
+	stop_process "$1"
 }
 
 # --- 1. an end or a reset at each point of the handshake -----------------
@@ -357,10 +393,6 @@ attack() {
 	*) timeout 20 "$python" "$here/hostile_client.py" point --port "$port" --stage "$point" \
 		--end "$end" --flight "$work/flight.bin" 2>&1 ;;
 	esac
-}
-
-elapsed_since() {
-	awk -v s="$1" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.2f", e - s }'
 }
 
 # After one attack on every server at once: each stays idle for 1 s, drops
@@ -415,7 +447,7 @@ judge_point() {
 		if [ ${#reasons[@]} -eq 0 ]; then
 			pass "$name-$point-$end"
 		else
-			fail "$name-$point-$end" "$(printf '%s; ' "${reasons[@]}")"
+			fail "$name-$point-$end" "$(joined "${reasons[@]}")"
 			stop_server "$name"
 			start_server "$name" "$point_deadline_ms"
 		fi
@@ -461,11 +493,21 @@ test_stalls() {
 	local name out reasons back slow_payload slow_expect
 	for name in $servers; do
 		start_server "$name" "$stall_deadline_ms" || continue
-		local pid=${server_pid[$name]}
+		local pid=${server_pid[$name]} log_before log_held attacker
+		log_before=$(log_lines "$name")
 		good_command "$name"
-		out=$(timeout 60 "$python" "$here/hostile_client.py" stall --port "${server_port[$name]}" \
-			--group "$stall_count:msg1-half" --flight "$work/flight.bin" --wait 4 \
-			--good-log "$work/$name.during.log" -- "${good_cmd[@]}" 2>&1)
+		start_background "$work/$name.stalls.out" "$python" "$here/hostile_client.py" stall \
+			--port "${server_port[$name]}" --group "$stall_count:msg1-half" \
+			--flight "$work/flight.bin" --wait "$stall_attacker_wait" \
+			--good-log "$work/$name.during.log" -- "${good_cmd[@]}"
+		attacker=$started_pid
+		wait_line "$work/$name.stalls.out" '^opened' "$attacker"
+		# What the shim logs while the attacker still holds its side: after
+		# it gives up, its own closes would be logged too.
+		sleep "$stall_closed_within"
+		log_held=$(log_lines "$name")
+		wait_exit "$attacker"
+		out=$(cat "$work/$name.stalls.out")
 		note "$name stalls: $(printf '%s' "$out" | tail -n 1)"
 		stall_opened=0 stall_closed=0 stall_answered=0 stall_first=-1 stall_last=-1
 		stall_good_rc=-1 stall_good_seconds=-1 stall_closed_before_good=-1
@@ -484,7 +526,15 @@ test_stalls() {
 		if [ ${#reasons[@]} -eq 0 ]; then
 			pass "$name-stalls-closed-by-deadline"
 		else
-			fail "$name-stalls-closed-by-deadline" "$(printf '%s; ' "${reasons[@]}")"
+			fail "$name-stalls-closed-by-deadline" "$(joined "${reasons[@]}")"
+		fi
+
+		# Closing a connection at the deadline is a refusal: the log says why.
+		if [ "$log_held" -gt "$log_before" ]; then
+			pass "$name-stalls-logged"
+			note "$name shim log: $(tail -n 1 "$work/$name.shim.log" | cut -c1-200)"
+		else
+			fail "$name-stalls-logged" "nothing in $work/$name.shim.log while the stalled connections were held"
 		fi
 
 		if [ "$stall_closed" -gt 0 ] && less "$stall_first" "$stall_not_before"; then
@@ -536,15 +586,11 @@ test_readiness() {
 	for name in $servers; do
 		start_background "$work/$name.readiness.out" "$python" "$here/hostile_client.py" stall \
 			--port "${server_port[$name]}" --group "$readiness_clients:prefix-3" \
-			--group "$readiness_clients:header-2" --wait 6
+			--group "$readiness_clients:header-2" --wait "$readiness_attacker_wait"
 		attacker[$name]=$started_pid
 	done
 	for name in $servers; do
-		for _ in $(seq 200); do
-			grep -q '^opened' "$work/$name.readiness.out" && break
-			alive "${attacker[$name]}" || break
-			sleep 0.05
-		done
+		wait_line "$work/$name.readiness.out" '^opened' "${attacker[$name]}"
 	done
 	for name in $servers; do
 		cpu_before[$name]=$(cpu_ticks "${server_pid[$name]}")
@@ -570,11 +616,7 @@ test_readiness() {
 		fi
 	done
 	for name in $servers; do
-		for _ in $(seq 200); do
-			alive "${attacker[$name]}" || break
-			sleep 0.05
-		done
-		stop_process "${attacker[$name]}"
+		wait_exit "${attacker[$name]}"
 		out=$(grep '^result ' "$work/$name.readiness.out")
 		stall_opened=0 stall_closed=0 stall_answered=0 stall_first=-1 stall_last=-1
 		stall_fields "$out"
@@ -589,7 +631,7 @@ test_readiness() {
 		if [ ${#reasons[@]} -eq 0 ]; then
 			pass "$name-readiness-closed-by-deadline"
 		else
-			fail "$name-readiness-closed-by-deadline" "$(printf '%s; ' "${reasons[@]}")"
+			fail "$name-readiness-closed-by-deadline" "$(joined "${reasons[@]}")"
 		fi
 		stop_server "$name"
 	done
