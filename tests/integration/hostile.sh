@@ -370,6 +370,14 @@ wait_line() {
 	return 1
 }
 
+# wait_exit_within PID SECONDS: until it exits or SECONDS pass.
+wait_exit_within() {
+	local start=$EPOCHREALTIME
+	while alive "$1" && less "$(elapsed_since "$start")" "$2"; do
+		sleep 0.05
+	done
+}
+
 # wait_exit PID: until it exits (at most 20 s; then it is stopped).
 wait_exit() {
 	for _ in $(seq 400); do
@@ -502,9 +510,9 @@ test_stalls() {
 			--good-log "$work/$name.during.log" -- "${good_cmd[@]}"
 		attacker=$started_pid
 		wait_line "$work/$name.stalls.out" '^opened' "$attacker"
-		# What the shim logs while the attacker still holds its side: after
-		# it gives up, its own closes would be logged too.
-		sleep "$stall_closed_within"
+		# What the shim logs while the attacker still holds its side (it
+		# gives up only after the limit): its own closes would be logged too.
+		wait_exit_within "$attacker" "$stall_closed_within"
 		log_held=$(log_lines "$name")
 		wait_exit "$attacker"
 		out=$(cat "$work/$name.stalls.out")
