@@ -64,10 +64,12 @@ FC_SERVER    := $(BUILD)/tests/fc_server
 STATS_WRITER := $(BUILD)/tests/stats_writer
 CACHE_PROBE  := $(BUILD)/tests/cache_probe
 FLOOD_PEER   := $(BUILD)/tests/flood_peer
+HOSTILE_PEER := $(BUILD)/tests/hostile_peer
+HOSTILE_IDLE := $(BUILD)/tests/hostile_idle
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops test-proxy sanitize install uninstall \
-        bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache bench-proxy test-bench-smoke clean
+        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops test-proxy test-hostile sanitize install uninstall \
+        bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache bench-proxy bench-memory test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
 $(MAN_PAGE): doc/noiseshim.1.in lib/version.h
@@ -132,6 +134,15 @@ $(CACHE_PROBE): tests/integration/cache_probe.c
 $(FLOOD_PEER): $(BUILD)/tests/integration/flood_peer.o $(CORE)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lpthread
 
+
+# An initiator that misbehaves on purpose needs the core; the idle-connection
+# programs run with and without the shims, so they stay free of it.
+$(HOSTILE_PEER): $(BUILD)/tests/integration/hostile_peer.o $(CORE)
+	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS)
+
+$(HOSTILE_IDLE): tests/integration/hostile_idle.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -153,7 +164,7 @@ test-deps:
 	$(TEST_DEPS)
 
 test-suites: test-unit test-cli test-install test-interop test-client test-cache test-server test-replay test-flood test-netns \
-             test-tfo test-bench-smoke test-failclosed test-handoff test-ops test-proxy
+             test-tfo test-bench-smoke test-failclosed test-handoff test-ops test-proxy test-hostile
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -204,6 +215,11 @@ test-flood: all $(FLOOD_PEER)
 test-ops: all
 	tests/integration/ops.sh $(BUILD)
 
+# Hostile peers against a threaded and an event-driven server: ends and
+# resets inside the handshake, stalled handshakes, the cost of waiting.
+test-hostile: all $(HOSTILE_PEER)
+	tests/integration/hostile.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -225,7 +241,7 @@ test-proxy: all $(GOPEER) $(NFQ_DELAY)
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops test-proxy
+	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops test-proxy test-hostile
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
@@ -250,6 +266,9 @@ bench-cache: all $(CACHE_PROBE)
 
 bench-proxy: all $(GOPEER)
 	bench/proxy.sh --build $(BUILD)
+
+bench-memory: all $(HOSTILE_IDLE)
+	bench/memory.sh --build $(BUILD)
 
 test-bench-smoke: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)
