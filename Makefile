@@ -37,8 +37,10 @@ INTEROP_C   := $(BUILD)/tests/interop_peer
 GOPEER      := $(BUILD)/tests/gopeer
 GOPATH_DIR  := $(abspath $(BUILD))/gopath
 CLIENT_MODES := $(BUILD)/tests/client_modes
+FF_CLIENT   := $(BUILD)/tests/ff_client
 
-.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo sanitize \
+.PHONY: all demo test test-unit test-cli test-interop test-netns test-client test-server test-tfo \
+        test-firstflight test-firstflight-local sanitize \
         bench bench-rtt bench-throughput bench-handshake bench-overhead test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO)
 
@@ -81,6 +83,11 @@ $(CLIENT_MODES): tests/integration/client_modes.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
+# The first-flight tests' client: plain sockets too, nothing of ours.
+$(FF_CLIENT): tests/integration/ff_client.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -94,7 +101,8 @@ demo:
 	$(MAKE) all
 	examples/demo.sh $(BUILD)
 
-test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-bench-smoke
+test: test-unit test-cli test-interop test-client test-server test-netns test-tfo test-firstflight \
+      test-bench-smoke
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -123,10 +131,18 @@ test-netns: $(NFQ_DELAY)
 test-tfo: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/tfo.sh $(BUILD)
 
+# Request shapes and handshake waits (DESIGN 4.4).  The local part runs on
+# loopback in a private namespace; the wan part needs the 50 ms namespaces.
+test-firstflight: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/firstflight.sh $(BUILD)
+
+test-firstflight-local: all $(GOPEER) $(FF_CLIENT)
+	tests/integration/firstflight.sh --part local $(BUILD)
+
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-server test-tfo
+	    test-unit test-cli test-interop test-client test-server test-tfo test-firstflight-local
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
