@@ -149,7 +149,7 @@ bench: $(BENCH_BIN)
 
 # Real programs under the shims (bench/*.sh print the tables).  rtt, handshake
 # and the smoke run use network namespaces, so they need root.
-bench-rtt: all $(NFQ_DELAY)
+bench-rtt: all $(NFQ_DELAY) $(FF_CLIENT)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/rtt.sh --build $(BUILD)
 
 bench-throughput: all
@@ -161,7 +161,7 @@ bench-handshake: all
 bench-overhead: all
 	bench/overhead.sh --build $(BUILD)
 
-test-bench-smoke: all $(NFQ_DELAY)
+test-bench-smoke: all $(NFQ_DELAY) $(FF_CLIENT)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)
 
 clean:

@@ -126,6 +126,15 @@ bench_ratio() {
 		else printf f "\n", a / b }'
 }
 
+# bench_target VALUE OP LIMIT: "met" when VALUE OP LIMIT holds (OP is <=
+# or >=), "missed" when it does not, "-" when VALUE is missing.
+bench_target() {
+	awk -v v="$1" -v op="$2" -v limit="$3" 'BEGIN {
+		if (v == "-" || v == "") { print "-"; exit }
+		met = op == "<=" ? v + 0 <= limit + 0 : v + 0 >= limit + 0
+		print met ? "met" : "missed" }'
+}
+
 # bench_tls_cert DIR ADDR: a self-signed ECDSA P-256 certificate for ADDR
 # (an IP address) in DIR/cert.pem, its key in DIR/key.pem.  P-256 because
 # it is what a TLS server most often presents, and cheap to sign with.

@@ -62,6 +62,9 @@ def post_once(host, port, body, tls):
 
 def stream_once(host, port, request, shape, tls):
     raw = socket.create_connection((host, port), timeout=TIMEOUT)
+    # As TLS clients do (curl, and http.client for the post mode): without
+    # it the request would wait behind the handshake's Finished for an ACK.
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn = tls.wrap_socket(raw, server_hostname=host)
     if shape == "one":
         conn.sendall(request)

@@ -269,8 +269,10 @@ wait_judge() {
 run_local() {
 	# An Ethernet MTU, as on a real link: a SYN then carries about 1,400
 	# bytes of a first flight, and a longer one leaves in pieces.
-	ip link set lo mtu 1500 up && sysctl -qw net.ipv4.tcp_fastopen=3 ||
-		{ fail "private namespace" "cannot set up lo or turn TFO on"; finish; }
+	if ! ip link set lo mtu 1500 up || ! sysctl -qw net.ipv4.tcp_fastopen=3; then
+		fail "private namespace" "cannot set up lo or turn TFO on"
+		finish
+	fi
 	local echo_port http_port silent_port trickle_port garbage_port go_port size tfo
 	read -r echo_port http_port silent_port trickle_port garbage_port < <(free_ports 5)
 	start_listener gopeer '^listening' "$gopeer" respond --listen 127.0.0.1:0 --key "$server_priv" \
