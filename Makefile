@@ -136,8 +136,8 @@ test-tfo: all $(NFQ_DELAY)
 test-firstflight: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/firstflight.sh $(BUILD)
 
-test-firstflight-local: all $(GOPEER) $(FF_CLIENT)
-	tests/integration/firstflight.sh --part local $(BUILD)
+test-firstflight-local: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/firstflight.sh --part local $(BUILD)
 
 sanitize:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \

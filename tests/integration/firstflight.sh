@@ -6,7 +6,8 @@
 #
 # local: on loopback, in a private network namespace of its own (so that
 #   TCP Fast Open can be on for both ends, net.ipv4.tcp_fastopen=3, and
-#   loopback can have an Ethernet MTU, without touching the machine's):
+#   loopback can have an Ethernet MTU and a 10 ms round trip, without
+#   touching the machine's):
 #   - non-blocking first writes of 1,500 B, 4 KB and 60 KB into a 4 KB
 #     send buffer, poll-driven, TFO on and off, against gopeer (the
 #     independent Go responder) and against the accept shim: every byte
@@ -234,18 +235,21 @@ post_check() {
 }
 
 # wait_start ID TIMEOUT_MS MODE PORT: one waiting caller in the background;
-# its result goes to $work/wait-ID.
+# its result goes to $work/wait-ID, its shim's log to $work/wait-ID.log.
+declare -A wait_port
 wait_start() {
-	as_client NOISESHIM_HANDSHAKE_TIMEOUT_MS="$2" "$ff_client" "$3" 127.0.0.1 "$4" \
-		>"$work/wait-$1" 2>&1 &
+	as_client NOISESHIM_HANDSHAKE_TIMEOUT_MS="$2" NOISESHIM_LOG_FILE="$work/wait-$1.log" \
+		"$ff_client" "$3" 127.0.0.1 "$4" >"$work/wait-$1" 2>&1 &
 	wait_pids+=($!)
+	wait_port[$1]=$4
 }
 
 # wait_judge ID NAME ERRNOS LO_MS HI_MS: the caller ID must have failed
 # with one of ERRNOS (a |-list) after LO_MS..HI_MS, woken (for poll and
-# epoll) by readiness, without spinning.
+# epoll) by readiness, without spinning, and its shim must have logged an
+# error naming the server.
 wait_judge() {
-	local result got ms cpu wakeups
+	local result got ms cpu wakeups peer=127.0.0.1:${wait_port[$1]}
 	result=$(grep '^result' "$work/wait-$1")
 	got=$(field "$result" errno) ms=$(field "$result" ms)
 	cpu=$(field "$result" cpu_ms) wakeups=$(field "$result" wakeups)
@@ -261,8 +265,34 @@ wait_judge() {
 		fail "$2" "$got after $ms ms, expected within $4..$5 ms"
 	elif ! below "$cpu" "$wait_cpu_ms" || ! below "$wakeups" "$wait_wakeups"; then
 		fail "$2" "$got after $ms ms, but spun: $cpu ms CPU, $wakeups empty wakeups"
+	elif ! grep -F "$peer" "$work/wait-$1.log" 2>/dev/null | grep -q 'error'; then
+		fail "$2" "$got after $ms ms, but no error line names $peer: $(head -c 300 "$work/wait-$1.log" 2>/dev/null)"
 	else
 		ok "$2: $got after $ms ms, $cpu ms CPU, $wakeups empty wakeups"
+	fi
+}
+
+# loopback_delay: hold every packet on lo for lo_delay_ms (nfq_delay on
+# PREROUTING), so that a SYN-ACK takes a round trip to come back: the
+# tail of a first flight longer than the SYN then meets EAGAIN, as it does
+# on a real link and never does on a bare loopback.
+lo_delay_ms=5
+loopback_delay() {
+	local nfq=${NETNS_NFQ_DELAY:-$root/build/bench/nfq_delay} log=$work/nfq_delay.log
+	if [ ! -x "$nfq" ]; then
+		fail "loopback delay" "no nfq_delay at $nfq (make build/bench/nfq_delay)"
+		return 1
+	fi
+	"$nfq" --queue 7 --delay-ms "$lo_delay_ms" >"$log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 50); do
+		grep -q '^nfq_delay: queue' "$log" && break
+		sleep 0.1
+	done
+	if ! grep -q '^nfq_delay: queue' "$log" ||
+		! iptables -t raw -A PREROUTING -i lo -j NFQUEUE --queue-num 7; then
+		fail "loopback delay" "nfq_delay did not start: $(tail -n 2 "$log")"
+		return 1
 	fi
 }
 
@@ -273,6 +303,7 @@ run_local() {
 		fail "private namespace" "cannot set up lo or turn TFO on"
 		finish
 	fi
+	loopback_delay || finish
 	local echo_port http_port silent_port trickle_port garbage_port go_port size tfo
 	read -r echo_port http_port silent_port trickle_port garbage_port < <(free_ports 5)
 	start_listener gopeer '^listening' "$gopeer" respond --listen 127.0.0.1:0 --key "$server_priv" \
