@@ -158,6 +158,9 @@ field() {
 	sed -n "s/.*\\b$2[= ]\\([^ ]*\\).*/\\1/p" <<<"$1" | head -n 1
 }
 
+# last_lines: the last two lines of stdin, on one line.
+last_lines() { tail -n 2 | paste -sd ' '; }
+
 # below A B: A < B, as numbers.  within V LO HI: LO <= V <= HI.
 below() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 < b + 0) }'; }
 within() { awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v != "" && v >= lo && v <= hi) }'; }
@@ -177,7 +180,7 @@ nbwrite_check() {
 	rc=$?
 	echoed=$(field "$out" echoed) cpu=$(field "$out" cpu_ms) idle=$(field "$out" idle_wakeups)
 	if [ "$rc" -ne 0 ]; then
-		fail "$name" "exit $rc: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+		fail "$name" "exit $rc: $(last_lines <<<"$out")"
 	elif [ "$echoed" != "$size" ]; then
 		fail "$name" "echoed '$echoed' of $size bytes"
 	elif ! below "$idle" 100 || ! below "$cpu" 500; then
@@ -232,7 +235,7 @@ post_check() {
 	fi
 	rc=$?
 	if [ "$rc" -ne 0 ]; then
-		fail "$name" "exit $rc: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+		fail "$name" "exit $rc: $(last_lines <<<"$out")"
 	elif [ "$out" != "$want" ]; then
 		fail "$name" "server saw SHA-256 '${out:0:80}', sent $want"
 	else
@@ -260,7 +263,7 @@ wait_judge() {
 	got=$(field "$result" errno) ms=$(field "$result" ms)
 	cpu=$(field "$result" cpu_ms) wakeups=$(field "$result" wakeups)
 	if [ -z "$result" ]; then
-		fail "$2" "no result: $(tail -n 2 "$work/wait-$1" | tr '\n' ' ')"
+		fail "$2" "no result: $(last_lines <"$work/wait-$1")"
 	elif [ "$result" = "result hung" ]; then
 		fail "$2" "still waiting after 20 s"
 	elif [ -z "$got" ]; then
@@ -365,7 +368,7 @@ shape_median() {
 	out=$(as_client NOISESHIM_TRANSPORT="$transport" "$@" "${client[@]}" "$NETNS_SERVER_ADDR" \
 		"$port" 5 2>&1)
 	if ! grep -q '^median_ms' <<<"$out"; then
-		echo "failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')" >&2
+		echo "failed: $(last_lines <<<"$out")" >&2
 		return 1
 	fi
 	field "$(grep '^median_ms' <<<"$out")" median_ms
@@ -480,7 +483,7 @@ run_wan() {
 	out=$(as_client python3 "$ff_pyclient" async "$NETNS_SERVER_ADDR" "$noise_answer" 20 2>&1)
 	single=$(field "$out" single_ms) total=$(field "$out" total_ms)
 	if [ -z "$total" ]; then
-		fail "asyncio" "$(tail -n 2 <<<"$out" | tr '\n' ' ')"
+		fail "asyncio" "$(last_lines <<<"$out")"
 	elif ! within "$single" "${one_rtt[@]}"; then
 		fail "asyncio, one connection writing twice then reading" \
 			"answered in $single ms, expected 1 RTT (${one_rtt[0]}..${one_rtt[1]} ms)"
