@@ -66,9 +66,10 @@ CACHE_PROBE  := $(BUILD)/tests/cache_probe
 FLOOD_PEER   := $(BUILD)/tests/flood_peer
 HOSTILE_PEER := $(BUILD)/tests/hostile_peer
 HOSTILE_IDLE := $(BUILD)/tests/hostile_idle
+FF_CLIENT    := $(BUILD)/tests/ff_client
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops test-proxy test-hostile sanitize install uninstall \
+        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops test-proxy test-hostile test-firstflight test-firstflight-local sanitize install uninstall \
         bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache bench-proxy bench-memory test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
@@ -143,6 +144,11 @@ $(HOSTILE_PEER): $(BUILD)/tests/integration/hostile_peer.o $(CORE)
 $(HOSTILE_IDLE): tests/integration/hostile_idle.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# The first-flight tests' client: plain sockets too, nothing of ours.
+$(FF_CLIENT): tests/integration/ff_client.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -164,7 +170,7 @@ test-deps:
 	$(TEST_DEPS)
 
 test-suites: test-unit test-cli test-install test-interop test-client test-cache test-server test-replay test-flood test-netns \
-             test-tfo test-bench-smoke test-failclosed test-handoff test-ops test-proxy test-hostile
+             test-tfo test-bench-smoke test-failclosed test-handoff test-ops test-proxy test-hostile test-firstflight
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -233,6 +239,14 @@ test-failclosed: all $(GOPEER) $(FC_CLIENT) $(FC_SERVER)
 test-tfo: all $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/tfo.sh $(BUILD)
 
+# Request shapes and handshake waits (DESIGN 4.4).  The local part runs on
+# loopback in a private namespace; the wan part needs the 50 ms namespaces.
+test-firstflight: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/firstflight.sh $(BUILD)
+
+test-firstflight-local: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
+	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/firstflight.sh --part local $(BUILD)
+
 # noiseshim proxy between Go programs, the shims and gopeer; hostile input;
 # 50 ms RTT with TFO in network namespaces (root).
 test-proxy: all $(GOPEER) $(NFQ_DELAY)
@@ -241,14 +255,14 @@ test-proxy: all $(GOPEER) $(NFQ_DELAY)
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops test-proxy test-hostile
+	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops test-proxy test-hostile test-firstflight-local
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done
 
 # Real programs under the shims (bench/*.sh print the tables).  rtt, handshake
 # and the smoke run use network namespaces, so they need root.
-bench-rtt: all $(NFQ_DELAY)
+bench-rtt: all $(NFQ_DELAY) $(FF_CLIENT)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/rtt.sh --build $(BUILD)
 
 bench-throughput: all
@@ -270,7 +284,7 @@ bench-proxy: all $(GOPEER)
 bench-memory: all $(HOSTILE_IDLE)
 	bench/memory.sh --build $(BUILD)
 
-test-bench-smoke: all $(NFQ_DELAY)
+test-bench-smoke: all $(NFQ_DELAY) $(FF_CLIENT)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) bench/smoke.sh --build $(BUILD)
 
 install: all

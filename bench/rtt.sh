@@ -18,12 +18,32 @@
 # TFO cookie) and check the bytes; measured requests write to /dev/null and
 # check the size.  The figure is curl's time_total.
 #
-#   bench/rtt.sh [--build DIR] [--count N] [--warmup N] [--sizes LIST]
-#                [--delay-ms D] [--results FILE]
+# Then the request shapes of a program's first flight, each a fresh
+# connection carrying a 500-byte request and reading a 500-byte answer
+# that the server sends once it has the whole request
+# (tests/integration/ff_server.py):
 #
-# LIST: sizes among 5k 64k 1m (default all three).  --results writes one
-# line per cell: "SIZE MODE COUNT MEDIAN P10 P90 MIN MAX FAILURES" (ms).
-# Needs root (namespaces), nginx, curl, openssl.
+#   one-write  the request in one write (tests/integration/ff_client.c)
+#   two-write  a 200-byte request, then a 300-byte order, then the read:
+#              the shape of a Storj download
+#   post       python3 http.client POST of a 500-byte body: headers and
+#              body in two writes, the answer the body's SHA-256
+#
+# in the modes tcp+tfo and noise+tfo (the same client program under the
+# client shim) and tls1.3 (python3 ssl, TLS 1.3 only, no TFO, against
+# ff_server.py behind TLS).  Each client process makes 5 connections in a
+# row and times each from connect() to the answer's last byte; the modes
+# take turns process by process.  Targets: two-write noise+tfo within 1.1x
+# of one-write noise+tfo, and at least 1.9x faster than tcp+tfo.
+#
+#   bench/rtt.sh [--build DIR] [--count N] [--warmup N] [--sizes LIST]
+#                [--shapes LIST] [--delay-ms D] [--results FILE]
+#
+# LIST: sizes among 5k 64k 1m (default all three); shapes among one-write
+# two-write post (default all three; '' for none).  --results writes one
+# line per cell: "SIZE MODE COUNT MEDIAN P10 P90 MIN MAX FAILURES" (ms),
+# SIZE being the shape for the shape rows.
+# Needs root (namespaces), nginx, curl, openssl, python3.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR
@@ -35,12 +55,19 @@ build=
 count=20
 warmup=3
 sizes="5k 64k 1m"
+shapes="one-write two-write post"
 delay_ms=25
 results=
 
 modes=(tcp tcp+tfo noise noise+tfo tls1.3)
 declare -A size_bytes=([5k]=5120 [64k]=65536 [1m]=1048576)
 declare -A port=([tcp]=8000 [tcp+tfo]=8001 [noise]=8002 [noise+tfo]=8002 [tls1.3]=8443)
+shape_modes=(tcp+tfo noise+tfo tls1.3)
+# The shape servers: one ff_server.py per mode, an answer port and an HTTP port.
+declare -A answer_port=([tcp+tfo]=8101 [noise+tfo]=8201 [tls1.3]=8301)
+declare -A post_port=([tcp+tfo]=8102 [noise+tfo]=8202 [tls1.3]=8302)
+per_process=5
+ff_dir=$(cd "$here/../tests/integration" && pwd)
 
 usage() {
 	sed -n '/^#   bench/,/^# Needs/p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -54,14 +81,21 @@ parse_args() {
 		--count) count=$2; shift 2 ;;
 		--warmup) warmup=$2; shift 2 ;;
 		--sizes) sizes=$2; shift 2 ;;
+		--shapes) shapes=$2; shift 2 ;;
 		--delay-ms) delay_ms=$2; shift 2 ;;
 		--results) results=$2; shift 2 ;;
 		*) usage ;;
 		esac
 	done
-	local size
+	local size shape
 	for size in $sizes; do
 		[ -n "${size_bytes[$size]:-}" ] || { bench_say "unknown size '$size'"; usage; }
+	done
+	for shape in $shapes; do
+		case $shape in
+		one-write | two-write | post) ;;
+		*) bench_say "unknown shape '$shape'"; usage ;;
+		esac
 	done
 }
 
@@ -86,6 +120,13 @@ make_files() {
 			"$build/noiseshim" nodeurl --key "$work/server.key" --tfo \
 				--addr "$NETNS_SERVER_ADDR:${port[noise]}"
 	} >"$work/cache" || return 1
+	local mode
+	for mode in tcp+tfo noise+tfo; do
+		"$build/noiseshim" nodeurl --key "$work/server.key" --tfo \
+			--addr "$NETNS_SERVER_ADDR:${answer_port[$mode]}" >>"$work/cache" &&
+			"$build/noiseshim" nodeurl --key "$work/server.key" --tfo \
+				--addr "$NETNS_SERVER_ADDR:${post_port[$mode]}" >>"$work/cache" || return 1
+	done
 	bench_tls_cert "$work" "$NETNS_SERVER_ADDR"
 }
 
@@ -207,18 +248,135 @@ print_targets() {
 	return 0
 }
 
+# start_shape_servers: ff_server.py for each shape mode, the shim modes
+# under the accept shim.
+start_shape_servers() {
+	local shim=$build/libnoiseshim-server.so log=$work/server-shim.log mode listen
+	for mode in "${shape_modes[@]}"; do
+		local kinds=("answer:${answer_port[$mode]}" "http:${post_port[$mode]}") env=()
+		listen=${answer_port[$mode]},${post_port[$mode]}
+		case $mode in
+		tcp+tfo) env=(LD_PRELOAD="$shim" NOISESHIM_TRANSPORT=tcp NOISESHIM_LISTEN="$listen") ;;
+		noise+tfo) env=(LD_PRELOAD="$shim" NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="$listen") ;;
+		tls1.3) kinds=("tls-answer:${answer_port[$mode]}" "tls-http:${post_port[$mode]}"
+			--tls "$work/cert.pem" "$work/key.pem") ;;
+		esac
+		bench_spawn ip netns exec "$NETNS_SERVER" env "${env[@]}" NOISESHIM_LOG_FILE="$log" \
+			python3 "$ff_dir/ff_server.py" "$NETNS_SERVER_ADDR" "${kinds[@]}" \
+			>"$work/shape-server-$mode.log" 2>&1
+		if ! bench_wait_for "$work/shape-server-$mode.log" "$bench_last_pid" ||
+			! bench_wait_port "${post_port[$mode]}" "$bench_last_pid" "$NETNS_SERVER"; then
+			bench_say "ff_server.py for $mode did not start: $(tail -n 3 "$work/shape-server-$mode.log")"
+			return 1
+		fi
+	done
+}
+
+# shape_client MODE SHAPE N: N fresh connections of SHAPE in MODE, in one
+# client process; prints its "time_ms T" lines and returns its status.
+shape_client() {
+	local mode=$1 shape=$2 n=$3 client server_port=${answer_port[$1]} tls=()
+	[ "$mode" = tls1.3 ] && tls=(--tls "$work/cert.pem")
+	case $shape in
+	one-write) client=("$build/tests/ff_client" one) ;;
+	two-write) client=("$build/tests/ff_client" two) ;;
+	post) client=(python3 "$ff_dir/ff_pyclient.py" post) server_port=${post_port[$mode]} ;;
+	esac
+	if [ "$mode" = tls1.3 ] && [ "$shape" != post ]; then
+		client=(python3 "$ff_dir/ff_pyclient.py" "${shape%-write}")
+	fi
+	# shellcheck disable=SC2046 # client_env gives one VAR=VALUE per word
+	in_client env $(client_env "$mode") timeout 30 "${client[@]}" "$NETNS_SERVER_ADDR" "$server_port" "$n" \
+		"${tls[@]}" 2>>"$work/shape-errors.log"
+}
+
+# measure_shape MODE SHAPE N: N measured connections appended to the cell.
+measure_shape() {
+	local out
+	if ! out=$(shape_client "$1" "$2" "$3"); then
+		record_failure "$1" "$2" "client failed: $(tail -n 1 "$work/shape-errors.log" 2>/dev/null)"
+		return
+	fi
+	awk '$1 == "time_ms" { print $2 }' <<<"$out" >>"$work/times/$1-$2"
+}
+
+# run_shape SHAPE: warm-up (which also fetches the TFO cookie; the clients
+# check every answer themselves), then rounds of per_process connections
+# per mode, each round starting at the next mode.
+run_shape() {
+	local shape=$1 mode round i n=${#shape_modes[@]} left=$count
+	for mode in "${shape_modes[@]}"; do
+		shape_client "$mode" "$shape" "$warmup" >/dev/null ||
+			record_failure "$mode" "$shape" "warm-up failed: $(tail -n 1 "$work/shape-errors.log")"
+	done
+	for ((round = 0; left > 0; round++)); do
+		local batch=$((left < per_process ? left : per_process))
+		for ((i = 0; i < n; i++)); do
+			measure_shape "${shape_modes[(round + i) % n]}" "$shape" "$batch"
+		done
+		left=$((left - batch))
+	done
+}
+
+print_shape_table() {
+	local shape mode stats tcp_tfo tls
+	printf '\nFresh connection per request, 500-byte request, 500-byte answer, %d ms RTT (%s), %d measured after %d warm-up\n' \
+		$((2 * delay_ms)) "$NETNS_BACKEND" "$count" "$warmup"
+	printf 'from connect() to the last byte, in ms; x-columns are time ratios (below 1 is faster)\n\n'
+	printf '%-9s %-10s %4s %8s %8s %8s %8s %8s %9s %7s %5s\n' \
+		shape mode n median p10 p90 min max x-tcp+tfo x-tls fail
+	for shape in $shapes; do
+		tcp_tfo=$(column "$(cell "$shape" tcp+tfo)" 2)
+		tls=$(column "$(cell "$shape" tls1.3)" 2)
+		for mode in "${shape_modes[@]}"; do
+			stats=$(cell "$shape" "$mode")
+			# shellcheck disable=SC2086 # the words of stats are the columns
+			set -- $stats
+			printf '%-9s %-10s %4s %8s %8s %8s %8s %8s %9s %7s %5s\n' "$shape" "$mode" "$1" \
+				"$(ms "$2")" "$(ms "$3")" "$(ms "$4")" "$(ms "$5")" "$(ms "$6")" \
+				"$(bench_ratio "$2" "$tcp_tfo")" "$(bench_ratio "$2" "$tls")" "$7"
+			[ -n "$results" ] && echo "$shape $mode $stats" >>"$results"
+		done
+	done
+}
+
+# print_shape_targets: what a coalesced first flight must give.
+print_shape_targets() {
+	local one two shape noise tcp_tfo
+	case " $shapes " in *" two-write "*) ;; *) return ;; esac
+	two=$(column "$(cell two-write noise+tfo)" 2)
+	echo
+	if case " $shapes " in *" one-write "*) true ;; *) false ;; esac then
+		one=$(column "$(cell one-write noise+tfo)" 2)
+		bench_target "two-write / one-write, noise+tfo" "$(bench_ratio "$two" "$one" %.3f)" \
+			'<=' 1.1
+	fi
+	for shape in two-write post; do
+		case " $shapes " in *" $shape "*) ;; *) continue ;; esac
+		noise=$(column "$(cell "$shape" noise+tfo)" 2)
+		tcp_tfo=$(column "$(cell "$shape" tcp+tfo)" 2)
+		bench_target "$shape: tcp+tfo / noise+tfo" "$(bench_ratio "$tcp_tfo" "$noise" %.2f)" \
+			'>=' 1.9
+	done
+}
+
 counter() { ip netns exec "$1" nstat -asz "$2" | awk -v name="$2" '$1 == name { print $2 }'; }
 
 main() {
 	parse_args "$@"
-	bench_need nginx curl openssl nstat || exit 1
+	bench_need nginx curl openssl nstat python3 || exit 1
 	build=$(bench_build_dir "$build") || exit 1
+	if [ -n "$shapes" ] && [ ! -x "$build/tests/ff_client" ]; then
+		bench_say "$build/tests/ff_client is missing: make $build/tests/ff_client, or --shapes ''"
+		exit 1
+	fi
 	[ -n "$results" ] && : >"$results"
 	work=$(mktemp -d /tmp/bench-rtt.XXXXXX) || exit 1
 	netns_up "$delay_ms" || exit 1
 	trap cleanup EXIT
 	make_files || { bench_say "could not make the key, cache or certificate"; exit 1; }
 	start_servers || exit 1
+	if [ -n "$shapes" ]; then start_shape_servers || exit 1; fi
 
 	local size tfo_before
 	tfo_before=$(counter "$NETNS_CLIENT" TcpExtTCPFastOpenActive)
@@ -226,14 +384,24 @@ main() {
 		bench_say "size $size"
 		run_size "$size"
 	done
+	local shape
+	for shape in $shapes; do
+		bench_say "shape $shape"
+		run_shape "$shape"
+	done
 	print_table
 	print_targets
 	printf 'client SYNs that carried data (TcpExtTCPFastOpenActive): %d\n' \
 		$(($(counter "$NETNS_CLIENT" TcpExtTCPFastOpenActive) - tfo_before))
+	if [ -n "$shapes" ]; then
+		print_shape_table
+		print_shape_targets
+	fi
 	if [ -s "$work/failures" ]; then
 		printf '\nfailures:\n'
 		sort "$work/failures" | uniq -c
 		[ -s "$work/curl-errors.log" ] && { echo 'curl:'; sort "$work/curl-errors.log" | uniq -c; }
+		[ -s "$work/shape-errors.log" ] && { echo 'shape clients:'; sort "$work/shape-errors.log" | uniq -c; }
 		[ -s "$work/client-shim.log" ] && { echo 'client shim log:'; tail -n 20 "$work/client-shim.log"; }
 		[ -s "$work/server-shim.log" ] && { echo 'server shim log:'; tail -n 20 "$work/server-shim.log"; }
 		exit 1
