@@ -122,6 +122,7 @@ struct ns_conn {
 	uint8_t corked;                /* TCP_CORK as the program set it */
 	uint8_t tfo;                   /* the first flight rides in the SYN */
 	uint8_t nodelay_until_record;  /* msg2 went alone: push the first record without Nagle */
+	uint8_t read_interest;         /* in an epoll set for input only: its next wait releases msg1 */
 };
 
 _Static_assert(sizeof(struct ns_conn) <= NS_ARENA_SLOT, "a connection fits its slot");

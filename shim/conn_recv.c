@@ -74,7 +74,7 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 			c->kernel_byte_held = keep_last && want == 1;
 			if (ns_frame_reader_commit(&c->reader, (size_t)n)) {
 				ns_conn_fail(c, fd, EPROTO, ns_frame_strerror(c->reader.error));
-				errno = EPROTO;
+				errno = c->error;
 				return NS_PULL_ERROR;
 			}
 			continue;
@@ -84,8 +84,9 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 				ns_conn_rx_idle(c);
 				return NS_PULL_EOF;
 			}
+			/* The connection may have failed first (a deadline): that is the reason to give. */
 			ns_conn_fail(c, fd, ECONNRESET, "stream ended inside a record");
-			errno = ECONNRESET;
+			errno = c->error;
 			return NS_PULL_ERROR;
 		}
 		if (errno == EINTR && block)
@@ -212,8 +213,13 @@ handshake_cut(struct ns_conn *c, int fd, enum ns_pull r)
 	int err = r == NS_PULL_EOF ? ECONNRESET : errno;
 	char why[160];
 
-	if (r == NS_PULL_AGAIN || ns_conn_phase(c) == NS_PHASE_FAILED)
+	if (r == NS_PULL_AGAIN)
 		return r;
+	/* Failed meanwhile (the deadline, say): the shutdown's end of stream is not the reason. */
+	if (ns_conn_phase(c) == NS_PHASE_FAILED) {
+		errno = c->error;
+		return NS_PULL_ERROR;
+	}
 	snprintf(why, sizeof(why), "Noise handshake failed: %s",
 	         r == NS_PULL_EOF ? "the server closed the connection instead of answering "
 	                         "(wrong key or suite?)"

@@ -34,7 +34,7 @@ static enum ns_pull
 reject(struct ns_conn *c, int fd, const char *why)
 {
 	ns_conn_fail(c, fd, ECONNRESET, why);
-	errno = ECONNRESET;
+	errno = c->error;
 	return NS_PULL_ERROR;
 }
 

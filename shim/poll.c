@@ -43,15 +43,40 @@ start_if_reading(int fd, int also_writing)
 	ns_conn_unref(c);
 }
 
-/* A wait whose fds the shim cannot see (epoll_wait): every gathered first flight goes. */
+/*
+ * The waits below release only when they may block: a look with a zero
+ * timeout (an event loop between callbacks) is not yet waiting for the peer.
+ *
+ * A wait whose fds the shim cannot see (epoll_wait): every gathered first
+ * flight goes, and so does an empty one whose fd was put in an epoll set
+ * for input only (a program that waits for the server to speak first).
+ */
 static void
 release_all(void)
 {
 	if (!any_unstarted())
 		return;
-	for (int fd = ns_fd_next_in_use(0); fd >= 0; fd = ns_fd_next_in_use(fd + 1))
-		if (ns_fd_entry(fd) > NS_FD_FRESH)
-			start_if_reading(fd, 1);
+	for (int fd = ns_fd_next_in_use(0); fd >= 0; fd = ns_fd_next_in_use(fd + 1)) {
+		struct ns_conn *c = ns_fd_entry(fd) > NS_FD_FRESH ? ns_fd_wrapped(fd) : NULL;
+
+		if (c == NULL)
+			continue;
+		start_if_reading(fd, !__atomic_load_n(&c->read_interest, __ATOMIC_RELAXED));
+		ns_conn_unref(c);
+	}
+}
+
+/* Registering an fd for input is not yet waiting: the program may still write its request. */
+static void
+note_interest(int fd, uint32_t events)
+{
+	struct ns_conn *c = ns_fd_wrapped(fd);
+
+	if (c == NULL)
+		return;
+	__atomic_store_n(&c->read_interest, (events & EPOLLIN) && !(events & EPOLLOUT),
+	                 __ATOMIC_RELAXED);
+	ns_conn_unref(c);
 }
 
 
@@ -118,7 +143,8 @@ poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	int ready;
 
-	scan_pollfds(fds, n);
+	if (timeout != 0)
+		scan_pollfds(fds, n);
 	if ((ready = poll_held(fds, n, NULL)) >= 0)
 		return ready;
 	return REAL(poll)(fds, n, timeout);
@@ -129,7 +155,8 @@ ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset
 {
 	int ready;
 
-	scan_pollfds(fds, n);
+	if (timeout == NULL || timeout->tv_sec != 0 || timeout->tv_nsec != 0)
+		scan_pollfds(fds, n);
 	if ((ready = poll_held(fds, n, mask)) >= 0)
 		return ready;
 	return REAL(ppoll)(fds, n, timeout, mask);
@@ -138,7 +165,8 @@ ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset
 NS_EXPORT int
 select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds, struct timeval *timeout)
 {
-	scan_fdsets(nfds, readfds, writefds);
+	if (timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0)
+		scan_fdsets(nfds, readfds, writefds);
 	return REAL(select)(nfds, readfds, writefds, exceptfds, timeout);
 }
 
@@ -146,29 +174,31 @@ NS_EXPORT int
 pselect(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds,
         const struct timespec *timeout, const sigset_t *mask)
 {
-	scan_fdsets(nfds, readfds, writefds);
+	if (timeout == NULL || timeout->tv_sec != 0 || timeout->tv_nsec != 0)
+		scan_fdsets(nfds, readfds, writefds);
 	return REAL(pselect)(nfds, readfds, writefds, exceptfds, timeout, mask);
 }
 
 NS_EXPORT int
 epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
 {
-	if (any_unstarted() && (op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && event != NULL &&
-	    (event->events & EPOLLIN))
-		start_if_reading(fd, (event->events & EPOLLOUT) != 0);
+	if (any_unstarted() && (op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && event != NULL)
+		note_interest(fd, event->events);
 	return REAL(epoll_ctl)(epfd, op, fd, event);
 }
 
 NS_EXPORT int
 epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
 {
-	release_all();
+	if (timeout != 0)
+		release_all();
 	return REAL(epoll_wait)(epfd, events, max, timeout);
 }
 
 NS_EXPORT int
 epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
 {
-	release_all();
+	if (timeout != 0)
+		release_all();
 	return REAL(epoll_pwait)(epfd, events, max, timeout, mask);
 }
