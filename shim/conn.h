@@ -190,8 +190,13 @@ int ns_conn_lock_tx(struct ns_conn *c, int fd);
 void ns_conn_unlock_rx(struct ns_conn *c);
 void ns_conn_unlock_tx(struct ns_conn *c);
 
-/* The handshake is done: put this side's transport keys where the handshake state was.  0, or -1. */
-int ns_conn_take_keys(struct ns_conn *c);
+/*
+ * The one transition to an open connection, for either side, once its last
+ * handshake message is read or made: the transport keys replace the
+ * handshake state, and whoever waits on the phase wakes.  0, or -1 with the
+ * connection failed.  Under the side's lock that finished the handshake.
+ */
+int ns_conn_open(struct ns_conn *c, int fd);
 
 /* Move to phase and wake whoever waits on it. */
 void ns_conn_set_phase(struct ns_conn *c, enum ns_phase phase);

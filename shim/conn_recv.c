@@ -137,15 +137,15 @@ complete_initiator(struct ns_conn *c, int fd, size_t len)
 	char why[160];
 	long n;
 
-	if ((n = ns_handshake_read_msg2(&c->u.hs, body, len, &payload)) < 0 || ns_conn_take_keys(c)) {
+	if ((n = ns_handshake_read_msg2(&c->u.hs, body, len, &payload)) < 0) {
 		snprintf(why, sizeof(why), "Noise handshake failed: %s", ns_handshake_error(&c->u.hs));
 		ns_conn_fail(c, fd, EPROTO, why);
 		errno = EPROTO;
 		return -1;
 	}
 	ns_conn_hold(c, (size_t)(payload - body), (size_t)n);
-	ns_conn_set_phase(c, NS_PHASE_OPEN);
-	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
+	if (ns_conn_open(c, fd) != 0)
+		return -1;
 	/* Writes that waited for the keys leave now, unless a writer is at it already. */
 	if (c->early_len > 0 && pthread_mutex_trylock(&c->tx_lock) == 0) {
 		if (ns_conn_flush_pending(c, fd) != 0 && ns_conn_phase(c) != NS_PHASE_FAILED)

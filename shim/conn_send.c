@@ -381,15 +381,14 @@ ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 		return -1;
 	ns_iov_gather(iov, iovcnt, 0, rb->plain, payload_len);
 	if ((n = ns_handshake_write_msg2(&c->u.hs, rb->plain, payload_len,
-	                                 rb->wire + NS_FRAME_HEADER_LEN)) < 0 ||
-	    ns_conn_take_keys(c)) {
+	                                 rb->wire + NS_FRAME_HEADER_LEN)) < 0) {
 		ns_conn_fail(c, fd, EPROTO, "msg2 could not be made");
 		errno = EPROTO;
 		return -1;
 	}
 	ns_frame_header_put(rb->wire, (size_t)n);
-	ns_conn_set_phase(c, NS_PHASE_OPEN);
-	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
+	if (ns_conn_open(c, fd) != 0)
+		return -1;
 	if (payload_len == 0)
 		push_next_record(c, fd);
 	r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len,
