@@ -516,6 +516,18 @@ list_args(const char *arg0, va_list ap, char ***envp)
 	return argv;
 }
 
+/* The end of execl and friends: exec argv (from list_args), which is freed if that fails. */
+static int
+exec_list(int (*exec)(const char *, char *const[], char *const[]), const char *file,
+          char **argv, char *const envp[])
+{
+	if (argv == NULL)
+		return -1;
+	exec(file, argv, envp);
+	free(argv);
+	return -1;
+}
+
 NS_EXPORT int
 execl(const char *path, const char *arg0, ...)
 {
@@ -525,11 +537,7 @@ execl(const char *path, const char *arg0, ...)
 	va_start(ap, arg0);
 	argv = list_args(arg0, ap, NULL);
 	va_end(ap);
-	if (argv == NULL)
-		return -1;
-	do_execve(path, argv, environ);
-	free(argv);
-	return -1;
+	return exec_list(do_execve, path, argv, environ);
 }
 
 NS_EXPORT int
@@ -541,11 +549,7 @@ execlp(const char *file, const char *arg0, ...)
 	va_start(ap, arg0);
 	argv = list_args(arg0, ap, NULL);
 	va_end(ap);
-	if (argv == NULL)
-		return -1;
-	do_execvpe(file, argv, environ);
-	free(argv);
-	return -1;
+	return exec_list(do_execvpe, file, argv, environ);
 }
 
 NS_EXPORT int
@@ -557,11 +561,7 @@ execle(const char *path, const char *arg0, ...)
 	va_start(ap, arg0);
 	argv = list_args(arg0, ap, &envp);
 	va_end(ap);
-	if (argv == NULL)
-		return -1;
-	do_execve(path, argv, envp);
-	free(argv);
-	return -1;
+	return exec_list(do_execve, path, argv, envp);
 }
 
 /*
