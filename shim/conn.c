@@ -212,41 +212,6 @@ ns_conn_start_responder(struct ns_conn *c, int mixed, const char *peer)
 	return 0;
 }
 
-/* The handshake is done: put this side's transport keys where the handshake state was.  0, or -1. */
-static int
-take_keys(struct ns_conn *c)
-{
-	uint8_t tx[NS_KEY_LEN], rx[NS_KEY_LEN];
-	int ret = ns_handshake_split_keys(&c->u.hs, tx, rx);
-
-	ns_handshake_wipe(&c->u.hs);
-	memcpy(c->u.key.tx, tx, NS_KEY_LEN);
-	memcpy(c->u.key.rx, rx, NS_KEY_LEN);
-	c->tx_nonce = c->rx_nonce = 0;
-	sodium_memzero(tx, sizeof(tx));
-	sodium_memzero(rx, sizeof(rx));
-	return ret;
-}
-
-/*
- * The one transition to an open connection, for either side, once its last
- * handshake message is read or made: the transport keys replace the
- * handshake state, and whoever waits on the phase wakes.  0, or -1 with the
- * connection failed.  Under the side's lock that finished the handshake.
- */
-int
-ns_conn_open(struct ns_conn *c, int fd)
-{
-	if (take_keys(c) != 0) {
-		ns_conn_fail(c, fd, EPROTO, "the handshake could not be completed");
-		errno = EPROTO;
-		return -1;
-	}
-	ns_conn_set_phase(c, NS_PHASE_OPEN);
-	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
-	return 0;
-}
-
 /* Move to phase and wake whoever waits on it. */
 void
 ns_conn_set_phase(struct ns_conn *c, enum ns_phase phase)

@@ -239,6 +239,17 @@ enum ns_pull ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind
 void ns_conn_hold(struct ns_conn *c, size_t offset, size_t len);
 
 /*
+ * Initiator, under tx_lock in NS_PHASE_START: build and send the first
+ * flight (route prefix, msg1 carrying len bytes of payload the program was
+ * told had been sent).  Never waits: what the kernel does not take is a
+ * tail the shim pushes out.  0, or -1 with errno when the connection failed.
+ */
+int ns_conn_send_msg1(struct ns_conn *c, int fd, const uint8_t *payload, size_t len);
+
+/* Initiator, under rx_lock: msg2 (len bytes) is whole in the receive buffer: finish.  0, or -1. */
+int ns_conn_read_msg2(struct ns_conn *c, int fd, size_t len);
+
+/*
  * Responder, under rx_lock: take the route prefix and msg1 off the wire,
  * check them, and send msg2 unless a writer is about to.
  */

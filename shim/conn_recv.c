@@ -128,33 +128,6 @@ ns_conn_hold(struct ns_conn *c, size_t offset, size_t len)
 	ns_frame_reader_next(&c->reader);
 }
 
-/* msg2 is whole in the receive buffer: finish the handshake.  0, or -1 with the connection failed. */
-static int
-complete_initiator(struct ns_conn *c, int fd, size_t len)
-{
-	uint8_t *body = c->reader.body;
-	const uint8_t *payload;
-	char why[160];
-	long n;
-
-	if ((n = ns_handshake_read_msg2(&c->u.hs, body, len, &payload)) < 0) {
-		snprintf(why, sizeof(why), "Noise handshake failed: %s", ns_handshake_error(&c->u.hs));
-		ns_conn_fail(c, fd, EPROTO, why);
-		errno = EPROTO;
-		return -1;
-	}
-	ns_conn_hold(c, (size_t)(payload - body), (size_t)n);
-	if (ns_conn_open(c, fd) != 0)
-		return -1;
-	/* Writes that waited for the keys leave now, unless a writer is at it already. */
-	if (c->early_len > 0 && pthread_mutex_trylock(&c->tx_lock) == 0) {
-		if (ns_conn_flush_pending(c, fd) != 0 && ns_conn_phase(c) != NS_PHASE_FAILED)
-			ns_service_watch(fd, c);
-		ns_conn_unlock_tx(c);
-	}
-	return 0;
-}
-
 /* A transport record is whole in the receive buffer: decrypt it into held plaintext. */
 static int
 open_record(struct ns_conn *c, int fd, size_t len)
@@ -281,7 +254,7 @@ next_record(struct ns_conn *c, int fd, size_t room, int block)
 		if (r != NS_PULL_READY)
 			return handshake_cut(c, fd, r);
 		ns_frame_reader_ready(&c->reader, &len);
-		return complete_initiator(c, fd, len) ? NS_PULL_ERROR : NS_PULL_READY;
+		return ns_conn_read_msg2(c, fd, len) ? NS_PULL_ERROR : NS_PULL_READY;
 	case NS_PHASE_OPEN:
 		if ((r = ns_conn_pull(c, fd, &transport_kind, room, block)) != NS_PULL_READY)
 			return r;

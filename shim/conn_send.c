@@ -18,17 +18,13 @@
 
 #include "conn.h"
 #include "iov.h"
+#include "record.h"
 #include "log.h"
 #include "real.h"
 #include "sandbox.h"
 #include "service.h"
 #include "shim.h"
 
-/* Room for one outgoing record: its plaintext, and its wire form (or the first flight). */
-struct record_buffer {
-	uint8_t plain[NS_MAX_PLAINTEXT];
-	uint8_t wire[NS_MAX_FIRST_FLIGHT];
-};
 
 static pthread_key_t buffer_key;
 static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
@@ -36,7 +32,7 @@ static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
 static void
 free_buffer(void *buf)
 {
-	sodium_memzero(buf, sizeof(struct record_buffer));
+	sodium_memzero(buf, sizeof(struct ns_record_buffer));
 	free(buf);
 }
 
@@ -46,20 +42,18 @@ make_buffer_key(void)
 	pthread_key_create(&buffer_key, free_buffer);
 }
 
-static struct record_buffer *record_buffer(void);
-
 /* Make this thread's record buffer now, while memory can still be had. */
 void
 ns_conn_prepare_thread(void)
 {
-	record_buffer();
+	ns_record_buffer();
 }
 
 /* This thread's record buffer, or NULL (errno ENOMEM). */
-static struct record_buffer *
-record_buffer(void)
+struct ns_record_buffer *
+ns_record_buffer(void)
 {
-	struct record_buffer *buf;
+	struct ns_record_buffer *buf;
 
 	pthread_once(&buffer_once, make_buffer_key);
 	if ((buf = pthread_getspecific(buffer_key)) == NULL) {
@@ -88,8 +82,8 @@ drop_tail(struct ns_conn *c)
 	c->tail_off = c->tail_len = c->tail_plain_len = 0;
 }
 
-static int
-keep_tail(struct ns_conn *c, const uint8_t *rest, size_t len, const uint8_t *plain,
+int
+ns_keep_tail(struct ns_conn *c, const uint8_t *rest, size_t len, const uint8_t *plain,
           size_t plain_len)
 {
 	int saved = errno;
@@ -117,8 +111,8 @@ kernel_flags(int flags)
  * of it left; 0: part left and the rest is now the tail; -1: none left
  * (errno from the kernel).
  */
-static int
-send_record(struct ns_conn *c, int fd, const uint8_t *buf, size_t len, const uint8_t *plain,
+int
+ns_send_record(struct ns_conn *c, int fd, const uint8_t *buf, size_t len, const uint8_t *plain,
             size_t plain_len, int flags)
 {
 	size_t off = 0;
@@ -134,7 +128,7 @@ send_record(struct ns_conn *c, int fd, const uint8_t *buf, size_t len, const uin
 		return 1;
 	if (off == 0)
 		return -1;
-	if (keep_tail(c, buf + off, len - off, plain, plain_len)) {
+	if (ns_keep_tail(c, buf + off, len - off, plain, plain_len)) {
 		/* Part of a record is on the wire and the rest cannot be kept: the stream is lost. */
 		ns_conn_fail(c, fd, ENOMEM, "out of memory holding a partly sent record");
 		errno = ENOMEM;
@@ -175,72 +169,15 @@ quiet_due_ms(void)
 	return ns_now_ms() + (ns_shim.config.first_flight_us + 999) / 1000;
 }
 
-/* The handshake is under way: its deadline, and a look at the reply's first bytes. */
-static void
-schedule_handshake(struct ns_conn *c, int fd)
-{
-	ns_service_at(fd, c, NS_JOB_DEADLINE, c->hs_start_ms + ns_shim.config.handshake_timeout_ms);
-	if (c->role == NS_ROLE_INITIATOR)
-		ns_service_at(fd, c, NS_JOB_PROBE, ns_now_ms() + NS_PROBE_FIRST_MS);
-	if (c->tail_len > c->tail_off)
-		ns_service_watch(fd, c);
-}
-
-/*
- * Build and send the first flight: route prefix, then msg1 carrying len
- * bytes of payload, which the program was already told had been sent.
- * Never waits: what the kernel does not take is a tail the shim pushes out.
- * 0, or -1 with errno when the connection failed.
- */
-static int
-send_first_flight(struct ns_conn *c, int fd, const uint8_t *payload, size_t len)
-{
-	struct record_buffer *rb = record_buffer();
-	uint8_t *buf, *msg;
-	size_t total;
-	long n;
-	int r;
-
-	if (rb == NULL)
-		return -1;
-	buf = rb->wire;
-	msg = buf + NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN;
-	memcpy(buf, ns_shim.config.prefix, NS_ROUTE_PREFIX_LEN);
-	if ((n = ns_handshake_write_msg1(&c->u.hs, payload, len, msg)) < 0) {
-		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(&c->u.hs));
-		errno = EPROTO;
-		return -1;
-	}
-	ns_frame_header_put(buf + NS_ROUTE_PREFIX_LEN, (size_t)n);
-	total = NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n;
-	c->zero_rtt_bytes = (uint32_t)len;
-	/* From here the handshake state has moved on: msg1 leaves whole or as a tail. */
-	c->hs_start_ms = ns_now_ms();
-	__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
-	ns_conn_set_phase(c, NS_PHASE_AWAIT_MSG2);
-	r = send_record(c, fd, buf, total, NULL, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-	    keep_tail(c, buf, total, NULL, 0) != 0)
-		ns_conn_fail(c, fd, ENOMEM, "out of memory holding the first flight");
-	else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-		ns_conn_fail(c, fd, errno, "the first flight could not be sent");
-	if (ns_conn_phase(c) == NS_PHASE_FAILED) {
-		errno = c->error;
-		return -1;
-	}
-	schedule_handshake(c, fd);
-	return 0;
-}
-
 /* Plaintext waiting in the early buffer. */
-static uint8_t *
-early(struct ns_conn *c)
+uint8_t *
+ns_conn_early(struct ns_conn *c)
 {
 	return ns_arena_ptr(c->early_buf);
 }
 
-static void
-drop_early(struct ns_conn *c)
+void
+ns_conn_drop_early(struct ns_conn *c)
 {
 	if (c->early_buf != 0)
 		ns_arena_buf_free(c->early_buf, c->early_len);
@@ -263,7 +200,7 @@ take_early(struct ns_conn *c, const struct iovec *iov, int iovcnt, size_t len, s
 		return -1;
 	}
 	take = len < cap - c->early_len ? len : cap - c->early_len;
-	ns_iov_gather(iov, iovcnt, 0, early(c) + c->early_len, take);
+	ns_iov_gather(iov, iovcnt, 0, ns_conn_early(c) + c->early_len, take);
 	c->early_len += (uint32_t)take;
 	return (ssize_t)take;
 }
@@ -283,9 +220,9 @@ ns_conn_release(struct ns_conn *c, int fd)
 		return;
 	c->early_len = 0;
 	c->hold = 0;
-	send_first_flight(c, fd, len > 0 ? early(c) : NULL, len);
+	ns_conn_send_msg1(c, fd, len > 0 ? ns_conn_early(c) : NULL, len);
 	if (len > 0)
-		sodium_memzero(early(c), len);
+		sodium_memzero(ns_conn_early(c), len);
 }
 
 /* Release the first flight from outside the send side (a wait, a read, a close). */
@@ -340,8 +277,8 @@ seal(struct ns_conn *c, const uint8_t *plain, size_t len, uint8_t *out)
 }
 
 /* msg2 went alone: the answer behind it must not wait for msg2's ACK (Nagle). */
-static void
-push_next_record(struct ns_conn *c, int fd)
+void
+ns_conn_push_next_record(struct ns_conn *c, int fd)
 {
 	int nodelay = 0;
 	socklen_t len = sizeof(nodelay);
@@ -363,55 +300,12 @@ nagle_again(struct ns_conn *c, int fd)
 	}
 }
 
-/*
- * Responder, under tx_lock in NS_PHASE_MSG2_DUE: send msg2 carrying up to
- * NS_MAX_PLAINTEXT bytes of iov (none for an empty msg2).  Payload bytes
- * sent, or -1.
- */
-ssize_t
-ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len,
-                  int flags)
-{
-	struct record_buffer *rb = record_buffer();
-	size_t payload_len = len < NS_MAX_PLAINTEXT ? len : NS_MAX_PLAINTEXT;
-	long n;
-	int r;
-
-	if (rb == NULL)
-		return -1;
-	ns_iov_gather(iov, iovcnt, 0, rb->plain, payload_len);
-	if ((n = ns_handshake_write_msg2(&c->u.hs, rb->plain, payload_len,
-	                                 rb->wire + NS_FRAME_HEADER_LEN)) < 0) {
-		ns_conn_fail(c, fd, EPROTO, "msg2 could not be made");
-		errno = EPROTO;
-		return -1;
-	}
-	ns_frame_header_put(rb->wire, (size_t)n);
-	if (ns_conn_open(c, fd) != 0)
-		return -1;
-	if (payload_len == 0)
-		push_next_record(c, fd);
-	r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len,
-	                flags);
-	if (r == 1)
-		return (ssize_t)payload_len;
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-		/* Nothing left the process: msg2 goes whole with the next call. */
-		if (keep_tail(c, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len))
-			ns_conn_fail(c, fd, ENOMEM, "out of memory holding msg2");
-		errno = EAGAIN;
-	} else if (r < 0) {
-		ns_conn_fail(c, fd, errno, "msg2 could not be sent");
-	}
-	return -1;
-}
-
 /* Seal and send records of the len bytes in iov.  Bytes reported as sent, or -1. */
 static ssize_t
 send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len,
              int flags)
 {
-	struct record_buffer *rb = record_buffer();
+	struct ns_record_buffer *rb = ns_record_buffer();
 	size_t sent = 0;
 
 	if (rb == NULL)
@@ -432,7 +326,7 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 			errno = EPROTO;
 			break;
 		}
-		r = send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + chunk + NS_TAG_LEN, plain, chunk,
+		r = ns_send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + chunk + NS_TAG_LEN, plain, chunk,
 		                flags);
 		if (r >= 0)
 			nagle_again(c, fd);
@@ -446,26 +340,6 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 		break;
 	}
 	return sent > 0 ? (ssize_t)sent : -1;
-}
-
-/* Responder in NS_PHASE_MSG2_DUE with writes that waited for msg1: they ride in msg2.  Under tx_lock. */
-void
-ns_conn_send_early_msg2(struct ns_conn *c, int fd)
-{
-	size_t n = c->early_len < NS_MAX_PLAINTEXT ? c->early_len : NS_MAX_PLAINTEXT;
-	struct iovec iov = {early(c), n};
-
-	if (ns_conn_send_msg2(c, fd, &iov, 1, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
-	    ns_conn_phase(c) != NS_PHASE_OPEN)
-		return;
-	/* msg2 left whole or as a tail: its payload counts as sent either way. */
-	c->tail_plain_len = 0;
-	memmove(early(c), early(c) + n, c->early_len - n);
-	c->early_len -= (uint32_t)n;
-	if (c->early_len == 0)
-		drop_early(c);
-	if (c->early_len > 0 || c->tail_len > c->tail_off)
-		ns_service_watch(fd, c);
 }
 
 /*
@@ -487,7 +361,7 @@ ns_conn_flush_pending(struct ns_conn *c, int fd)
 	}
 	if (c->early_len == 0 || ns_conn_phase(c) != NS_PHASE_OPEN) {
 		if (ns_conn_phase(c) == NS_PHASE_OPEN)
-			drop_early(c);
+			ns_conn_drop_early(c);
 		if (c->early_len > 0) {
 			errno = EAGAIN;
 			return -1;
@@ -496,7 +370,7 @@ ns_conn_flush_pending(struct ns_conn *c, int fd)
 	}
 	/* Whole records only; a record the kernel took part of becomes a tail the shim owns. */
 	while (off < c->early_len) {
-		iov = (struct iovec){early(c) + off, c->early_len - off};
+		iov = (struct iovec){ns_conn_early(c) + off, c->early_len - off};
 		n = send_records(c, fd, &iov, 1, iov.iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n <= 0)
 			break;
@@ -507,10 +381,10 @@ ns_conn_flush_pending(struct ns_conn *c, int fd)
 		off += c->tail_plain_len;
 		c->tail_plain_len = 0;
 	}
-	memmove(early(c), early(c) + off, c->early_len - off);
+	memmove(ns_conn_early(c), ns_conn_early(c) + off, c->early_len - off);
 	c->early_len -= (uint32_t)off;
 	if (c->early_len == 0 && c->tail_len <= c->tail_off) {
-		drop_early(c);
+		ns_conn_drop_early(c);
 		return 0;
 	}
 	if (ns_conn_phase(c) == NS_PHASE_FAILED)

@@ -38,6 +38,7 @@
 #include "fdtable.h"
 #include "log.h"
 #include "real.h"
+#include "service.h"
 #include "shim.h"
 #include "stdio_streams.h"
 
@@ -61,6 +62,7 @@ struct exec_token {
 	char **env;
 	int arena_fd;
 	const struct handover *handover;
+	int stopped;                    /* the service thread was stopped */
 };
 
 
@@ -358,6 +360,21 @@ cut_off_all(const char *path, const char *why)
 		cut_off(fds[i], ns_fd_entry(fds[i]), (void *)what);
 }
 
+/* First flights still being gathered leave before the exec, with what they gathered. */
+static void
+release_gathered(void)
+{
+	for (int fd = ns_fd_next_in_use(0); fd >= 0; fd = ns_fd_next_in_use(fd + 1)) {
+		struct ns_conn *c = ns_fd_entry(fd) > NS_FD_FRESH ? ns_fd_wrapped(fd) : NULL;
+
+		if (c == NULL)
+			continue;
+		if (ns_conn_phase(c) == NS_PHASE_START && c->early_len > 0)
+			ns_conn_release_unlocked(c, fd);
+		ns_conn_unref(c);
+	}
+}
+
 /*
  * Before an exec of path with envp: returns the environment to use (envp
  * itself, or a copy with NOISESHIM_INHERIT); *token gets what ns_exec_undo
@@ -374,8 +391,16 @@ before_exec(const char *path, char *const envp[], struct exec_token *token)
 	token->env = NULL;
 	token->arena_fd = -1;
 	token->handover = NULL;
+	token->stopped = 0;
 	if (!ns_arena_ready())
 		return envp;
+	/*
+	 * The service thread dies with this image: it must hold no connection
+	 * lock when that happens, and what it would still have sent goes now.
+	 */
+	ns_service_stop();
+	token->stopped = 1;
+	release_gathered();
 	gather(&h);
 	if (h.count == 0)
 		return envp;
@@ -413,6 +438,8 @@ exec_undo(struct exec_token *token)
 	if (token->arena_fd >= 0)
 		REAL(fcntl)(token->arena_fd, F_SETFD, FD_CLOEXEC);
 	free_env(token->env);
+	if (token->stopped)
+		ns_service_resume();
 	errno = saved;
 }
 

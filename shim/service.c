@@ -87,8 +87,9 @@ ns_service_after_fork_child(void)
 }
 
 /*
- * The process is exiting: libraries are being torn down (OpenSSL among
- * them), so the thread must not act again.  Waits for an action under way.
+ * Stop the thread from acting (the process is exiting, and libraries are
+ * being torn down; or it execs, and a lock the thread held then would be
+ * left to a thread that no longer exists).  Waits for an action under way.
  */
 void
 ns_service_stop(void)
@@ -96,6 +97,14 @@ ns_service_stop(void)
 	__atomic_store_n(&svc.stopped, 1, __ATOMIC_RELEASE);
 	ns_fd_lock();
 	ns_fd_unlock();
+}
+
+/* The exec failed: the thread may act again. */
+void
+ns_service_resume(void)
+{
+	__atomic_store_n(&svc.stopped, 0, __ATOMIC_RELEASE);
+	wake();
 }
 
 static int

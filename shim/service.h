@@ -33,10 +33,14 @@ int ns_service_watch(int fd, struct ns_conn *c);
 void ns_service_after_fork_child(void);
 
 /*
- * The process is exiting: libraries are being torn down (OpenSSL among
- * them), so the thread must not act again.  Waits for an action under way.
+ * Stop the thread from acting (the process is exiting, and libraries are
+ * being torn down; or it execs, and a lock the thread held then would be
+ * left to a thread that no longer exists).  Waits for an action under way.
  */
 void ns_service_stop(void);
+
+/* The exec failed: the thread may act again. */
+void ns_service_resume(void);
 
 /* Milliseconds on the monotonic clock, and microseconds. */
 uint64_t ns_now_us(void);

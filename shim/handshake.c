@@ -11,12 +11,16 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <sodium.h>
+
 #include "conn.h"
+#include "iov.h"
 #include "load_guard.h"
 #include "log.h"
 #include "nodeurl.h"
 #include "prefix.h"
 #include "real.h"
+#include "record.h"
 #include "replay.h"
 #include "replay_guard.h"
 #include "sandbox.h"
@@ -259,4 +263,181 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 		ns_conn_unlock_tx(c);
 	}
 	return NS_PULL_READY;
+}
+
+/* The handshake is done: put this side's transport keys where the handshake state was.  0, or -1. */
+static int
+take_keys(struct ns_conn *c)
+{
+	uint8_t tx[NS_KEY_LEN], rx[NS_KEY_LEN];
+	int ret = ns_handshake_split_keys(&c->u.hs, tx, rx);
+
+	ns_handshake_wipe(&c->u.hs);
+	memcpy(c->u.key.tx, tx, NS_KEY_LEN);
+	memcpy(c->u.key.rx, rx, NS_KEY_LEN);
+	c->tx_nonce = c->rx_nonce = 0;
+	sodium_memzero(tx, sizeof(tx));
+	sodium_memzero(rx, sizeof(rx));
+	return ret;
+}
+
+/*
+ * The one transition to an open connection, for either side, once its last
+ * handshake message is read or made: the transport keys replace the
+ * handshake state, and whoever waits on the phase wakes.  0, or -1 with the
+ * connection failed.  Under the side's lock that finished the handshake.
+ */
+int
+ns_conn_open(struct ns_conn *c, int fd)
+{
+	if (take_keys(c) != 0) {
+		ns_conn_fail(c, fd, EPROTO, "the handshake could not be completed");
+		errno = EPROTO;
+		return -1;
+	}
+	ns_conn_set_phase(c, NS_PHASE_OPEN);
+	ns_log(NS_LOG_DEBUG, "fd %d, %s: handshake complete", fd, c->peer);
+	return 0;
+}
+
+/* The handshake is under way: its deadline, and a look at the reply's first bytes. */
+static void
+schedule_handshake(struct ns_conn *c, int fd)
+{
+	ns_service_at(fd, c, NS_JOB_DEADLINE, c->hs_start_ms + ns_shim.config.handshake_timeout_ms);
+	if (c->role == NS_ROLE_INITIATOR)
+		ns_service_at(fd, c, NS_JOB_PROBE, ns_now_ms() + NS_PROBE_FIRST_MS);
+	if (c->tail_len > c->tail_off)
+		ns_service_watch(fd, c);
+}
+
+/* Initiator, under tx_lock: the first flight (see conn.h). */
+int
+ns_conn_send_msg1(struct ns_conn *c, int fd, const uint8_t *payload, size_t len)
+{
+	struct ns_record_buffer *rb = ns_record_buffer();
+	uint8_t *buf, *msg;
+	size_t total;
+	long n;
+	int r;
+
+	if (rb == NULL)
+		return -1;
+	buf = rb->wire;
+	msg = buf + NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN;
+	memcpy(buf, ns_shim.config.prefix, NS_ROUTE_PREFIX_LEN);
+	if ((n = ns_handshake_write_msg1(&c->u.hs, payload, len, msg)) < 0) {
+		ns_conn_fail(c, fd, EPROTO, ns_handshake_error(&c->u.hs));
+		errno = EPROTO;
+		return -1;
+	}
+	ns_frame_header_put(buf + NS_ROUTE_PREFIX_LEN, (size_t)n);
+	total = NS_ROUTE_PREFIX_LEN + NS_FRAME_HEADER_LEN + (size_t)n;
+	c->zero_rtt_bytes = (uint32_t)len;
+	/* From here the handshake state has moved on: msg1 leaves whole or as a tail. */
+	c->hs_start_ms = ns_now_ms();
+	__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	ns_conn_set_phase(c, NS_PHASE_AWAIT_MSG2);
+	r = ns_send_record(c, fd, buf, total, NULL, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+	    ns_keep_tail(c, buf, total, NULL, 0) != 0)
+		ns_conn_fail(c, fd, ENOMEM, "out of memory holding the first flight");
+	else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+		ns_conn_fail(c, fd, errno, "the first flight could not be sent");
+	if (ns_conn_phase(c) == NS_PHASE_FAILED) {
+		errno = c->error;
+		return -1;
+	}
+	schedule_handshake(c, fd);
+	return 0;
+}
+
+/* Initiator, under rx_lock: msg2 is whole in the receive buffer: finish the handshake. */
+int
+ns_conn_read_msg2(struct ns_conn *c, int fd, size_t len)
+{
+	uint8_t *body = c->reader.body;
+	const uint8_t *payload;
+	char why[160];
+	long n;
+
+	if ((n = ns_handshake_read_msg2(&c->u.hs, body, len, &payload)) < 0) {
+		snprintf(why, sizeof(why), "Noise handshake failed: %s", ns_handshake_error(&c->u.hs));
+		ns_conn_fail(c, fd, EPROTO, why);
+		errno = EPROTO;
+		return -1;
+	}
+	ns_conn_hold(c, (size_t)(payload - body), (size_t)n);
+	if (ns_conn_open(c, fd) != 0)
+		return -1;
+	/* Writes that waited for the keys leave now, unless a writer is at it already. */
+	if (c->early_len > 0 && pthread_mutex_trylock(&c->tx_lock) == 0) {
+		if (ns_conn_flush_pending(c, fd) != 0 && ns_conn_phase(c) != NS_PHASE_FAILED)
+			ns_service_watch(fd, c);
+		ns_conn_unlock_tx(c);
+	}
+	return 0;
+}
+
+/*
+ * Responder, under tx_lock in NS_PHASE_MSG2_DUE: send msg2 carrying up to
+ * NS_MAX_PLAINTEXT bytes of iov (none for an empty msg2).  Payload bytes
+ * sent, or -1.
+ */
+ssize_t
+ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len,
+                  int flags)
+{
+	struct ns_record_buffer *rb = ns_record_buffer();
+	size_t payload_len = len < NS_MAX_PLAINTEXT ? len : NS_MAX_PLAINTEXT;
+	long n;
+	int r;
+
+	if (rb == NULL)
+		return -1;
+	ns_iov_gather(iov, iovcnt, 0, rb->plain, payload_len);
+	if ((n = ns_handshake_write_msg2(&c->u.hs, rb->plain, payload_len,
+	                                 rb->wire + NS_FRAME_HEADER_LEN)) < 0) {
+		ns_conn_fail(c, fd, EPROTO, "msg2 could not be made");
+		errno = EPROTO;
+		return -1;
+	}
+	ns_frame_header_put(rb->wire, (size_t)n);
+	if (ns_conn_open(c, fd) != 0)
+		return -1;
+	if (payload_len == 0)
+		ns_conn_push_next_record(c, fd);
+	r = ns_send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len,
+	                flags);
+	if (r == 1)
+		return (ssize_t)payload_len;
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		/* Nothing left the process: msg2 goes whole with the next call. */
+		if (ns_keep_tail(c, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len))
+			ns_conn_fail(c, fd, ENOMEM, "out of memory holding msg2");
+		errno = EAGAIN;
+	} else if (r < 0) {
+		ns_conn_fail(c, fd, errno, "msg2 could not be sent");
+	}
+	return -1;
+}
+
+/* Responder in NS_PHASE_MSG2_DUE with writes that waited for msg1: they ride in msg2.  Under tx_lock. */
+void
+ns_conn_send_early_msg2(struct ns_conn *c, int fd)
+{
+	size_t n = c->early_len < NS_MAX_PLAINTEXT ? c->early_len : NS_MAX_PLAINTEXT;
+	struct iovec iov = {ns_conn_early(c), n};
+
+	if (ns_conn_send_msg2(c, fd, &iov, 1, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+	    ns_conn_phase(c) != NS_PHASE_OPEN)
+		return;
+	/* msg2 left whole or as a tail: its payload counts as sent either way. */
+	c->tail_plain_len = 0;
+	memmove(ns_conn_early(c), ns_conn_early(c) + n, c->early_len - n);
+	c->early_len -= (uint32_t)n;
+	if (c->early_len == 0)
+		ns_conn_drop_early(c);
+	if (c->early_len > 0 || c->tail_len > c->tail_off)
+		ns_service_watch(fd, c);
 }
