@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -722,6 +723,73 @@ posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *act
              const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
 	return do_spawn(1, pid, file, actions, attr, argv, envp);
+}
+
+/*
+ * system() and popen() start /bin/sh through libc's own spawn, past every
+ * exec wrapper, so the shell would inherit wrapped sockets it knows nothing
+ * of.  For the length of the call they are close-on-exec: a shell command
+ * cannot write plaintext onto a wrapped connection.  Calls may overlap, so
+ * the flags come back when the last one ends.
+ */
+static struct {
+	pthread_mutex_t lock;           /* guards the fields below */
+	int depth;                      /* calls under way */
+	int fds[MAX_HANDED];            /* the fds this hid */
+	size_t count;
+} hidden = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+hide_wrapped(void)
+{
+	pthread_mutex_lock(&hidden.lock);
+	if (hidden.depth++ == 0) {
+		hidden.count = 0;
+		for (int fd = ns_fd_next_in_use(0); fd >= 0 && hidden.count < MAX_HANDED;
+		     fd = ns_fd_next_in_use(fd + 1)) {
+			struct ns_conn *c = ns_fd_wrapped(fd);
+
+			if (c != NULL && survives_exec(fd) && REAL(fcntl)(fd, F_SETFD, FD_CLOEXEC) == 0)
+				hidden.fds[hidden.count++] = fd;
+			ns_conn_unref(c);
+		}
+	}
+	pthread_mutex_unlock(&hidden.lock);
+}
+
+static void
+unhide_wrapped(void)
+{
+	int saved = errno;
+
+	pthread_mutex_lock(&hidden.lock);
+	if (--hidden.depth == 0)
+		for (size_t i = 0; i < hidden.count; i++)
+			REAL(fcntl)(hidden.fds[i], F_SETFD, 0);
+	pthread_mutex_unlock(&hidden.lock);
+	errno = saved;
+}
+
+NS_EXPORT int
+system(const char *command)
+{
+	int ret;
+
+	hide_wrapped();
+	ret = REAL(system)(command);
+	unhide_wrapped();
+	return ret;
+}
+
+NS_EXPORT FILE *
+popen(const char *command, const char *type)
+{
+	FILE *f;
+
+	hide_wrapped();
+	f = REAL(popen)(command, type);
+	unhide_wrapped();
+	return f;
 }
 
 /* One NOISESHIM_INHERIT item. */

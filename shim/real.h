@@ -81,6 +81,8 @@
 	X(fclose, int, (FILE *))                                                              \
 	X(fdopen, FILE *, (int, const char *))                                                \
 	X(prctl, int, (int, ...))                                                             \
+	X(system, int, (const char *))                                                        \
+	X(popen, FILE *, (const char *, const char *))                                        \
 	X(setrlimit, int, (__rlimit_resource_t, const struct rlimit *))                       \
 	X(setrlimit64, int, (__rlimit_resource_t, const struct rlimit64 *))                   \
 	X(fork, pid_t, (void))                                                                \

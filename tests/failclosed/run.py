@@ -86,6 +86,22 @@ SERVER_READS = ["read", "recv", "readv", "recvmsg", "recvmmsg", "splice"]
 SERVER_ORIGINS = ["direct", "dup", "dup2-stdio", "fork", "exec-keep", "exec-strip", "inetd-exec"]
 HOSTILE_KINDS = ["shutwr", "reset", "four"]
 TYPOS = [("NOISESHIM_TFO", "maybe"), ("NOISESHIM_0RTT", "of"), ("NOISESHIM_TRANSPORT", "nosie")]
+# A shell started by system() or popen() (libc's own spawn, past the exec
+# wrappers) is handed the connected socket and told to write the marker.
+SHELL_STARTS = ["system", "popen"]
+SHELL_CLIENT = r"""
+import os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+os.set_inheritable(s.fileno(), True)
+command = "printf '%%s' %s >&%d" % (sys.argv[3], s.fileno())
+if sys.argv[1] == "system":
+    print("shell exit", os.system(command))
+else:
+    pipe = os.popen(command)
+    pipe.read()
+    print("shell exit", pipe.close())
+print("inheritable", os.get_inheritable(s.fileno()))
+"""
 FASTOPEN_PRE_BYTES = MARKER_LEN // 2    # what fc_client's connect step sends
 
 # fc_client's exit codes (see fc_client.c).
@@ -280,7 +296,8 @@ class Matrix:
                              capture_output=True, text=True, check=True).stdout.strip()
         self.query = url.split("?", 1)[1]
 
-        self.recorded_v4 = len(METHODS) * 2 * len(ORIGINS) + len(METHODS) + len(TYPOS) + 2
+        self.recorded_v4 = (len(METHODS) * 2 * len(ORIGINS) + len(METHODS) + len(TYPOS) + 2 +
+                            len(SHELL_STARTS))
         self.recorded_v6 = len(METHODS) * 2
         self.rec4_dir, ports4 = self.start_listeners(
             "listen4", "127.0.0.1",
@@ -453,6 +470,8 @@ class Matrix:
                                           port=self.echo4))
         for variable, value in TYPOS:
             cases.append(self.typo_case(variable, value, next(rec4)))
+        for start in SHELL_STARTS:
+            cases.append(self.shell_case(start, next(rec4)))
         # The bad lines follow one another from badsum_line on, one port each.
         for i, (method, port) in enumerate(zip(("write", "sendto-fastopen"), self.badsum_ports)):
             cases.append(self.badsum_case(method, port, self.badsum_line + i))
@@ -479,6 +498,29 @@ class Matrix:
                         variable, result.err.strip()[:200] or "(nothing logged)"))
                 if CLIENT_OUTCOMES.get(result.rc) not in ("delivered", "errno"):
                     problems.append("neither delivered nor a clean errno: " + result.describe())
+                return verdict(problems)
+            return result, judge
+        return name, body
+
+    def shell_case(self, start, port):
+        marker = secrets.token_bytes(MARKER_LEN)
+        name = "recorder shell from %s writes on the connection" % start
+        argv = [sys.executable, "-c", SHELL_CLIENT, start, str(port), marker.hex()]
+
+        def body():
+            result = run(argv, self.client_env(NOISESHIM_HANDSHAKE_TIMEOUT_MS=SHORT_HANDSHAKE_MS))
+
+            def judge():
+                problems = [sanitizer_report(result.err),
+                            recording_problem(read_bytes(os.path.join(self.rec4_dir, str(port))),
+                                              marker.hex().encode())]
+                if result.rc != 0 or "shell exit" not in result.out:
+                    problems.append("the program did not run to its end: " + result.describe())
+                elif "shell exit 0" in result.out or "shell exit None" in result.out:
+                    problems.append("the shell's write succeeded: " + result.out.strip()[:120])
+                if "inheritable True" not in result.out:
+                    problems.append("the socket's inheritance was not given back: " +
+                                    result.out.strip()[:120])
                 return verdict(problems)
             return result, judge
         return name, body
