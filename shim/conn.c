@@ -168,8 +168,13 @@ ns_conn_unref(struct ns_conn *c)
 		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
 	if (c->kind == NS_SOCK_WRAPPED)
 		report_end(c);
-	ns_arena_buf_free(c->rx_buf, NS_ARENA_BUF);
-	ns_arena_buf_free(c->tx_buf, NS_ARENA_BUF);
+	/* Wipe only what was written: touching a whole buffer would make its pages resident. */
+	ns_arena_buf_free(c->rx_buf, c->reader.header_have + c->reader.body_len);
+	if (c->tx_buf != 0)
+		sodium_memzero((uint8_t *)ns_arena_ptr(c->tx_buf) + NS_ARENA_BUF_PLAIN,
+		               c->tail_plain_len);
+	ns_arena_buf_free(c->tx_buf, c->tail_len);
+	ns_arena_buf_free(c->early_buf, c->early_len);
 	pthread_mutex_destroy(&c->rx_lock);
 	pthread_mutex_destroy(&c->tx_lock);
 	sodium_memzero((uint8_t *)c + NS_ARENA_SLOT_RESERVED, sizeof(*c) - NS_ARENA_SLOT_RESERVED);

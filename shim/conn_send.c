@@ -221,8 +221,10 @@ ns_conn_release(struct ns_conn *c, int fd)
 	c->early_len = 0;
 	c->hold = 0;
 	ns_conn_send_msg1(c, fd, len > 0 ? ns_conn_early(c) : NULL, len);
+	/* msg1 holds its own copy now: the buffer goes back until a write waits for msg2. */
 	if (len > 0)
 		sodium_memzero(ns_conn_early(c), len);
+	ns_conn_drop_early(c);
 }
 
 /* Release the first flight from outside the send side (a wait, a read, a close). */

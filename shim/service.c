@@ -37,6 +37,7 @@ static struct {
 	pthread_mutex_t lock;          /* guards everything below */
 	struct job *jobs;
 	size_t count, cap;
+	uint64_t sleeping_until;       /* when the thread's wait ends (UINT64_MAX: no timer) */
 	pid_t pid;                     /* the process the thread runs in; 0 before it started */
 	int failed;                    /* it could not be started here */
 	int stopped;                   /* the process is exiting: act on nothing more */
@@ -144,7 +145,20 @@ run_io(struct ns_conn *c, int fd, void *ctx)
 	return 1;
 }
 
-/* Take the due jobs out; the time until the next one comes back (-1: none). */
+/* Whether a job can still matter: its fd is still its connection, which is still in a handshake. */
+static int
+job_live(const struct job *j)
+{
+	struct ns_conn *c;
+
+	if (ns_fd_entry(j->fd) != j->entry)
+		return 0;
+	c = ns_fd_entry_conn(j->entry);
+	return ns_conn_phase(c) != NS_PHASE_FAILED &&
+	       (ns_conn_phase(c) != NS_PHASE_OPEN || j->kind == NS_JOB_MSG2);
+}
+
+/* Take the due jobs out, and drop the dead; the time until the next one comes back (-1: none). */
 static int
 take_due(struct job *due, size_t *ndue, size_t max)
 {
@@ -153,6 +167,11 @@ take_due(struct job *due, size_t *ndue, size_t max)
 	*ndue = 0;
 	pthread_mutex_lock(&svc.lock);
 	for (size_t i = 0; i < svc.count;) {
+		/* A closed or finished connection's job would only cost every later scan. */
+		if (!job_live(&svc.jobs[i])) {
+			svc.jobs[i] = svc.jobs[--svc.count];
+			continue;
+		}
 		if (svc.jobs[i].due_ms <= now && *ndue < max) {
 			due[(*ndue)++] = svc.jobs[i];
 			svc.jobs[i] = svc.jobs[--svc.count];
@@ -162,6 +181,7 @@ take_due(struct job *due, size_t *ndue, size_t max)
 			next = svc.jobs[i].due_ms;
 		i++;
 	}
+	svc.sleeping_until = *ndue > 0 ? now : next;
 	pthread_mutex_unlock(&svc.lock);
 	if (next == UINT64_MAX)
 		return -1;
@@ -254,6 +274,7 @@ ensure_running(void)
 	}
 	/* In a fork child: the parent's jobs are the parent thread's to run. */
 	svc.count = 0;
+	svc.sleeping_until = UINT64_MAX;
 	if (svc.failed == (int)me)
 		goto out;
 	if ((epfd = ns_own_fd_high(REAL(epoll_create1)(EPOLL_CLOEXEC))) < 0 ||
@@ -308,8 +329,13 @@ ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms)
 		svc.cap = cap;
 	}
 	svc.jobs[svc.count++] = (struct job){fd, job, due_ms, entry};
+	/* The thread wakes for it only if it would otherwise sleep past it. */
+	int sooner = due_ms < svc.sleeping_until;
+	if (sooner)
+		svc.sleeping_until = due_ms;
 	pthread_mutex_unlock(&svc.lock);
-	wake();
+	if (sooner)
+		wake();
 	return 0;
 }
 
