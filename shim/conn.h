@@ -22,12 +22,17 @@
  *  - tx_lock (robust, process-shared): the send side: tx_buf, tail_*,
  *    early_*, last_write_us, hold, corked, tx_nonce, and the handshake
  *    state while a message is being written.
- *  - phase is written with both locks held once the handshake state
- *    exists; read without a lock (atomic), and waited on as a futex.
+ *  - phase: atomic, waited on as a futex.  Moved forward by the side that
+ *    completes a handshake step, under that side's lock; moved to FAILED
+ *    by anyone, with a compare-and-swap (the first to fail it says why).
  *  - refs: atomic.  error, peer, role, suite, flags: set before the object
  *    is shared (connect, accept), or under both locks.
- * Order: rx_lock before tx_lock; the arena lock (arena.c) after both.  No
- * lock is held across a blocking call that the other direction needs: a
+ * Order: the fd table's lock (fdtable.c; the service thread holds it for
+ * reading while it acts on an fd, so that the number cannot be reused
+ * under it), then rx_lock, then tx_lock, then the arena lock (arena.c) or
+ * the service thread's job lock (service.c), which are innermost.  The
+ * service thread only ever tries a connection's locks, never waits on them.
+ * No lock is held across a blocking call that the other direction needs: a
  * blocking reader holds rx_lock only, a blocking writer tx_lock only.
  * A process that dies holding either lock leaves the connection failed
  * (its state cannot be trusted): ns_conn_lock_rx/tx report it.
