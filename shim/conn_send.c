@@ -92,7 +92,9 @@ ns_keep_tail(struct ns_conn *c, const uint8_t *rest, size_t len, const uint8_t *
 		return -1;
 	errno = saved;
 	memmove(ns_arena_ptr(c->tx_buf), rest, len);
-	memcpy(tail_plain(c), plain, plain_len);
+	/* A tail the shim owns (a first flight, early data) has no plaintext to keep. */
+	if (plain_len > 0)
+		memcpy(tail_plain(c), plain, plain_len);
 	c->tail_off = 0;
 	c->tail_len = (uint32_t)len;
 	c->tail_plain_len = (uint32_t)plain_len;
