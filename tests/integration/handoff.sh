@@ -42,6 +42,8 @@ for server in $servers; do
 	esac
 done
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/integration/harness.sh
+. "$here/harness.sh"
 client_shim=$build/libnoiseshim.so
 server_shim=$build/libnoiseshim-server.so
 cli=$build/noiseshim
@@ -99,30 +101,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() {
-	passed=$((passed + 1))
-	echo "ok $1"
-}
-
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL $1: $2"
-}
-
-note() {
-	echo "# $*"
-}
-
 sha256() {
 	sha256sum "$1" | cut -d' ' -f1
-}
-
-# Whether PID is running (a zombie is not).
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[ "${stat%% *}" != Z ]
 }
 
 # start_background LOG COMMAND...: sets $started_pid.  COMMAND must exec
@@ -169,31 +149,6 @@ listening() {
 	awk -v v4="$(printf '0100007F:%04X' "$1")" -v v6="$(printf '0000000000000000FFFF00000100007F:%04X' "$1")" \
 		'($2 == v4 || $2 == v6) && $4 == "0A" { found = 1 } END { exit !found }' \
 		/proc/net/tcp /proc/net/tcp6
-}
-
-# wait_listening PORT PID: until PORT listens, PID dies, or 20 s pass.
-wait_listening() {
-	for _ in $(seq 200); do
-		listening "$1" && return 0
-		alive "$2" || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
-# The last lines of a log, on one line, for a FAIL reason.
-tail_of() {
-	tail -n "${2:-3}" "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-400
-}
-
-# free_ports N: N ports that nothing listens on now.
-free_ports() {
-	"$python" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 # --- keys, cache, test data and the environments of the two sides ---------

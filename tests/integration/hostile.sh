@@ -28,6 +28,8 @@ if ! build=$(cd "$1" 2>/dev/null && pwd); then
 	exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/integration/harness.sh
+. "$here/harness.sh"
 client_shim=$build/libnoiseshim.so
 server_shim=$build/libnoiseshim-server.so
 cli=$build/noiseshim
@@ -92,35 +94,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() {
-	passed=$((passed + 1))
-	echo "ok $1"
-}
-
 fail() {
 	failed=$((failed + 1))
 	echo "FAIL $1: ${*:2}"
-}
-
-note() {
-	echo "# $*"
-}
-
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[ "${stat%% *}" != Z ]
-}
-
-# start_background LOG COMMAND...: sets $started_pid; COMMAND must exec
-# the program (env does), so that the PID is the program's.
-start_background() {
-	local log=$1
-	shift
-	"$@" >"$log" 2>&1 &
-	started_pid=$!
-	background_pids+=("$started_pid")
 }
 
 stop_process() {
@@ -138,11 +114,6 @@ stop_process() {
 		[ "$other" = "$pid" ] || kept+=("$other")
 	done
 	background_pids=("${kept[@]}")
-}
-
-listening() {
-	awk -v want="$(printf '0100007F:%04X' "$1")" \
-		'$2 == want && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
 }
 
 wait_listening() {
@@ -207,19 +178,6 @@ joined() {
 
 tail_of() {
 	tail -n "${2:-3}" "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-300
-}
-
-free_ports() {
-	"$python" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
-
-random_hex() {
-	od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
 }
 
 # --- keys, cache, environments ---------------------------------------------

@@ -25,6 +25,8 @@ if ! build=$(cd "$1" 2>/dev/null && pwd); then
 	exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/integration/harness.sh
+. "$here/harness.sh"
 client_shim=$build/libnoiseshim.so
 server_shim=$build/libnoiseshim-server.so
 cli=$build/noiseshim
@@ -74,44 +76,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() {
-	passed=$((passed + 1))
-	echo "ok $1"
-}
-
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL $1: $2"
-}
-
-note() {
-	echo "# $*"
-}
-
 now() {
 	date +%s.%N
 }
 
 seconds_since() {
 	awk -v start="$1" -v end="$(now)" 'BEGIN { printf "%.2f", end - start }'
-}
-
-# Whether PID is running (a zombie is not).
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[ "${stat%% *}" != Z ]
-}
-
-# start_background LOG COMMAND...: sets $started_pid.  COMMAND must exec
-# the program (env does), so that the PID is the program's.
-start_background() {
-	local log=$1
-	shift
-	"$@" >"$log" 2>&1 &
-	started_pid=$!
-	background_pids+=("$started_pid")
 }
 
 stop_process() {
@@ -129,40 +99,6 @@ stop_process() {
 		[ "$other" = "$pid" ] || kept+=("$other")
 	done
 	background_pids=("${kept[@]}")
-}
-
-# Whether something listens on 127.0.0.1:PORT, from the kernel's table.
-listening() {
-	awk -v want="$(printf '0100007F:%04X' "$1")" \
-		'$2 == want && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
-}
-
-# wait_listening PORT PID: until PORT listens, PID dies, or 20 s pass.
-wait_listening() {
-	for _ in $(seq 200); do
-		listening "$1" && return 0
-		alive "$2" || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
-tail_of() {
-	tail -n "${2:-3}" "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-400
-}
-
-# free_ports N: N ports that nothing listens on now.
-free_ports() {
-	"$python" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
-
-random_hex() {
-	od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
 }
 
 # How many times the fixed string occurs in a file (0 when it is missing).

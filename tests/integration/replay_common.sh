@@ -27,6 +27,8 @@ for name in $(compgen -e); do
 	case $name in NOISESHIM_*) unset "$name" ;; esac
 done
 
+# shellcheck source=tests/integration/harness.sh
+. "$here/harness.sh"
 passed=0 failed=0
 background_pids=()
 work=$(mktemp -d "/tmp/noiseshim-$(basename "$0" .sh).XXXXXX")
@@ -46,39 +48,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() {
-	passed=$((passed + 1))
-	echo "ok $1"
-}
-
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL $1: $2"
-}
-
-note() {
-	echo "# $*"
-}
-
 summary() {
 	echo "$(basename "$0" .sh): $passed passed, $failed failed"
 	[ "$failed" -eq 0 ]
-}
-
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[ "${stat%% *}" != Z ]
-}
-
-# start_background LOG COMMAND...: sets $started_pid (COMMAND must exec the program).
-start_background() {
-	local log=$1
-	shift
-	"$@" >"$log" 2>&1 &
-	started_pid=$!
-	background_pids+=("$started_pid")
 }
 
 # stop_process PID [SIGNAL]: SIGNAL (TERM by default), then KILL after 5 s.
@@ -97,39 +69,6 @@ stop_process() {
 		[ "$other" = "$pid" ] || kept+=("$other")
 	done
 	background_pids=("${kept[@]}")
-}
-
-listening() {
-	awk -v want="$(printf '0100007F:%04X' "$1")" \
-		'$2 == want && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
-}
-
-# wait_listening PORT PID: until PORT listens, PID dies, or 20 s pass.
-wait_listening() {
-	for _ in $(seq 200); do
-		listening "$1" && return 0
-		alive "$2" || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
-tail_of() {
-	tail -n "${2:-3}" "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-400
-}
-
-# free_ports N: N ports that nothing listens on now.
-free_ports() {
-	"$python" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
-
-random_hex() {
-	od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
 }
 
 # A sanitizer build links libasan into the shims; python needs it preloaded first.

@@ -23,6 +23,8 @@ if ! build=$(cd "$1" 2>/dev/null && pwd); then
 	exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/integration/harness.sh
+. "$here/harness.sh"
 client_shim=$build/libnoiseshim.so
 server_shim=$build/libnoiseshim-server.so
 cli=$build/noiseshim
@@ -85,20 +87,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() {
-	passed=$((passed + 1))
-	echo "ok $1"
-}
-
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL $1: $2"
-}
-
-note() {
-	echo "# $*"
-}
-
 now() {
 	date +%s.%N
 }
@@ -109,24 +97,6 @@ seconds_since() {
 
 sha256() {
 	sha256sum "$1" | cut -d' ' -f1
-}
-
-# Whether PID is running (a zombie is not).
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[ "${stat%% *}" != Z ]
-}
-
-# start_background LOG COMMAND...: sets $started_pid.  COMMAND must exec
-# the program (env does), so that the PID is the program's.
-start_background() {
-	local log=$1
-	shift
-	"$@" >"$log" 2>&1 &
-	started_pid=$!
-	background_pids+=("$started_pid")
 }
 
 # SIGTERM, then SIGKILL after 5 s to the process and the children it had
@@ -152,48 +122,12 @@ stop_process() {
 	background_pids=("${kept[@]}")
 }
 
-# Whether something listens on 127.0.0.1:PORT, read from the kernel's table
-# so that no probe connection reaches the server under test.
-listening() {
-	awk -v want="$(printf '0100007F:%04X' "$1")" \
-		'$2 == want && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
-}
-
-# wait_listening PORT PID: until PORT listens, PID dies, or 20 s pass.
-wait_listening() {
-	for _ in $(seq 200); do
-		listening "$1" && return 0
-		alive "$2" || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
 fd_count() {
 	find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
 }
 
 rss_kb() {
 	awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"
-}
-
-# The last lines of a log, on one line, for a FAIL reason.
-tail_of() {
-	tail -n "${2:-3}" "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-400
-}
-
-# free_ports N: N ports that nothing listens on now.
-free_ports() {
-	"$python" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
-
-random_hex() {
-	od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
 }
 
 # --- keys, cache and the environments of the two sides ---------------------
