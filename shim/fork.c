@@ -63,6 +63,7 @@ fork(void)
 		return -1;
 	}
 	ns_fd_lock();
+	ns_service_before_fork();
 	ns_fd_foreach(count_share, NULL);
 	pid = REAL(fork)();
 	if (pid == 0) {
@@ -72,6 +73,7 @@ fork(void)
 		pthread_mutex_init(&ns_shim.cache_lock, NULL);
 		return 0;
 	}
+	ns_service_after_fork_parent();
 	if (pid < 0) {
 		int saved = errno;
 		ns_fd_foreach(drop_share, NULL);

@@ -39,6 +39,7 @@ static struct {
 	size_t count, cap;
 	uint64_t sleeping_until;       /* when the thread's wait ends (UINT64_MAX: no timer) */
 	pid_t pid;                     /* the process the thread runs in; 0 before it started */
+	uint32_t running;              /* the thread has reached its loop (a futex word) */
 	int failed;                    /* it could not be started here */
 	int stopped;                   /* the process is exiting: act on nothing more */
 } svc = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -78,6 +79,29 @@ with_conn(int fd, uint64_t entry, int (*fn)(struct ns_conn *c, int fd, void *ctx
 		ret = fn(ns_fd_entry_conn(entry), fd, ctx);
 	ns_fd_rdunlock();
 	return ret;
+}
+
+/*
+ * Before fork, under the fd table's write lock: hold the job lock, and
+ * wait until a thread just created has reached its loop.  A thread still
+ * starting may hold locks of the C runtime or a sanitizer's allocator,
+ * which a child would inherit held and wait on forever; in its loop the
+ * thread holds nothing a child needs (its actions run under the fd
+ * table's lock, which fork holds too).
+ */
+void
+ns_service_before_fork(void)
+{
+	pthread_mutex_lock(&svc.lock);
+	while (svc.pid == getpid() && !__atomic_load_n(&svc.running, __ATOMIC_ACQUIRE))
+		ns_shared_wait(&svc.running, 0, 10);
+}
+
+/* After fork, in the parent. */
+void
+ns_service_after_fork_parent(void)
+{
+	pthread_mutex_unlock(&svc.lock);
 }
 
 /* In a fork child: the thread did not come along, and may have held the lock. */
@@ -194,6 +218,8 @@ service_main(void *arg)
 	static struct job due[256];
 	struct epoll_event ev[MAX_EVENTS];
 
+	__atomic_store_n(&svc.running, 1, __ATOMIC_RELEASE);
+	ns_shared_wake(&svc.running);
 	for (;;) {
 		size_t ndue;
 		int timeout = take_due(due, &ndue, sizeof(due) / sizeof(due[0]));
@@ -287,6 +313,7 @@ ensure_running(void)
 	/* The thread must never take a signal meant for the program. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	__atomic_store_n(&svc.running, 0, __ATOMIC_RELEASE);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	ret = pthread_create(&thread, &attr, service_main, NULL) == 0 ? 0 : -1;

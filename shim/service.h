@@ -29,6 +29,14 @@ int ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms);
 /* Watch fd until its connection has nothing left to push out or to complete.  0, or -1. */
 int ns_service_watch(int fd, struct ns_conn *c);
 
+/*
+ * Around fork, under the fd table's write lock: before it, hold the job
+ * lock and wait until a thread still starting has reached its loop (it may
+ * hold runtime locks the child would inherit held); after it, let go.
+ */
+void ns_service_before_fork(void);
+void ns_service_after_fork_parent(void);
+
 /* In a fork child: the thread did not come along, and may have held the lock. */
 void ns_service_after_fork_child(void);
 
