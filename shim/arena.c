@@ -24,38 +24,45 @@
 
 enum {
 	ARENA_MAGIC = 0x4e534152,     /* "NSAR" */
-	ARENA_VERSION = 1,
-	HEADER_SIZE = 4096,
-	SLOT_CHUNK = 64 * NS_ARENA_SLOT,
+	ARENA_VERSION = 2,
+	PAGE = 4096,
+	HEADER_SIZE = PAGE,
+	BITS = 64,
 };
+
+/*
+ * Layout, in offsets from the start of the file: the header; a generation
+ * for every slot; a bit for every slot, set while it is in use; the slots;
+ * the buffers.  Only the slots and buffers are ever given back.
+ */
+#define GENS_AT ((size_t)HEADER_SIZE)
+#define SLOT_BITS_AT (GENS_AT + (size_t)NS_ARENA_MAX_SLOTS * sizeof(uint32_t))
+#define SLOTS_AT (SLOT_BITS_AT + (size_t)NS_ARENA_MAX_SLOTS / 8)
+#define BUFS_AT (SLOTS_AT + ((size_t)NS_ARENA_MAX_SLOTS * NS_ARENA_SLOT + PAGE - 1) / PAGE * PAGE)
+#define MAX_BUFS ((NS_ARENA_RESERVE - BUFS_AT) / NS_ARENA_BUF)
+#define BUF_WORDS ((MAX_BUFS + BITS - 1) / BITS)
 
 struct header {
 	uint32_t magic, version;
-	pthread_mutex_t lock;         /* guards everything below */
-	uint64_t size;                /* bytes of the memfd in use */
-	ns_off free_slots;            /* chains through the first word of each free block */
-	ns_off free_bufs;
-	uint32_t warm_bufs;           /* free buffers whose pages are still there */
+	pthread_mutex_t lock;         /* guards everything below, the slot bits and the generations */
+	uint32_t slot_top;            /* slots above this were never handed out */
+	uint32_t slot_hint;           /* no slot below this word of bits is free */
 	uint32_t slots_in_use;
+	uint32_t buf_top;             /* likewise for buffers */
+	uint32_t warm_bufs;           /* free buffers whose pages are still there */
+	uint64_t buf_free[BUF_WORDS]; /* a bit per buffer below buf_top: free */
+	uint64_t buf_warm[BUF_WORDS]; /* free, with its pages still there */
 };
 
-/* A free block: its first word links to the next. */
-struct free_block {
-	ns_off next;
-	uint32_t warm;                /* buffers: its pages are still there */
-	uint32_t gen;                 /* slots: bumped on every allocation, kept while free */
-};
+_Static_assert(sizeof(struct header) <= HEADER_SIZE, "the header fits its page");
+_Static_assert(SLOTS_AT % PAGE == 0 && BUFS_AT % PAGE == 0, "regions start on pages");
+_Static_assert(NS_ARENA_RESERVE <= (size_t)UINT32_MAX + 1, "offsets fit an ns_off");
 
 static uint8_t *base;
 static int arena_fd = -1;
 static pthread_once_t open_once = PTHREAD_ONCE_INIT;
 static int open_errno;
 
-static struct header *
-hdr(void)
-{
-	return (struct header *)base;
-}
 
 /* Initialise a mutex for use across processes, robust. */
 void
@@ -122,6 +129,24 @@ map(int fd)
 	return 0;
 }
 
+static struct header *
+hdr(void)
+{
+	return (struct header *)base;
+}
+
+static uint32_t *
+gens(void)
+{
+	return (uint32_t *)(base + GENS_AT);
+}
+
+static uint64_t *
+slot_bits(void)
+{
+	return (uint64_t *)(base + SLOT_BITS_AT);
+}
+
 static void
 create(void)
 {
@@ -134,13 +159,13 @@ create(void)
 	if ((fd = memfd_create("noiseshim", MFD_CLOEXEC)) < 0)
 		goto fail;
 	fd = ns_own_fd_high(fd);
-	if (ftruncate(fd, HEADER_SIZE) != 0 || map(fd) != 0) {
+	/* Its full size at once: sparse, so it costs nothing until written, and never grows later. */
+	if (ftruncate(fd, (off_t)NS_ARENA_RESERVE) != 0 || map(fd) != 0) {
 		REAL(close)(fd);
 		goto fail;
 	}
 	h = hdr();
 	ns_shared_mutex_init(&h->lock);
-	h->size = HEADER_SIZE;
 	h->version = ARENA_VERSION;
 	__atomic_store_n(&h->magic, ARENA_MAGIC, __ATOMIC_RELEASE);
 	return;
@@ -184,10 +209,10 @@ ns_arena_adopt(int fd)
 
 	if (base != NULL)
 		return 0;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < HEADER_SIZE || map(fd) != 0)
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != NS_ARENA_RESERVE ||
+	    map(fd) != 0)
 		return -1;
-	if (hdr()->magic != ARENA_MAGIC || hdr()->version != ARENA_VERSION ||
-	    hdr()->size > (uint64_t)st.st_size) {
+	if (hdr()->magic != ARENA_MAGIC || hdr()->version != ARENA_VERSION) {
 		munmap(base, NS_ARENA_RESERVE);
 		base = NULL;
 		arena_fd = -1;
@@ -215,23 +240,6 @@ ns_arena_off(const void *p)
 	return p == NULL ? 0 : (ns_off)((const uint8_t *)p - base);
 }
 
-/* Grow the file by len bytes; the new range's offset, or 0.  Under the arena lock. */
-static ns_off
-grow(size_t len)
-{
-	struct header *h = hdr();
-	uint64_t off = h->size;
-
-	/* A sandbox may kill the process for ftruncate: then only free blocks can be had. */
-	if (off + len > NS_ARENA_RESERVE || ns_sandboxed ||
-	    ftruncate(arena_fd, (off_t)(off + len)) != 0) {
-		errno = ENOMEM;
-		return 0;
-	}
-	h->size = off + len;
-	return (ns_off)off;
-}
-
 /* Lock the arena; a holder that died left at worst a block lost, never a block twice. */
 static void
 lock_arena(void)
@@ -245,47 +253,105 @@ unlock_arena(void)
 	ns_shared_unlock(&hdr()->lock);
 }
 
+/* Give the pages of [off, off + len) back to the kernel; they read as zeros after. */
+static void
+release_pages(size_t off, size_t len)
+{
+	/* A sandbox may kill the process for the call: the pages stay. */
+	if (!ns_sandboxed)
+		fallocate(arena_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+}
+
+static int
+bit_get(const uint64_t *bits, size_t i)
+{
+	return (int)(bits[i / BITS] >> (i % BITS) & 1);
+}
+
+static void
+bit_set(uint64_t *bits, size_t i, int on)
+{
+	if (on)
+		bits[i / BITS] |= (uint64_t)1 << (i % BITS);
+	else
+		bits[i / BITS] &= ~((uint64_t)1 << (i % BITS));
+}
+
+static ns_off
+slot_at(size_t index)
+{
+	return (ns_off)(SLOTS_AT + index * NS_ARENA_SLOT);
+}
+
+/* Whether off is where a slot begins (for offsets read from outside). */
+int
+ns_arena_is_slot(ns_off off)
+{
+	return base != NULL && off >= SLOTS_AT && (off - SLOTS_AT) % NS_ARENA_SLOT == 0 &&
+	       (off - SLOTS_AT) / NS_ARENA_SLOT < NS_ARENA_MAX_SLOTS;
+}
+
+static uint32_t *
+gen_of(ns_off slot)
+{
+	return &gens()[(slot - SLOTS_AT) / NS_ARENA_SLOT];
+}
+
 /* A zeroed slot, or 0 (errno ENOMEM). */
 ns_off
 ns_arena_slot_alloc(void)
 {
 	struct header *h;
-	struct free_block *b;
-	ns_off slot;
+	uint64_t *bits;
+	size_t index = SIZE_MAX;
 
 	if (ns_arena_open() != 0)
 		return 0;
 	h = hdr();
+	bits = slot_bits();
 	lock_arena();
-	if (h->free_slots == 0) {
-		ns_off chunk = grow(SLOT_CHUNK);
-		if (chunk == 0) {
-			unlock_arena();
-			return 0;
-		}
-		/* Chain the new slots, lowest first. */
-		for (size_t i = SLOT_CHUNK / NS_ARENA_SLOT; i-- > 0;) {
-			b = ns_arena_ptr(chunk + (ns_off)(i * NS_ARENA_SLOT));
-			b->next = h->free_slots;
-			h->free_slots = chunk + (ns_off)(i * NS_ARENA_SLOT);
+	/* The lowest free slot, so that the slots in use stay on few pages. */
+	for (size_t w = h->slot_hint; w < (h->slot_top + BITS - 1) / BITS; w++) {
+		if (bits[w] != UINT64_MAX) {
+			index = w * BITS + (size_t)__builtin_ctzll(~bits[w]);
+			break;
 		}
 	}
-	slot = h->free_slots;
-	b = ns_arena_ptr(slot);
-	h->free_slots = b->next;
+	if (index >= h->slot_top) {
+		if (h->slot_top == NS_ARENA_MAX_SLOTS) {
+			unlock_arena();
+			errno = ENOMEM;
+			return 0;
+		}
+		index = h->slot_top++;
+	}
+	bit_set(bits, index, 1);
+	h->slot_hint = (uint32_t)(index / BITS);
 	h->slots_in_use++;
-	b->next = 0;
-	__atomic_add_fetch(&b->gen, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&gens()[index], 1, __ATOMIC_RELEASE);
 	unlock_arena();
-	memset((uint8_t *)b + NS_ARENA_SLOT_RESERVED, 0, NS_ARENA_SLOT - NS_ARENA_SLOT_RESERVED);
-	return slot;
+	memset(ns_arena_ptr(slot_at(index)), 0, NS_ARENA_SLOT);
+	return slot_at(index);
 }
 
 /* The slot's generation. */
 uint32_t
 ns_arena_slot_gen(ns_off slot)
 {
-	return __atomic_load_n(&((struct free_block *)ns_arena_ptr(slot))->gen, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(gen_of(slot), __ATOMIC_ACQUIRE);
+}
+
+/* Whether every slot with a byte on the page at off (in the slot region) is free.  Under the lock. */
+static int
+page_of_free_slots(size_t off)
+{
+	size_t first = (off - SLOTS_AT) / NS_ARENA_SLOT;
+	size_t last = (off + PAGE - 1 - SLOTS_AT) / NS_ARENA_SLOT;
+
+	for (size_t i = first; i <= last && i < hdr()->slot_top; i++)
+		if (bit_get(slot_bits(), i))
+			return 0;
+	return 1;
 }
 
 /* Give a slot back (the caller has wiped what it must). */
@@ -293,15 +359,37 @@ void
 ns_arena_slot_free(ns_off slot)
 {
 	struct header *h = hdr();
-	struct free_block *b = ns_arena_ptr(slot);
+	size_t index = (slot - SLOTS_AT) / NS_ARENA_SLOT;
+	size_t first_page = slot / PAGE * PAGE, end = (size_t)slot + NS_ARENA_SLOT;
 
 	lock_arena();
 	/* A stale reference to the slot no longer matches, even before it is reused. */
-	__atomic_add_fetch(&b->gen, 1, __ATOMIC_RELEASE);
-	b->next = h->free_slots;
-	h->free_slots = slot;
+	__atomic_add_fetch(gen_of(slot), 1, __ATOMIC_RELEASE);
+	bit_set(slot_bits(), index, 0);
+	if (index / BITS < h->slot_hint)
+		h->slot_hint = (uint32_t)(index / BITS);
 	h->slots_in_use--;
+	/* A page left with no slot in use goes back: closed connections cost nothing. */
+	for (size_t page = first_page; page < end; page += PAGE)
+		if (page_of_free_slots(page))
+			release_pages(page, PAGE);
 	unlock_arena();
+}
+
+static ns_off
+buf_at(size_t index)
+{
+	return (ns_off)(BUFS_AT + index * NS_ARENA_BUF);
+}
+
+/* The lowest buffer whose bit is set in bits, below top; SIZE_MAX if none. */
+static size_t
+first_set(const uint64_t *bits, size_t top)
+{
+	for (size_t w = 0; w < (top + BITS - 1) / BITS; w++)
+		if (bits[w] != 0)
+			return w * BITS + (size_t)__builtin_ctzll(bits[w]);
+	return SIZE_MAX;
 }
 
 /* A buffer of NS_ARENA_BUF bytes (contents undefined), or 0 (errno ENOMEM). */
@@ -309,22 +397,27 @@ ns_off
 ns_arena_buf_alloc(void)
 {
 	struct header *h;
-	ns_off buf;
+	size_t index;
 
 	if (ns_arena_open() != 0)
 		return 0;
 	h = hdr();
 	lock_arena();
-	if ((buf = h->free_bufs) != 0) {
-		struct free_block *b = ns_arena_ptr(buf);
-		h->free_bufs = b->next;
-		if (b->warm)
-			h->warm_bufs--;
-	} else {
-		buf = grow(NS_ARENA_BUF);
+	/* One whose pages are still there, then any free one, then a new one. */
+	if ((index = first_set(h->buf_warm, h->buf_top)) != SIZE_MAX) {
+		bit_set(h->buf_warm, index, 0);
+		h->warm_bufs--;
+	} else if ((index = first_set(h->buf_free, h->buf_top)) == SIZE_MAX) {
+		if (h->buf_top == MAX_BUFS) {
+			unlock_arena();
+			errno = ENOMEM;
+			return 0;
+		}
+		index = h->buf_top++;
 	}
+	bit_set(h->buf_free, index, 0);
 	unlock_arena();
-	return buf;
+	return buf_at(index);
 }
 
 /* Give a buffer back; its contents are wiped first. */
@@ -332,23 +425,22 @@ void
 ns_arena_buf_free(ns_off buf, size_t used)
 {
 	struct header *h = hdr();
-	struct free_block *b = ns_arena_ptr(buf);
+	size_t index;
 	int warm;
 
 	if (buf == 0)
 		return;
-	sodium_memzero(b, used < NS_ARENA_BUF ? used : NS_ARENA_BUF);
+	index = (buf - BUFS_AT) / NS_ARENA_BUF;
+	sodium_memzero(ns_arena_ptr(buf), used < NS_ARENA_BUF ? used : NS_ARENA_BUF);
 	lock_arena();
+	/* In a sandbox the pages cannot go back: keep them all. */
 	warm = h->warm_bufs < NS_ARENA_WARM_BUFS || ns_sandboxed;
 	if (warm)
 		h->warm_bufs++;
-	unlock_arena();
-	/* Beyond a few, give the pages back: an idle connection must cost next to nothing. */
-	if (!warm)
-		fallocate(arena_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, buf, NS_ARENA_BUF);
-	lock_arena();
-	b->next = h->free_bufs;
-	b->warm = (uint32_t)warm;
-	h->free_bufs = buf;
+	else
+		/* Beyond a few, give the pages back: an idle connection must cost next to nothing. */
+		release_pages(buf, NS_ARENA_BUF);
+	bit_set(h->buf_warm, index, warm);
+	bit_set(h->buf_free, index, 1);
 	unlock_arena();
 }

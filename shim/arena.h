@@ -6,11 +6,16 @@
  * in the environment), at another address, so nothing in the arena points:
  * blocks refer to each other by offset.
  *
- * Two kinds of block: slots (NS_ARENA_SLOT bytes, one per socket object)
- * and buffers (NS_ARENA_BUF bytes, lent to a connection only while a
- * record is partial).  The arena lock (robust, process-shared) guards the
- * free lists and the file size; nothing else.  Lock order: a connection's
- * rx_lock, then its tx_lock, then the arena lock.
+ * Two kinds of block, each in a region of its own: slots (NS_ARENA_SLOT
+ * bytes, one per socket object) and buffers (NS_ARENA_BUF bytes, lent to a
+ * connection only while a record is partial).  The file is sparse: a page
+ * costs memory only once written, and pages that hold only free blocks are
+ * given back to the kernel, so an idle connection costs its slot and a
+ * closed one nothing.  What the allocator keeps (which blocks are free, and
+ * each slot's generation) lives outside the blocks, in pages never given
+ * back.  The arena lock (robust, process-shared) guards that bookkeeping;
+ * nothing else.  Lock order: a connection's rx_lock, then its tx_lock,
+ * then the arena lock.
  */
 #ifndef NOISESHIM_ARENA_H
 #define NOISESHIM_ARENA_H
@@ -22,16 +27,19 @@
 #include "wire.h"
 
 enum {
-	NS_ARENA_SLOT = 1024,
-	NS_ARENA_SLOT_RESERVED = 16,
+	/* One socket object; a multiple of 64, so that slots start on cache lines. */
+	NS_ARENA_SLOT = 832,
 	/* A partly sent first flight and its plaintext: the largest thing a buffer holds. */
 	NS_ARENA_BUF = 34 * 4096,
 	NS_ARENA_BUF_PLAIN = NS_ARENA_BUF - NS_MAX_PLAINTEXT,
-	/* Address space reserved at creation, so every process sees the file grow. */
-	NS_ARENA_RESERVE = 1 << 30,
 	/* Free buffers kept with their pages; more are given back to the kernel. */
 	NS_ARENA_WARM_BUFS = 16,
+	/* Socket objects one arena holds at once, across every process that shares it. */
+	NS_ARENA_MAX_SLOTS = 1 << 20,
 };
+
+/* Address space reserved, and the file's size: offsets stay below 4 GiB. */
+#define NS_ARENA_RESERVE ((size_t)2 << 30)
 
 _Static_assert((int)NS_ARENA_BUF_PLAIN >= (int)NS_MAX_FIRST_FLIGHT, "a buffer holds a first flight and its plaintext");
 
@@ -55,11 +63,14 @@ void *ns_arena_ptr(ns_off off);
 ns_off ns_arena_off(const void *p);
 
 /*
- * A zeroed slot, or 0 (errno ENOMEM).  Its first NS_ARENA_SLOT_RESERVED
- * bytes are the arena's: a free-list link and a generation that changes
- * with every reuse, so that a stale reference to the slot is recognised.
+ * A zeroed slot, or 0 (errno ENOMEM).  Each slot has a generation, kept
+ * outside it, that changes when the slot is taken and when it is given
+ * back, so that a stale reference to the slot is recognised.
  */
 ns_off ns_arena_slot_alloc(void);
+
+/* Whether off is where a slot begins (for offsets read from outside). */
+int ns_arena_is_slot(ns_off off);
 
 /* The slot's generation. */
 uint32_t ns_arena_slot_gen(ns_off slot);

@@ -36,70 +36,127 @@ count(enum ns_stat field, int64_t n)
 }
 
 /*
- * This process's cipher contexts, by slot: OpenSSL state cannot live in
- * shared memory, so each process keys its own from the raw keys in the
- * slot, and takes the nonce from the slot for every record.
+ * This thread's cipher contexts.  OpenSSL state cannot live in shared
+ * memory, so a process keys its own contexts from the raw keys in the slot,
+ * and takes the nonce from the slot for every record.  A thread keeps a
+ * few, keyed again for whichever connection needs one, least recently used
+ * first: an idle connection holds no context, and a thread that serves more
+ * connections at once than it keeps pays one key setup per switch.  The
+ * contexts are the thread's alone, so using one takes no lock.
  */
-enum { CIPHER_CHUNK_BITS = 10, CIPHER_CHUNKS = (NS_ARENA_RESERVE / NS_ARENA_SLOT) >> CIPHER_CHUNK_BITS };
+enum { THREAD_CIPHERS = 8 };
 
 struct cipher_entry {
-	uint32_t gen;
-	struct ns_cipher *dir[2];      /* [0] receive, [1] send */
+	ns_off slot;                   /* the connection it is keyed for (0: none) */
+	uint32_t gen;                  /* the slot's generation when it was keyed */
+	uint8_t tx;                    /* its direction: 1 send, 0 receive */
+	uint8_t suite;
+	uint64_t used;                 /* when last used, on the thread's counter */
+	struct ns_cipher *cipher;
 };
 
-static struct cipher_entry *cipher_chunks[CIPHER_CHUNKS];
-static pthread_mutex_t cipher_lock = PTHREAD_MUTEX_INITIALIZER;
+struct thread_ciphers {
+	uint64_t clock;
+	struct cipher_entry entry[THREAD_CIPHERS];
+};
 
-static struct cipher_entry *
-cipher_entry(ns_off slot, int create)
+static pthread_key_t ciphers_key;
+static pthread_once_t ciphers_once = PTHREAD_ONCE_INIT;
+
+static void
+free_thread_ciphers(void *p)
 {
-	size_t index = slot / NS_ARENA_SLOT, chunk = index >> CIPHER_CHUNK_BITS;
-	struct cipher_entry *entries = __atomic_load_n(&cipher_chunks[chunk], __ATOMIC_ACQUIRE);
+	struct thread_ciphers *t = p;
 
-	if (entries == NULL && create) {
-		pthread_mutex_lock(&cipher_lock);
-		if ((entries = cipher_chunks[chunk]) == NULL &&
-		    (entries = calloc(1u << CIPHER_CHUNK_BITS, sizeof(*entries))) != NULL)
-			__atomic_store_n(&cipher_chunks[chunk], entries, __ATOMIC_RELEASE);
-		pthread_mutex_unlock(&cipher_lock);
-	}
-	return entries == NULL ? NULL : &entries[index & ((1u << CIPHER_CHUNK_BITS) - 1)];
+	for (int i = 0; i < THREAD_CIPHERS; i++)
+		ns_cipher_free(t->entry[i].cipher);
+	free(t);
 }
 
 static void
-drop_ciphers(struct cipher_entry *e)
+make_ciphers_key(void)
 {
-	for (int i = 0; i < 2; i++) {
-		ns_cipher_free(e->dir[i]);
-		e->dir[i] = NULL;
-	}
+	pthread_key_create(&ciphers_key, free_thread_ciphers);
 }
 
-/* In a fork child: the cipher cache lock may belong to a thread that did not come along. */
-void
-ns_conn_after_fork_child(void)
+static struct thread_ciphers *
+thread_ciphers(int create)
 {
-	pthread_mutex_init(&cipher_lock, NULL);
+	struct thread_ciphers *t;
+
+	pthread_once(&ciphers_once, make_ciphers_key);
+	if ((t = pthread_getspecific(ciphers_key)) == NULL && create &&
+	    (t = calloc(1, sizeof(*t))) != NULL)
+		pthread_setspecific(ciphers_key, t);
+	return t;
 }
 
-/* This process's cipher for a direction of an open connection (made from the raw key on first use). */
+
+/* This process's cipher for a direction of an open connection (keyed from the raw key on first use). */
 struct ns_cipher *
 ns_conn_cipher(struct ns_conn *c, int tx)
 {
+	struct thread_ciphers *t = thread_ciphers(1);
 	ns_off slot = ns_arena_off(c);
 	uint32_t gen = ns_arena_slot_gen(slot);
-	struct cipher_entry *e = cipher_entry(slot, 1);
+	const uint8_t *key = tx ? c->u.key.tx : c->u.key.rx;
+	struct cipher_entry *e, *victim;
 
-	if (e == NULL)
+	if (t == NULL) {
+		errno = ENOMEM;
 		return NULL;
-	/* The slot was reused since these contexts were made: they belong to another connection. */
-	if (e->gen != gen) {
-		drop_ciphers(e);
-		e->gen = gen;
 	}
-	if (e->dir[tx] == NULL)
-		e->dir[tx] = ns_cipher_new((enum ns_suite)c->suite, tx ? c->u.key.tx : c->u.key.rx);
-	return e->dir[tx];
+	victim = &t->entry[0];
+	for (int i = 0; i < THREAD_CIPHERS; i++) {
+		e = &t->entry[i];
+		if (e->cipher != NULL && e->slot == slot && e->gen == gen && e->tx == tx) {
+			e->used = ++t->clock;
+			return e->cipher;
+		}
+		if (e->used < victim->used)
+			victim = e;
+	}
+	/* Unused entries come first (used 0), then the least recently used. */
+	if (victim->cipher != NULL &&
+	    (victim->suite != c->suite || ns_cipher_rekey(victim->cipher, key) != 0)) {
+		ns_cipher_free(victim->cipher);
+		victim->cipher = NULL;
+	}
+	if (victim->cipher == NULL &&
+	    (victim->cipher = ns_cipher_new((enum ns_suite)c->suite, key)) == NULL) {
+		victim->slot = 0;
+		victim->used = 0;
+		errno = ENOMEM;
+		return NULL;
+	}
+	*victim = (struct cipher_entry){slot, gen, (uint8_t)tx, (uint8_t)c->suite, ++t->clock,
+	                                victim->cipher};
+	return victim->cipher;
+}
+
+/*
+ * The connection is gone: this thread's contexts for it are keyed with
+ * zeros, which overwrites its keys, and kept for the next connection.  Other
+ * threads' are overwritten when next reused, or freed when the thread ends;
+ * the slot's new generation keeps them from serving another connection.
+ */
+static void
+forget_ciphers(ns_off slot, uint32_t gen)
+{
+	static const uint8_t no_key[NS_KEY_LEN];
+	struct thread_ciphers *t = thread_ciphers(0);
+
+	for (int i = 0; t != NULL && i < THREAD_CIPHERS; i++) {
+		struct cipher_entry *e = &t->entry[i];
+		if (e->cipher != NULL && e->slot == slot && e->gen == gen) {
+			if (ns_cipher_rekey(e->cipher, no_key) != 0) {
+				ns_cipher_free(e->cipher);
+				e->cipher = NULL;
+			}
+			e->slot = 0;
+			e->used = 0;
+		}
+	}
 }
 
 /* A new socket object of kind, with one reference (the caller's fd); NULL (errno) on failure. */
@@ -157,13 +214,11 @@ void
 ns_conn_unref(struct ns_conn *c)
 {
 	ns_off slot;
-	struct cipher_entry *e;
 
 	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	slot = ns_arena_off(c);
-	if ((e = cipher_entry(slot, 0)) != NULL && e->gen == ns_arena_slot_gen(slot))
-		drop_ciphers(e);
+	forget_ciphers(slot, ns_arena_slot_gen(slot));
 	if (c->kind == NS_SOCK_WRAPPED && ns_conn_phase(c) == NS_PHASE_START)
 		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
 	if (c->kind == NS_SOCK_WRAPPED)
@@ -177,7 +232,7 @@ ns_conn_unref(struct ns_conn *c)
 	ns_arena_buf_free(c->early_buf, c->early_len);
 	pthread_mutex_destroy(&c->rx_lock);
 	pthread_mutex_destroy(&c->tx_lock);
-	sodium_memzero((uint8_t *)c + NS_ARENA_SLOT_RESERVED, sizeof(*c) - NS_ARENA_SLOT_RESERVED);
+	sodium_memzero(c, sizeof(*c));
 	ns_arena_slot_free(slot);
 }
 

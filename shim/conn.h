@@ -70,8 +70,6 @@ enum ns_phase {
 };
 
 struct ns_conn {
-	uint8_t arena_reserved[NS_ARENA_SLOT_RESERVED];
-
 	uint32_t kind;                 /* enum ns_sock_kind; atomic */
 	uint32_t phase;                /* enum ns_phase; atomic, a futex word */
 	int32_t refs;                  /* fds in every process, plus calls in progress */
@@ -336,8 +334,6 @@ int ns_conn_deadline_left(const struct ns_conn *c);
 /* Make this thread's record buffer now, while memory can still be had. */
 void ns_conn_prepare_thread(void);
 
-/* In a fork child: reset this process's own locks (the shared ones need nothing). */
-void ns_conn_after_fork_child(void);
 
 /* Number of initiators that have not sent msg1, so poll hooks can skip their scan. */
 extern int ns_conn_unstarted;

@@ -320,6 +320,8 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 	}
 	ret = (ssize_t)copied;
 out:
+	/* All it held was read: the buffer goes back, so a connection that waits costs no buffer. */
+	ns_conn_rx_idle(c);
 	ns_conn_account(c, fd, flags & MSG_PEEK ? 0 : ret, 0);
 	ns_conn_unlock_rx(c);
 	return ret;

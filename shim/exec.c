@@ -881,7 +881,8 @@ ns_exec_adopt(void)
 			break;
 		drop = strtoul(end + 1, &end, 10);
 		/* A pinned object cannot have gone; a mismatch means the variable is not ours to trust. */
-		if (off < NS_ARENA_SLOT || ns_arena_slot_gen((ns_off)off) != gen)
+		if (off > UINT32_MAX || !ns_arena_is_slot((ns_off)off) ||
+		    ns_arena_slot_gen((ns_off)off) != gen)
 			break;
 		items[n].conn = ns_conn_at((ns_off)off);
 		items[n].drop = (unsigned)drop;

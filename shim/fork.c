@@ -68,7 +68,6 @@ fork(void)
 	pid = REAL(fork)();
 	if (pid == 0) {
 		ns_fd_reset_lock();
-		ns_conn_after_fork_child();
 		ns_service_after_fork_child();
 		pthread_mutex_init(&ns_shim.cache_lock, NULL);
 		return 0;
