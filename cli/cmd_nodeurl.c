@@ -88,7 +88,7 @@ static int parse_args(int argc, char **argv, struct nodeurl_args *a, int *done)
  * not fix (curl tries ::1 before 127.0.0.1 for localhost): refuse it, and
  * list what it resolves to so that the user can pick.
  */
-static void refuse_host_name(const char *addr, const struct ns_nodeurl *u)
+static void refuse_host_name(const char *cmd, const char *addr, const struct ns_nodeurl *u)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *list, *ai;
 	char found[512], numeric[NI_MAXHOST];
@@ -96,8 +96,8 @@ static void refuse_host_name(const char *addr, const struct ns_nodeurl *u)
 	int rc = getaddrinfo(u->host, NULL, &hints, &list);
 
 	if (rc != 0) {
-		cli_error("--addr '%s': the cache needs a numeric IP address, and %s does not "
-		          "resolve (%s)", addr, u->host, gai_strerror(rc));
+		cli_usage_error(cmd, USAGE, "--addr '%s': the cache needs a numeric IP address, and %s "
+		                "does not resolve (%s)", addr, u->host, gai_strerror(rc));
 		return;
 	}
 	found[0] = '\0';
@@ -110,30 +110,35 @@ static void refuse_host_name(const char *addr, const struct ns_nodeurl *u)
 		                         used == 0 ? "" : ", ", numeric);
 	}
 	freeaddrinfo(list);
-	cli_error("--addr '%s': the cache needs a numeric IP address; %s is %s: give one (and "
-	          "one NodeURL for each address clients connect to)", addr, u->host, found);
+	cli_usage_error(cmd, USAGE, "--addr '%s': the cache needs a numeric IP address; %s is %s: "
+	                "give one (and one NodeURL for each address clients connect to)", addr,
+	                u->host, found);
 }
 
-/* Fill u's host and port from HOST:PORT text.  -1 with an error printed. */
-static int parse_addr(const char *addr, struct ns_nodeurl *u)
+/*
+ * Fill u's host and port from HOST:PORT text.  -1 with the mistake printed
+ * as one of cmd's command line.
+ */
+static int parse_addr(const char *cmd, const char *addr, struct ns_nodeurl *u)
 {
 	enum ns_nodeurl_status status;
 
 	if (strpbrk(addr, "@?,") != NULL) {
-		cli_error("--addr '%s': expected HOST:PORT, without node id or parameters", addr);
+		cli_usage_error(cmd, USAGE, "--addr '%s': expected HOST:PORT, without node id or "
+		                "parameters", addr);
 		return -1;
 	}
 	status = ns_nodeurl_parse(addr, strlen(addr), u);
 	if (status != NS_NODEURL_OK) {
-		cli_error("--addr '%s': %s", addr, ns_nodeurl_strerror(status));
+		cli_usage_error(cmd, USAGE, "--addr '%s': %s", addr, ns_nodeurl_strerror(status));
 		return -1;
 	}
 	if (u->port == 0) {
-		cli_error("--addr '%s': no port; expected HOST:PORT", addr);
+		cli_usage_error(cmd, USAGE, "--addr '%s': no port; expected HOST:PORT", addr);
 		return -1;
 	}
 	if (u->family == NS_ADDR_NAME) {
-		refuse_host_name(addr, u);
+		refuse_host_name(cmd, addr, u);
 		return -1;
 	}
 	return 0;
@@ -150,7 +155,7 @@ int cmd_nodeurl(int argc, char **argv)
 
 	if (parse_args(argc, argv, &args, &done) < 0)
 		return done;
-	if (parse_addr(args.addr, &u) < 0)
+	if (parse_addr(argv[0], args.addr, &u) < 0)
 		return EXIT_USAGE;
 	if (server_identity_load(args.key_path, pub, err, sizeof err) < 0) {
 		cli_error("%s", err);

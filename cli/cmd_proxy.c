@@ -92,8 +92,11 @@ static int parse_number(const char *text, unsigned *out)
 	return 0;
 }
 
-/* Parse the command line: 0 to go on, -1 when *done holds the exit code. */
-static int parse_args(int argc, char **argv, struct proxy_args *a, int *done)
+/*
+ * Parse the command line of cmd ("proxy client" or "proxy server"): 0 to go
+ * on, -1 when *done holds the exit code.
+ */
+static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args *a, int *done)
 {
 	int c;
 
@@ -116,25 +119,25 @@ static int parse_args(int argc, char **argv, struct proxy_args *a, int *done)
 			*done = cli_help(USAGE);
 			return -1;
 		default:
-			*done = cli_option_error(argv[0], USAGE, c, argv);
+			*done = cli_option_error(cmd, USAGE, c, argv);
 			return -1;
 		}
 		if (number != NULL && parse_number(optarg, number) < 0) {
-			*done = cli_usage_error(argv[0], USAGE, "%s: expected a number from 1 to %u, not '%s'",
+			*done = cli_usage_error(cmd, USAGE, "%s: expected a number from 1 to %u, not '%s'",
 			                        argv[optind - 1], NUMBER_MAX, optarg);
 			return -1;
 		}
 	}
 	if (optind < argc) {
-		*done = cli_usage_error(argv[0], USAGE, "unexpected argument '%s'", argv[optind]);
+		*done = cli_usage_error(cmd, USAGE, "unexpected argument '%s'", argv[optind]);
 		return -1;
 	}
 	if (a->listen == NULL || a->target == NULL) {
-		*done = cli_usage_error(argv[0], USAGE, "--listen and --target are required");
+		*done = cli_usage_error(cmd, USAGE, "--listen and --target are required");
 		return -1;
 	}
 	if (a->accept != NULL && strcmp(a->accept, "noise") != 0 && strcmp(a->accept, "mixed") != 0) {
-		*done = cli_usage_error(argv[0], USAGE, "--accept must be noise or mixed, not '%s'",
+		*done = cli_usage_error(cmd, USAGE, "--accept must be noise or mixed, not '%s'",
 		                        a->accept);
 		return -1;
 	}
@@ -142,16 +145,16 @@ static int parse_args(int argc, char **argv, struct proxy_args *a, int *done)
 }
 
 /* --listen and --target into cfg.  0, or -1 with the error printed. */
-static int resolve(const struct proxy_args *a, struct proxy_config *cfg)
+static int resolve(const char *cmd, const struct proxy_args *a, struct proxy_config *cfg)
 {
 	char err[512];
 
 	if (proxy_parse_addr(a->listen, 1, &cfg->listen_addr, &cfg->listen_len, err, sizeof err) < 0) {
-		cli_error("--listen %s", err);
+		cli_usage_error(cmd, USAGE, "--listen %s", err);
 		return -1;
 	}
 	if (proxy_parse_addr(a->target, 0, &cfg->target_addr, &cfg->target_len, err, sizeof err) < 0) {
-		cli_error("--target %s", err);
+		cli_usage_error(cmd, USAGE, "--target %s", err);
 		return -1;
 	}
 	proxy_addr_text((const struct sockaddr *)&cfg->target_addr, cfg->target_text,
@@ -186,10 +189,9 @@ static int run_client(const struct proxy_args *a, struct proxy_config *cfg)
 {
 	char err[1024];
 
-	if (a->accept != NULL || a->proxy_protocol) {
-		cli_error("proxy client: --accept and --proxy-protocol are server options");
-		return EXIT_USAGE;
-	}
+	if (a->accept != NULL || a->proxy_protocol)
+		return cli_usage_error("proxy client", USAGE,
+		                       "--accept and --proxy-protocol are server options");
 	if (proxy_lookup_target(a->cache, cfg, err, sizeof err) < 0) {
 		cli_error("proxy client: refusing to start: %s", err);
 		return EXIT_USAGE;
@@ -205,14 +207,10 @@ static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
 {
 	char err[1024];
 
-	if (a->cache != NULL) {
-		cli_error("proxy server: --cache is a client option");
-		return EXIT_USAGE;
-	}
-	if (a->key == NULL) {
-		cli_error("proxy server: --key is required");
-		return EXIT_USAGE;
-	}
+	if (a->cache != NULL)
+		return cli_usage_error("proxy server", USAGE, "--cache is a client option");
+	if (a->key == NULL)
+		return cli_usage_error("proxy server", USAGE, "--key is required");
 	if ((cfg->identity = proxy_identity_load(a->key, err, sizeof err)) == NULL) {
 		cli_error("proxy server: %s", err);
 		return 1;
@@ -227,6 +225,7 @@ int cmd_proxy(int argc, char **argv)
 {
 	struct proxy_config cfg = { 0 };
 	struct proxy_args args;
+	const char *cmd;
 	int done, rc;
 
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
@@ -236,9 +235,10 @@ int cmd_proxy(int argc, char **argv)
 	if (strcmp(argv[1], "client") != 0 && strcmp(argv[1], "server") != 0)
 		return cli_usage_error(argv[0], USAGE, "expected client or server, not '%s'", argv[1]);
 	cfg.role = strcmp(argv[1], "client") == 0 ? PROXY_CLIENT : PROXY_SERVER;
-	if (parse_args(argc - 1, argv + 1, &args, &done) < 0)
+	cmd = cfg.role == PROXY_CLIENT ? "proxy client" : "proxy server";
+	if (parse_args(cmd, argc - 1, argv + 1, &args, &done) < 0)
 		return done;
-	if (resolve(&args, &cfg) < 0)
+	if (resolve(cmd, &args, &cfg) < 0)
 		return EXIT_USAGE;
 	cfg.handshake_timeout_ms = args.handshake_timeout_ms;
 	/* A peer that resets while we write must cost its pair, not the process. */

@@ -759,7 +759,8 @@ if grep -q "^error: allowlist: $dir/no-allow: " "$dir/out"; then pass; else fail
 # --- command line ---------------------------------------------------------------
 
 for args in "--help" "-h" "keygen --help" "pubkey --help" "nodeurl --help" "cache --help" \
-	"cache add --help" "keygen -h" "run --help" "serve --help" "doctor --help"; do
+	"cache add --help" "keygen -h" "run --help" "serve --help" "doctor --help" "stats --help" \
+	"proxy --help" "proxy client --help" "proxy server -h"; do
 	# shellcheck disable=SC2086 # the words are meant to split
 	run $args
 	expect_rc 0 "noiseshim $args"
@@ -774,7 +775,14 @@ for args in "" "frobnicate" "--frobnicate" "keygen --frobnicate" "keygen a b" "p
 	"serve --key $key --listen 0 true" "serve --key $key --listen 1.2.3:80 true" \
 	"serve --key $key --listen 7801 --addr 192.0.2.7:80 true" \
 	"serve --key $key --listen 7801 --accept plain true" \
-	"serve --key $key --listen 7801 --proto 3 true" "doctor a b" "doctor --frobnicate"; do
+	"serve --key $key --listen 7801 --proto 3 true" "doctor a b" "doctor --frobnicate" \
+	"nodeurl --key $key --addr 127.0.0.1" "nodeurl --key $key --addr 127.0.0.1:99999" \
+	"nodeurl --key $key --addr localhost:1" "proxy" "proxy frobnicate" "proxy client" \
+	"proxy client --frobnicate" "proxy server --listen 127.0.0.1:0 --target 127.0.0.1:1" \
+	"proxy server --key $key --listen nope --target 127.0.0.1:1" \
+	"proxy server --key $key --listen 127.0.0.1:0 --target 127.0.0.1:1 --cache $dir/cache" \
+	"proxy client --listen 127.0.0.1:0 --target 127.0.0.1:1 --proxy-protocol" \
+	"proxy client --listen 127.0.0.1:0 --target 127.0.0.1:1 --first-wait-us x"; do
 	# shellcheck disable=SC2086
 	run $args
 	expect_rc 2 "noiseshim $args is a usage error"
@@ -784,6 +792,14 @@ for args in "" "frobnicate" "--frobnicate" "keygen --frobnicate" "keygen a b" "p
 		pass
 	else
 		fail "noiseshim $args prints one line and the --help hint (got $(wc -l <"$dir/err") lines)"
+	fi
+	# The hint names a command whose --help exists.
+	hint=$(tail -n 1 "$dir/err" | sed -n "s/^try 'noiseshim \([a-z ]*\)--help'\$/\1/p")
+	# shellcheck disable=SC2086 # the words are meant to split
+	if "$bin" $hint --help >/dev/null 2>&1; then
+		pass
+	else
+		fail "noiseshim $args points to 'noiseshim $hint--help', which is no command"
 	fi
 done
 

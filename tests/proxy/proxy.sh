@@ -508,10 +508,15 @@ test_hostile() {
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
 test_rtt() {
-	local delay=25 port=7000 proxy_port=7100 shim_ms go_ms rounds=7 i
+	local delay=25 port=7000 proxy_port=7100 shim_ms go_ms rounds=7 i up
 	NETNS_NFQ_DELAY=${NETNS_NFQ_DELAY:-$build/bench/nfq_delay}
 	. "$root/bench/netns.sh"
-	if ! netns_up "$delay" >"$work/netns.log" 2>&1; then
+	netns_up "$delay" >"$work/netns.log" 2>&1
+	up=$?
+	# netns_up puts its own EXIT trap in place of ours; cleanup takes the
+	# namespaces down too, and stops every program the tests started.
+	trap cleanup EXIT
+	if [ "$up" -ne 0 ]; then
 		fail rtt-netns "$(tail_of "$work/netns.log")"
 		return
 	fi
