@@ -1,8 +1,11 @@
 /*
- * Responder side of the handshake, driven from the receive path: the
- * route prefix, msg1 (any key of the ring, either suite), the allowlist,
- * the replay check, and msg2 sent at once, because Go initiators hold
- * their second write until msg2 arrives.
+ * The handshake, both sides, one message a function, and the one
+ * transition to an open connection (ns_conn_open).  Initiator: msg1 with
+ * the gathered first flight, then msg2 read.  Responder: the route
+ * prefix, msg1 (any key of the ring, either suite), the allowlist, the
+ * replay check, and msg2 sent at once, because Go initiators hold their
+ * second write until msg2 arrives.  Driven from the receive path
+ * (conn_recv.c), the send path (conn_send.c) and the service thread.
  */
 #include <errno.h>
 #include <poll.h>

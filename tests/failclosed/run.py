@@ -88,18 +88,26 @@ HOSTILE_KINDS = ["shutwr", "reset", "four"]
 TYPOS = [("NOISESHIM_TFO", "maybe"), ("NOISESHIM_0RTT", "of"), ("NOISESHIM_TRANSPORT", "nosie")]
 # A shell started by system() or popen() (libc's own spawn, past the exec
 # wrappers) is handed the connected socket and told to write the marker.
+# Both are libc's own: os.system() is system(), but os.popen() is
+# subprocess, which closes every fd but 0-2 in the child, so popen() is
+# called through ctypes.
 SHELL_STARTS = ["system", "popen"]
 SHELL_CLIENT = r"""
-import os, socket, sys
+import ctypes, os, socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
 os.set_inheritable(s.fileno(), True)
 command = "printf '%%s' %s >&%d" % (sys.argv[3], s.fileno())
 if sys.argv[1] == "system":
     print("shell exit", os.system(command))
 else:
-    pipe = os.popen(command)
-    pipe.read()
-    print("shell exit", pipe.close())
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.popen.restype = ctypes.c_void_p
+    libc.popen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.pclose.argtypes = [ctypes.c_void_p]
+    stream = libc.popen(command.encode(), b"r")
+    if not stream:
+        sys.exit("popen: " + os.strerror(ctypes.get_errno()))
+    print("shell exit", libc.pclose(stream))
 print("inheritable", os.get_inheritable(s.fileno()))
 """
 FASTOPEN_PRE_BYTES = MARKER_LEN // 2    # what fc_client's connect step sends
