@@ -521,6 +521,29 @@ fexecve(int fd, char *const argv[], char *const envp[])
 	return do_execve(path, argv, envp);
 }
 
+/*
+ * execveat: the file it runs, named as a path the checks can open, is the
+ * one before_exec decides on; the call itself stays the program's.
+ */
+NS_EXPORT int
+execveat(int dirfd, const char *pathname, char *const argv[], char *const envp[], int flags)
+{
+	struct exec_token token;
+	char path[PATH_MAX];
+	char *const *env;
+
+	if ((flags & AT_EMPTY_PATH) && pathname[0] == '\0')
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", dirfd);
+	else if (pathname[0] == '/' || dirfd == AT_FDCWD)
+		snprintf(path, sizeof(path), "%s", pathname);
+	else
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, pathname);
+	env = before_exec(path, envp, &token);
+	REAL(execveat)(dirfd, pathname, argv, env, flags);
+	exec_undo(&token);
+	return -1;
+}
+
 /* The argument list of execl and friends, as an argv array on the heap. */
 static char **
 list_args(const char *arg0, va_list ap, char ***envp)

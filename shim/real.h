@@ -87,6 +87,7 @@
 	X(setrlimit64, int, (__rlimit_resource_t, const struct rlimit64 *))                   \
 	X(fork, pid_t, (void))                                                                \
 	X(execve, int, (const char *, char *const[], char *const[]))                          \
+	X(execveat, int, (int, const char *, char *const[], char *const[], int))              \
 	X(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,       \
 	                     const posix_spawnattr_t *, char *const[], char *const[]))        \
 	X(posix_spawnp, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,      \

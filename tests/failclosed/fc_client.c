@@ -25,6 +25,7 @@
  * writes); fork-after; exec-keep and exec-keep-spawn (the new image writes
  * on the inherited fd, environment unchanged); exec-strip-execve,
  * exec-strip-spawn, exec-strip-execvp (the same without LD_PRELOAD);
+ * exec-keep-execveat, exec-strip-execveat (execveat, relative to a directory fd);
  * fclose-fdopen (connect to HOST:PORT, close it inside libc, then a new
  * socket on the same number talks to --plain-port); failed-dup2-onto
  * (connect, then a dup2 onto the fd that fails).
@@ -111,7 +112,8 @@ static const char *const origin_names[] = {
 	"connect", "connect-on-dup", "dup-before", "dup2-before", "dup3-before",
 	"fdupfd-before", "fdupfd-cloexec-before", "fork-before", "fork-before-parent",
 	"fork-after", "exec-keep", "exec-keep-spawn", "exec-strip-execve",
-	"exec-strip-spawn", "exec-strip-execvp", "fclose-fdopen", "failed-dup2-onto",
+	"exec-strip-spawn", "exec-strip-execvp", "exec-keep-execveat", "exec-strip-execveat",
+	"fclose-fdopen", "failed-dup2-onto",
 };
 
 struct options {
@@ -516,6 +518,26 @@ static void exec_self(int fd, const struct job *job, bool strip)
 	finish_errno("execve");
 }
 
+/* execveat, with the program named relative to an fd of its directory. */
+static void execveat_self(int fd, const struct job *job, bool strip) __attribute__((noreturn));
+static void execveat_self(int fd, const struct job *job, bool strip)
+{
+	struct child_argv c;
+	const char *path = self_path();
+	const char *slash = strrchr(path, '/');
+	char directory[4096];
+
+	snprintf(directory, sizeof(directory), "%.*s", (int)(slash - path), path);
+	int dirfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		setup_error("open the program's directory");
+	build_child_argv(&c, path, fd, job);
+	fflush(stdout);
+	current_step = "execveat";
+	execveat(dirfd, slash + 1, c.argv, strip ? environment_without_preload() : environ, 0);
+	finish_errno("execveat");
+}
+
 static void spawn_self(int fd, const struct job *job, bool strip) __attribute__((noreturn));
 static void spawn_self(int fd, const struct job *job, bool strip)
 {
@@ -686,6 +708,10 @@ static void run_origin(const char *origin, struct job *job, const char *host)
 			exec_self(fd, job, true);
 		else if (strcmp(origin, "exec-strip-spawn") == 0)
 			spawn_self(fd, job, true);
+		else if (strcmp(origin, "exec-keep-execveat") == 0)
+			execveat_self(fd, job, false);
+		else if (strcmp(origin, "exec-strip-execveat") == 0)
+			execveat_self(fd, job, true);
 		else
 			fork_execvp_stripped(fd, job);
 	} else if (strcmp(origin, "failed-dup2-onto") == 0) {

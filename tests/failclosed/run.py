@@ -8,7 +8,7 @@ BUILD_DIR (build, or build/asan) must hold both shims, noiseshim,
 tests/gopeer, tests/fc_client and tests/fc_server.
 
 Client shim (fc_client under libnoiseshim.so; its usage lists the eleven
-methods and the seventeen origins, each method run with and without
+methods and the nineteen origins, each method run with and without
 TCP_FASTOPEN_CONNECT):
   recorder   a plain listener at a cached address that records every byte
              and never answers: the marker never appears in what it got,
@@ -81,7 +81,8 @@ METHODS = ["write", "writev", "send", "sendto", "sendto-fastopen", "sendmsg",
 ORIGINS = ["connect", "connect-on-dup", "dup-before", "dup2-before", "dup3-before",
            "fdupfd-before", "fdupfd-cloexec-before", "fork-before", "fork-before-parent",
            "fork-after", "exec-keep", "exec-keep-spawn", "exec-strip-execve",
-           "exec-strip-spawn", "exec-strip-execvp", "fclose-fdopen", "failed-dup2-onto"]
+           "exec-strip-spawn", "exec-strip-execvp", "exec-keep-execveat", "exec-strip-execveat",
+           "fclose-fdopen", "failed-dup2-onto"]
 SERVER_READS = ["read", "recv", "readv", "recvmsg", "recvmmsg", "splice"]
 SERVER_ORIGINS = ["direct", "dup", "dup2-stdio", "fork", "exec-keep", "exec-strip", "inetd-exec"]
 HOSTILE_KINDS = ["shutwr", "reset", "four"]
