@@ -111,7 +111,9 @@ parse_allow(struct ns_config *c, const char *v)
 static int
 parse_listen(struct ns_config *c, const char *v)
 {
-	return copy_text(c->listen, sizeof(c->listen), v);
+	/* Remembered: a list the accept shim cannot hold must refuse to serve, not wrap nothing. */
+	c->listen_too_long = copy_text(c->listen, sizeof(c->listen), v) != 0;
+	return c->listen_too_long ? -1 : 0;
 }
 
 static int

@@ -25,6 +25,7 @@ struct ns_config {
 	char key[PATH_MAX];                    /* empty: none; the server's may list several */
 	char allow[PATH_MAX];                  /* client allowlist; empty: every client may enter */
 	char listen[NS_CONFIG_TEXT_MAX];
+	int listen_too_long;                   /* NOISESHIM_LISTEN was given but did not fit */
 	enum ns_accept_mode accept;
 	enum ns_log_level log_level;
 	char log_file[PATH_MAX];

@@ -103,6 +103,11 @@ load_specs(void)
 	char list[NS_CONFIG_TEXT_MAX], *save = NULL;
 
 	ns_shim_init();
+	if (ns_shim.config.listen_too_long) {
+		snprintf(specs_error, sizeof(specs_error),
+		         "NOISESHIM_LISTEN is longer than %d characters", NS_CONFIG_TEXT_MAX - 1);
+		return;
+	}
 	snprintf(list, sizeof(list), "%s", ns_shim.config.listen);
 	for (char *item = strtok_r(list, ", ", &save); item != NULL; item = strtok_r(NULL, ", ", &save)) {
 		if (nspecs == MAX_LISTEN) {
@@ -117,11 +122,14 @@ load_specs(void)
 		}
 		nspecs++;
 	}
-	if (nspecs == 0 && ns_shim.config.transport != NS_TRANSPORT_OFF)
-		ns_log(NS_LOG_WARN, "NOISESHIM_LISTEN names no port: no listener is wrapped");
+	/* The accept shim is loaded to wrap something: with nothing named, nothing may serve. */
+	if (nspecs == 0)
+		snprintf(specs_error, sizeof(specs_error),
+		         "NOISESHIM_LISTEN names no port (set it to the ports to wrap, or "
+		         "NOISESHIM_TRANSPORT=off to serve without the shim)");
 }
 
-enum naming { NOT_NAMED, NAMED, PORT_ONLY };
+enum naming { NOT_NAMED, NAMED, PORT_ONLY, WILDCARD_FOR_ADDRESS };
 
 /* Whether the socket's bound address is one NOISESHIM_LISTEN names; *where gets it for logs. */
 static enum naming
@@ -160,6 +168,9 @@ named(int fd, char *where, size_t cap)
 		     memcmp(specs[i].addr, addr, family == AF_INET ? 4 : 16) == 0))
 			return NAMED;
 	}
+	/* Bound to every address: it answers on the named one too, so it is wrapped. */
+	if (port_seen && unspecified(family, addr))
+		return WILDCARD_FOR_ADDRESS;
 	return port_seen ? PORT_ONLY : NOT_NAMED;
 }
 
@@ -204,7 +215,11 @@ classify(int fd)
 		}
 		return refuse(fd, specs_error);
 	}
-	if ((naming = named(fd, where, sizeof(where))) != NAMED) {
+	naming = named(fd, where, sizeof(where));
+	if (naming == WILDCARD_FOR_ADDRESS)
+		ns_log(NS_LOG_WARN, "fd %d: %s is bound to every address and NOISESHIM_LISTEN names its "
+		       "port with one of them: wrapped on every address", fd, where);
+	else if (naming != NAMED) {
 		if (naming == PORT_ONLY)
 			ns_log(NS_LOG_ERROR, "fd %d: %s is not wrapped: NOISESHIM_LISTEN names its port "
 			       "with another address", fd, where);

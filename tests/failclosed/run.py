@@ -322,7 +322,7 @@ class Matrix:
             HERE, "..", "integration", "plain_server.py"), "echo"])
         self.plain_echo = int(re.search(r":(\d+)$", self.wait_for(
             "plain-echo", proc, out, r"^listening .*:\d+$"), re.M).group(1))
-        self.server_ports = self.free_ports(len(SERVER_READS) * len(SERVER_ORIGINS) * 2 + 16)
+        self.server_ports = self.free_ports(len(SERVER_READS) * len(SERVER_ORIGINS) * 2 + 24)
 
         # Two recorder ports are kept out of the cache for the bad-checksum case.
         self.badsum_ports = [self.rec4.pop(), self.rec4.pop()]
@@ -673,6 +673,12 @@ class Matrix:
                 ["127.0.0.1", "::1"], "127.0.0.1"))
             port = next(ports)
             cases.append(self.server_case(
+                "server listener on 0.0.0.0, NOISESHIM_LISTEN=127.0.0.1:P, %s" % origin,
+                [self.fc_server, "--bind", "0.0.0.0", "read", origin],
+                self.server_env(port, NOISESHIM_LISTEN="127.0.0.1:%d" % port), port,
+                ["127.0.0.1"], "127.0.0.1"))
+            port = next(ports)
+            cases.append(self.server_case(
                 "server listener on [::1], NOISESHIM_LISTEN=[::1]:P, %s" % origin,
                 [self.fc_server, "--bind", "::1", "read", origin],
                 self.server_env(port, NOISESHIM_LISTEN="[::1]:%d" % port), port, ["::1"], "::1"))
@@ -685,16 +691,26 @@ class Matrix:
             f.write("this is not a key\n")
         os.chmod(bad_key, 0o600)
         cases = []
-        for label, variable, value, key in (
-                ("NOISESHIM_LISTEN=notaport", "NOISESHIM_LISTEN", "notaport", self.server_key),
-                ("NOISESHIM_LISTEN=8o89", "NOISESHIM_LISTEN", "8o89", self.server_key),
-                ("NOISESHIM_KEY unreadable", "NOISESHIM_KEY", None, missing_key),
-                ("NOISESHIM_KEY bad content", "NOISESHIM_KEY", None, bad_key)):
+        # A list too long to hold is named twice: as a bad value, and in the refusal.
+        too_long = ",".join(["1"] * 600)
+        for label, variable, value, key, lines in (
+                ("NOISESHIM_LISTEN=notaport", "NOISESHIM_LISTEN", "notaport", self.server_key, 1),
+                ("NOISESHIM_LISTEN=8o89", "NOISESHIM_LISTEN", "8o89", self.server_key, 1),
+                ("NOISESHIM_LISTEN unset", "NOISESHIM_LISTEN", None, self.server_key, 1),
+                ("NOISESHIM_LISTEN empty", "NOISESHIM_LISTEN", "", self.server_key, 1),
+                ("NOISESHIM_LISTEN=,", "NOISESHIM_LISTEN", ",", self.server_key, 1),
+                ("NOISESHIM_LISTEN of 1,199 characters", "NOISESHIM_LISTEN", too_long,
+                 self.server_key, 2),
+                ("NOISESHIM_KEY unreadable", "NOISESHIM_KEY", None, missing_key, 1),
+                ("NOISESHIM_KEY bad content", "NOISESHIM_KEY", None, bad_key, 1)):
             port = next(ports)
             env = self.server_env(port, NOISESHIM_KEY=key)
             if value is not None:
                 env[variable] = value
-            cases.append(self.config_server_case("server-config " + label, variable, env, port))
+            elif variable == "NOISESHIM_LISTEN":
+                env.pop(variable)
+            cases.append(self.config_server_case("server-config " + label, variable, env, port,
+                                                 lines))
         port = next(ports)
         for label, key in (("no key", None), ("a missing key", missing_key)):
             env = self.server_env(port)
@@ -705,7 +721,7 @@ class Matrix:
                                               env))
         return cases
 
-    def config_server_case(self, name, variable, env, port):
+    def config_server_case(self, name, variable, env, port, lines=1):
         log = self.path("server-%d.log" % port)
         plain_marker = secrets.token_bytes(MARKER_LEN)
         argv = [self.fc_server, "read", "direct", str(port), log]
@@ -733,9 +749,11 @@ class Matrix:
                     problems.append("listen() must fail with EACCES; the server said: %s" % (
                         out.strip()[:160] or "(nothing: it kept running)"))
                 named = [l for l in err.splitlines() if l.startswith("noiseshim") and variable in l]
-                if len(named) != 1:
-                    problems.append("want one shim line naming %s, got %d: %s" % (
-                        variable, len(named), err.strip()[:300]))
+                refusals = [l for l in named if "listening refused" in l]
+                if len(named) != lines or (variable == "NOISESHIM_LISTEN" and len(refusals) != 1):
+                    problems.append("want %d shim line(s) naming %s (for the listen list, one of "
+                                    "them the refusal), got %d: %s" % (
+                                        lines, variable, len(named), err.strip()[:300]))
                 return verdict(problems)
             return None, judge
         return name, body
