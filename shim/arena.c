@@ -334,6 +334,25 @@ ns_arena_slot_alloc(void)
 	return slot_at(index);
 }
 
+/* The first slot in use after `after` (0: from the start), or 0 when there is none. */
+ns_off
+ns_arena_slot_next(ns_off after)
+{
+	size_t index = after == 0 ? 0 : (after - SLOTS_AT) / NS_ARENA_SLOT + 1;
+	ns_off found = 0;
+
+	if (!ns_arena_ready())
+		return 0;
+	lock_arena();
+	for (; index < hdr()->slot_top; index++)
+		if (bit_get(slot_bits(), index)) {
+			found = slot_at(index);
+			break;
+		}
+	unlock_arena();
+	return found;
+}
+
 /* The slot's generation. */
 uint32_t
 ns_arena_slot_gen(ns_off slot)

@@ -69,6 +69,9 @@ ns_off ns_arena_off(const void *p);
  */
 ns_off ns_arena_slot_alloc(void);
 
+/* The first slot in use after `after` (0: from the start), or 0 when there is none. */
+ns_off ns_arena_slot_next(ns_off after);
+
 /* Whether off is where a slot begins (for offsets read from outside). */
 int ns_arena_is_slot(ns_off off);
 

@@ -12,19 +12,26 @@
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "birth.h"
 #include "conn.h"
 #include "fdtable.h"
+#include "log.h"
 #include "real.h"
 #include "shim.h"
 
 /* Only the accept shim makes accepted sockets responders; in the client shim this is NULL. */
 int ns_server_accepted(int listener, int fd, int flags) __attribute__((weak));
+
+/* Whether the shim of this object would wrap the connected socket fd: one per shim, the other NULL. */
+int ns_client_would_wrap(int fd) __attribute__((weak));
+int ns_server_would_wrap(int fd) __attribute__((weak));
 
 /* fd was just made by the kernel: whatever the table says of that number is stale. */
 void
@@ -94,6 +101,147 @@ NS_EXPORT int
 accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	return accepted(fd, REAL(accept4)(fd, addr, len, flags), flags);
+}
+
+/* Replace fd by an unconnected socket of the same family, keeping its flags: every call on it fails. */
+void
+ns_fd_make_dead(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int family = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 ? ss.ss_family : AF_INET;
+	int fl = REAL(fcntl)(fd, F_GETFL), fdflags = REAL(fcntl)(fd, F_GETFD), dead;
+
+	ns_fd_closing(fd);
+	if ((dead = REAL(socket)(family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    REAL(dup2)(dead, fd) < 0) {
+		REAL(close)(fd);  /* no socket to put there: no fd at all is still no plaintext */
+	} else {
+		if (fl >= 0)
+			REAL(fcntl)(fd, F_SETFL, fl & O_NONBLOCK);
+		if (fdflags >= 0)
+			REAL(fcntl)(fd, F_SETFD, fdflags);
+	}
+	if (dead >= 0)
+		REAL(close)(dead);
+}
+
+static int
+tcp_socket(int fd)
+{
+	int domain = 0, type = 0;
+	socklen_t len = sizeof(int);
+
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+		return 0;
+	len = sizeof(int);
+	return REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && is_tcp(domain, type);
+}
+
+/*
+ * fd arrived over a unix socket (SCM_RIGHTS).  A wrapped connection this
+ * process's arena holds is that connection again; one that the shim would
+ * wrap but whose state it cannot have (another process family made it) is
+ * replaced by a socket that only returns errors.
+ */
+void
+ns_fd_received(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct stat st;
+	struct ns_conn *c;
+
+	ns_fd_created(fd);
+	if (!tcp_socket(fd))
+		return;
+	ns_shim_init();
+	if (ns_shim.config.transport == NS_TRANSPORT_OFF)
+		return;
+	if (fstat(fd, &st) == 0 && (c = ns_conn_find((uint64_t)st.st_ino)) != NULL) {
+		int32_t pins = __atomic_load_n(&c->in_flight, __ATOMIC_ACQUIRE);
+
+		ns_fd_attach(fd, c);
+		/* The sender's hold on the copy in flight is this fd's now. */
+		while (pins > 0 && !__atomic_compare_exchange_n(&c->in_flight, &pins, pins - 1, 0,
+		                                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			;
+		if (pins > 0)
+			ns_conn_unref(c);
+		ns_conn_unref(c);
+		return;
+	}
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) {
+		/* Not connected: whoever connects it decides, as for a new socket. */
+		if (errno == ENOTCONN && ns_shim_role == NS_ROLE_INITIATOR)
+			ns_fd_set_fresh(fd);
+		return;
+	}
+	if ((ns_client_would_wrap != NULL && ns_client_would_wrap(fd)) ||
+	    (ns_server_would_wrap != NULL && ns_server_would_wrap(fd))) {
+		ns_log(NS_LOG_ERROR, "fd %d: a connection the shim wraps arrived over a unix socket "
+		       "without its Noise state (its sender is not of this process family): every "
+		       "call on it fails", fd);
+		ns_fd_make_dead(fd);
+	}
+}
+
+/* Call fn for every fd the SCM_RIGHTS control messages of msg carry. */
+static void
+each_passed_fd(const struct msghdr *msg, void (*fn)(int fd, int delta), int delta)
+{
+	if (msg->msg_control == NULL || msg->msg_controllen < sizeof(struct cmsghdr))
+		return;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm != NULL;
+	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+		size_t n;
+		int fd;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			fn(fd, delta);
+		}
+	}
+}
+
+static void
+hold_in_flight(int fd, int delta)
+{
+	struct ns_conn *c = ns_fd_wrapped(fd);
+
+	if (c == NULL)
+		return;
+	if (delta > 0) {
+		ns_conn_ref(c);
+		__atomic_add_fetch(&c->in_flight, 1, __ATOMIC_RELEASE);
+	} else if (__atomic_sub_fetch(&c->in_flight, 1, __ATOMIC_ACQ_REL) >= 0) {
+		ns_conn_unref(c);
+	} else {
+		__atomic_add_fetch(&c->in_flight, 1, __ATOMIC_RELEASE);
+	}
+	ns_conn_unref(c);
+}
+
+void
+ns_fds_sending(const struct msghdr *msg, int delta)
+{
+	each_passed_fd(msg, hold_in_flight, delta);
+}
+
+static void
+received(int fd, int delta)
+{
+	ns_fd_received(fd);
+}
+
+/* The control messages of msg, after a recvmsg that returned them: every fd they carry. */
+void
+ns_fds_received(const struct msghdr *msg)
+{
+	each_passed_fd(msg, received, 0);
 }
 
 /* open(2) takes a mode only with O_CREAT or O_TMPFILE. */

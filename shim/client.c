@@ -245,6 +245,20 @@ let_go(int fd, struct ns_conn *c)
  * NS_START_WRAPPED (*out gets the object with a reference), or -1 with
  * errno.
  */
+/* A connected socket that came from elsewhere: whether its peer is one the shim wraps (or refuses). */
+int
+ns_client_would_wrap(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct ns_nodeurl entry;
+	char why[NS_CACHE_WHERE_MAX + NS_CACHE_REASON_MAX + 2];
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+		return 0;
+	return lookup((struct sockaddr *)&ss, len, &entry, why, sizeof(why)) != LOOKUP_MISS;
+}
+
 int
 ns_client_start(int fd, const struct sockaddr *addr, socklen_t len, struct ns_conn **out)
 {

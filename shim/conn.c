@@ -186,6 +186,29 @@ ns_conn_at(ns_off slot)
 	return ns_arena_ptr(slot);
 }
 
+/* The wrapped connection of the socket with inode ino, with a reference taken; NULL if none. */
+struct ns_conn *
+ns_conn_find(uint64_t ino)
+{
+	for (ns_off slot = ns_arena_slot_next(0); slot != 0; slot = ns_arena_slot_next(slot)) {
+		struct ns_conn *c = ns_conn_at(slot);
+		int32_t refs = __atomic_load_n(&c->refs, __ATOMIC_ACQUIRE);
+
+		if (c->ino != ino)
+			continue;
+		/* A reference only while another is held: an object at zero is being freed. */
+		while (refs > 0 && !__atomic_compare_exchange_n(&c->refs, &refs, refs + 1, 0,
+		                                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			;
+		if (refs <= 0)
+			continue;
+		if (c->ino == ino && __atomic_load_n(&c->kind, __ATOMIC_ACQUIRE) == NS_SOCK_WRAPPED)
+			return c;
+		ns_conn_unref(c);
+	}
+	return NULL;
+}
+
 /* Take and drop a reference; the last drop wipes the object and frees its slot. */
 void
 ns_conn_ref(struct ns_conn *c)

@@ -73,6 +73,7 @@ struct ns_conn {
 	uint32_t kind;                 /* enum ns_sock_kind; atomic */
 	uint32_t phase;                /* enum ns_phase; atomic, a futex word */
 	int32_t refs;                  /* fds in every process, plus calls in progress */
+	int32_t in_flight;             /* references held for copies sent over unix sockets */
 	int32_t error;                 /* errno for NS_PHASE_FAILED */
 	uint64_t ino;                  /* the socket's inode, to recognise it after exec */
 	uint32_t role;                 /* enum ns_role */
@@ -172,6 +173,9 @@ struct ns_conn *ns_conn_new(enum ns_sock_kind kind, uint64_t ino);
 
 /* The object at a slot. */
 struct ns_conn *ns_conn_at(ns_off slot);
+
+/* The wrapped connection of the socket with inode ino, with a reference taken; NULL if none. */
+struct ns_conn *ns_conn_find(uint64_t ino);
 
 /* Take and drop a reference; the last drop wipes the object and frees its slot. */
 void ns_conn_ref(struct ns_conn *c);

@@ -315,23 +315,12 @@ pin(const struct handover *h, int on)
 static void
 replace_with_dead(int fd, const char *path, const char *why)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int family = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 ? ss.ss_family : AF_INET;
-	int fl = REAL(fcntl)(fd, F_GETFL), dead;
 	struct ns_conn *c = ns_fd_get(fd);
 
 	ns_log(NS_LOG_ERROR, "fd %d%s%s: cut off before exec of %s: %s", fd, c != NULL ? ", " : "",
 	       c != NULL ? c->peer : "", path, why);
 	ns_conn_unref(c);
-	ns_fd_closing(fd);
-	if ((dead = REAL(socket)(family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    REAL(dup2)(dead, fd) < 0)
-		REAL(close)(fd);  /* no socket to put there: no fd at all is still no plaintext */
-	else if (fl >= 0)
-		REAL(fcntl)(fd, F_SETFL, fl & O_NONBLOCK);
-	if (dead >= 0)
-		REAL(close)(dead);
+	ns_fd_make_dead(fd);
 }
 
 static void

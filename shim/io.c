@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "birth.h"
 #include "client.h"
 #include "conn.h"
 #include "fdtable.h"
@@ -131,9 +132,15 @@ NS_EXPORT ssize_t
 recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	struct ns_conn *c = ns_fd_wrapped(fd);
+	ssize_t ret;
 
-	if (c == NULL)
-		return REAL(recvmsg)(fd, msg, flags);
+	if (c == NULL) {
+		ret = REAL(recvmsg)(fd, msg, flags);
+		/* Sockets passed over a unix socket are fds made here too. */
+		if (ret >= 0 && msg->msg_controllen > 0)
+			ns_fds_received(msg);
+		return ret;
+	}
 	msg->msg_namelen = 0;
 	msg->msg_controllen = 0;
 	msg->msg_flags = 0;
@@ -146,8 +153,13 @@ recvmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags, struct time
 	struct ns_conn *c = ns_fd_wrapped(fd);
 	unsigned int i;
 
-	if (c == NULL)
-		return REAL(recvmmsg)(fd, msgs, vlen, flags, timeout);
+	if (c == NULL) {
+		int n = REAL(recvmmsg)(fd, msgs, vlen, flags, timeout);
+		for (int m = 0; m < n; m++)
+			if (msgs[m].msg_hdr.msg_controllen > 0)
+				ns_fds_received(&msgs[m].msg_hdr);
+		return n;
+	}
 	ns_conn_unref(c);
 	/* Stream data has no message boundaries: fill the first message like recvmsg. */
 	for (i = 0; i < vlen; i++) {
@@ -260,6 +272,18 @@ sendmsg(int fd, const struct msghdr *msg, int flags)
 			return -1;
 		}
 	}
+	if (c == NULL && msg->msg_controllen > 0) {
+		ssize_t ret;
+		int saved;
+
+		ns_fds_sending(msg, 1);
+		if ((ret = REAL(sendmsg)(fd, msg, flags)) < 0) {
+			saved = errno;
+			ns_fds_sending(msg, -1);
+			errno = saved;
+		}
+		return ret;
+	}
 	if (c == NULL)
 		return REAL(sendmsg)(fd, msg, flags);
 	return conn_send(c, fd, msg->msg_iov, (int)msg->msg_iovlen, flags & ~MSG_FASTOPEN);
@@ -281,8 +305,18 @@ sendmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags)
 			return -1;
 		}
 	}
-	if (c == NULL)
-		return REAL(sendmmsg)(fd, msgs, vlen, flags);
+	if (c == NULL) {
+		int sent, saved;
+
+		for (i = 0; i < vlen; i++)
+			ns_fds_sending(&msgs[i].msg_hdr, 1);
+		sent = REAL(sendmmsg)(fd, msgs, vlen, flags);
+		saved = errno;
+		for (i = sent < 0 ? 0 : (unsigned int)sent; i < vlen; i++)
+			ns_fds_sending(&msgs[i].msg_hdr, -1);
+		errno = saved;
+		return sent;
+	}
 	for (i = 0; i < vlen; i++) {
 		ssize_t n = ns_conn_send(c, fd, msgs[i].msg_hdr.msg_iov,
 		                         (int)msgs[i].msg_hdr.msg_iovlen, flags & ~MSG_FASTOPEN);

@@ -255,6 +255,19 @@ classify(int fd)
 	return 0;
 }
 
+/* An accepted socket that came from elsewhere: whether it is on a port the shim wraps (or refuses). */
+int
+ns_server_would_wrap(int fd)
+{
+	char where[64];
+
+	pthread_once(&specs_once, load_specs);
+	if (specs_error[0] != '\0')
+		return 1;
+	/* Its port named with any address: the listener it came from may well have been wrapped. */
+	return named(fd, where, sizeof(where)) != NOT_NAMED;
+}
+
 NS_EXPORT int
 listen(int fd, int backlog)
 {

@@ -28,7 +28,10 @@
  * exec-keep-execveat, exec-strip-execveat (execveat, relative to a directory fd);
  * fclose-fdopen (connect to HOST:PORT, close it inside libc, then a new
  * socket on the same number talks to --plain-port); failed-dup2-onto
- * (connect, then a dup2 onto the fd that fails).
+ * (connect, then a dup2 onto the fd that fails); scm-rights (the connected fd
+ * goes over a unix socket to this process and is written on as received);
+ * scm-rights-unrelated (to a child forked before any socket existed, which
+ * shares no state with its parent, and writes on it).
  *
  * The connect step is connect() for the plain methods; for the *-fastopen
  * methods it is the call itself (MSG_FASTOPEN with the address, on an
@@ -113,7 +116,7 @@ static const char *const origin_names[] = {
 	"fdupfd-before", "fdupfd-cloexec-before", "fork-before", "fork-before-parent",
 	"fork-after", "exec-keep", "exec-keep-spawn", "exec-strip-execve",
 	"exec-strip-spawn", "exec-strip-execvp", "exec-keep-execveat", "exec-strip-execveat",
-	"fclose-fdopen", "failed-dup2-onto",
+	"fclose-fdopen", "failed-dup2-onto", "scm-rights", "scm-rights-unrelated",
 };
 
 struct options {
@@ -644,8 +647,72 @@ static void run_failed_dup2_onto(int fd, const struct job *job)
 	write_step(fd, job, connect_step_len(job));
 }
 
+/* Send fd over sock as SCM_RIGHTS. */
+static void send_fd(int sock, int fd)
+{
+	char byte = 'f';
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } control;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+			      .msg_controllen = sizeof(control.space) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	current_step = "sendmsg(SCM_RIGHTS)";
+	if (sendmsg(sock, &msg, 0) != 1)
+		setup_error("sendmsg(SCM_RIGHTS)");
+}
+
+/* The fd sent over sock, as received. */
+static int recv_fd(int sock)
+{
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } control;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+			      .msg_controllen = sizeof(control.space) };
+	struct cmsghdr *cm;
+	int fd;
+
+	current_step = "recvmsg(SCM_RIGHTS)";
+	if (recvmsg(sock, &msg, 0) != 1 || (cm = CMSG_FIRSTHDR(&msg)) == NULL ||
+	    cm->cmsg_type != SCM_RIGHTS)
+		finish(EXIT_SETUP, "setup-error: no fd arrived over the unix socket");
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
+}
+
+/* Pass the connected fd over a unix socket, to this process or to an unrelated child. */
+static void run_scm_rights(const struct job *job, bool unrelated)
+{
+	size_t offset = connect_step_len(job);
+	int pair[2];
+	pid_t pid = 0;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0)
+		setup_error("socketpair");
+	/* Forked before any TCP socket: the child shares nothing of the parent's sockets. */
+	if (unrelated && (pid = fork_or_die()) == 0) {
+		close(pair[0]);
+		write_step(recv_fd(pair[1]), job, offset);
+	}
+	int fd = new_socket(job);
+	connect_step(fd, job);
+	send_fd(pair[0], fd);
+	close(fd);
+	if (unrelated)
+		wait_child(pid);
+	write_step(recv_fd(pair[1]), job, offset);
+}
+
 static void run_origin(const char *origin, struct job *job, const char *host)
 {
+	if (strncmp(origin, "scm-rights", 10) == 0)
+		run_scm_rights(job, strcmp(origin, "scm-rights-unrelated") == 0);
+
 	size_t offset = connect_step_len(job);
 	int fd = new_socket(job);
 

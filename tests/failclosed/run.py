@@ -8,7 +8,7 @@ BUILD_DIR (build, or build/asan) must hold both shims, noiseshim,
 tests/gopeer, tests/fc_client and tests/fc_server.
 
 Client shim (fc_client under libnoiseshim.so; its usage lists the eleven
-methods and the nineteen origins, each method run with and without
+methods and the twenty-one origins, each method run with and without
 TCP_FASTOPEN_CONNECT):
   recorder   a plain listener at a cached address that records every byte
              and never answers: the marker never appears in what it got,
@@ -82,7 +82,7 @@ ORIGINS = ["connect", "connect-on-dup", "dup-before", "dup2-before", "dup3-befor
            "fdupfd-before", "fdupfd-cloexec-before", "fork-before", "fork-before-parent",
            "fork-after", "exec-keep", "exec-keep-spawn", "exec-strip-execve",
            "exec-strip-spawn", "exec-strip-execvp", "exec-keep-execveat", "exec-strip-execveat",
-           "fclose-fdopen", "failed-dup2-onto"]
+           "fclose-fdopen", "failed-dup2-onto", "scm-rights", "scm-rights-unrelated"]
 SERVER_READS = ["read", "recv", "readv", "recvmsg", "recvmmsg", "splice"]
 SERVER_ORIGINS = ["direct", "dup", "dup2-stdio", "fork", "exec-keep", "exec-strip", "inetd-exec"]
 HOSTILE_KINDS = ["shutwr", "reset", "four"]
@@ -412,7 +412,9 @@ class Matrix:
             extra["NOISESHIM_HANDSHAKE_TIMEOUT_MS"] = FCLOSE_HANDSHAKE_MS
         elif target == "recorder":
             extra["NOISESHIM_HANDSHAKE_TIMEOUT_MS"] = SHORT_HANDSHAKE_MS
-        stripped = origin.startswith("exec-strip")
+        # A socket cut off from its Noise state: by an exec that cannot adopt it, or by a
+        # pass over a unix socket to a process that shares nothing with its sender.
+        stripped = origin.startswith("exec-strip") or origin == "scm-rights-unrelated"
 
         def body():
             result = run(argv, self.client_env(**extra))
@@ -433,6 +435,12 @@ class Matrix:
                                 "plaintext: " + result.describe())
             elif result.elapsed >= QUICK_SECONDS:
                 problems.append("the plaintext echo took %.2f s (stale Noise state?)" % result.elapsed)
+        elif origin == "scm-rights-unrelated":
+            if outcome != "errno" or "(where: read" in result.line():
+                problems.append("a wrapped socket received without its state must fail the "
+                                "write: " + result.describe())
+            if not re.search(r"^noiseshim.*unix socket", result.err, re.M):
+                problems.append("no shim line says why the received fd fails")
         elif stripped:
             # The write itself must fail: a read error may follow plaintext.
             if outcome != "errno" or "after exec)" not in result.line() or \
