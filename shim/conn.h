@@ -305,6 +305,7 @@ int ns_conn_service_release(struct ns_conn *c, int fd);
 int ns_conn_service_deadline(struct ns_conn *c, int fd);
 int ns_conn_service_probe(struct ns_conn *c, int fd);
 int ns_conn_service_msg2(struct ns_conn *c, int fd);
+int ns_conn_service_linger(struct ns_conn *c, int fd);
 
 /* The service thread saw fd ready: do what is pending; the epoll events still wanted (0: none). */
 uint32_t ns_conn_service_io(struct ns_conn *c, int fd);

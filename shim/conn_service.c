@@ -13,7 +13,7 @@
 #include "shim.h"
 #include "service.h"
 
-enum { BUSY_RETRY_MS = 5, CORK_MAX_US = 200 * 1000 };
+enum { BUSY_RETRY_MS = 5, LINGER_RETRY_MS = 10, CORK_MAX_US = 200 * 1000 };
 
 /* Try a side's lock: 0 when held (and the connection usable), 1 when busy, -1 when failed. */
 static int
@@ -146,6 +146,29 @@ ns_conn_service_msg2(struct ns_conn *c, int fd)
 	}
 	ns_conn_unlock_tx(c);
 	return 0;
+}
+
+/*
+ * A connection the program closed with bytes still to send: push them out,
+ * reading msg2 first when they wait for it.  0 once nothing is left or
+ * nothing more can go; otherwise when to look again.
+ */
+int
+ns_conn_service_linger(struct ns_conn *c, int fd)
+{
+	int r;
+
+	if (ns_conn_phase(c) == NS_PHASE_AWAIT_MSG2 && try_side(c, &c->rx_lock, fd) == 0) {
+		ns_conn_read_handshake(c, fd);
+		ns_conn_unlock_rx(c);
+	}
+	if ((r = try_side(c, &c->tx_lock, fd)) != 0)
+		return r > 0 ? BUSY_RETRY_MS : 0;
+	if (ns_conn_phase(c) == NS_PHASE_START)
+		ns_conn_release(c, fd);
+	r = ns_conn_flush_pending(c, fd);
+	ns_conn_unlock_tx(c);
+	return r == 0 || ns_conn_phase(c) == NS_PHASE_FAILED ? 0 : LINGER_RETRY_MS;
 }
 
 /* The epoll events the service thread should watch fd for now. */

@@ -18,6 +18,7 @@
 #include "ownfd.h"
 #include "fdtable.h"
 #include "real.h"
+#include "service.h"
 #include "shim.h"
 #include "stdio_streams.h"
 
@@ -46,7 +47,9 @@ ns_fd_closing(int fd)
 		/* What was gathered for msg1, or written before msg2, was reported as sent. */
 		if (ns_conn_phase(c) == NS_PHASE_START && c->early_len > 0)
 			ns_conn_release_unlocked(c, fd);
-		if (c->tail_len > c->tail_off || c->early_len > 0)
+		/* The rest goes from the service thread, so that close returns at once. */
+		if ((c->tail_len > c->tail_off || c->early_len > 0) &&
+		    ns_service_linger(fd, c, FLUSH_TIMEOUT_MS) != 0)
 			ns_conn_flush(c, fd, FLUSH_TIMEOUT_MS);
 	}
 	ns_conn_unref(c);

@@ -8,6 +8,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 
 #include "conn.h"
 #include "fdtable.h"
+#include "log.h"
 #include "ownfd.h"
 #include "real.h"
 #include "sandbox.h"
@@ -31,7 +33,9 @@ struct job {
 	enum ns_job kind;
 	uint64_t due_ms;
 	uint64_t entry;                /* the fd table entry the job is for (object and generation) */
+	uint64_t until_ms;             /* NS_JOB_LINGER: when to give up and close */
 };
+
 
 static struct {
 	pthread_mutex_t lock;          /* guards everything below */
@@ -104,11 +108,48 @@ ns_service_after_fork_parent(void)
 	pthread_mutex_unlock(&svc.lock);
 }
 
-/* In a fork child: the thread did not come along, and may have held the lock. */
+/* A lingering copy is done (or out of time): it goes, and with it the connection. */
+static void
+linger_finish(int fd, uint64_t entry)
+{
+	struct ns_conn *c;
+
+	if (ns_fd_entry(fd) != entry || (c = ns_fd_take(fd)) == NULL)
+		return;
+	if (c->tail_len > c->tail_off || c->early_len > 0)
+		ns_log(NS_LOG_WARN, "fd %d, %s: closed with %u bytes unsent", fd, c->peer,
+		       c->tail_len - c->tail_off + c->early_len);
+	if (epfd >= 0)
+		REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
+	ns_own_fd_unlinger(fd);
+	REAL(close)(fd);
+	ns_conn_unref(c);
+}
+
+static void
+drop_copy(int fd, uint64_t entry, void *ctx)
+{
+	int *fds = ctx;
+
+	if (ns_own_fd_lingering(fd) && fds[0] < 64)
+		fds[++fds[0]] = fd;
+}
+
+/* In a fork child: the thread did not come along, and may have held the lock; its copies go. */
 void
 ns_service_after_fork_child(void)
 {
+	int fds[65] = {0};
+
 	pthread_mutex_init(&svc.lock, NULL);
+	/* The parent's thread sends what they hold; the child's copies would only keep them open. */
+	ns_fd_foreach(drop_copy, fds);
+	for (int i = 1; i <= fds[0]; i++) {
+		struct ns_conn *c = ns_fd_take(fds[i]);
+		ns_own_fd_unlinger(fds[i]);
+		REAL(close)(fds[i]);
+		ns_conn_unref(c);
+	}
 }
 
 /*
@@ -148,6 +189,8 @@ run_job(struct ns_conn *c, int fd, void *ctx)
 		return ns_conn_service_probe(c, fd);
 	case NS_JOB_MSG2:
 		return ns_conn_service_msg2(c, fd);
+	case NS_JOB_LINGER:
+		return ns_now_ms() >= j->until_ms ? 0 : ns_conn_service_linger(c, fd);
 	}
 	return 0;
 }
@@ -177,6 +220,9 @@ job_live(const struct job *j)
 
 	if (ns_fd_entry(j->fd) != j->entry)
 		return 0;
+	/* A lingering copy is closed by its own job, whatever became of the connection. */
+	if (j->kind == NS_JOB_LINGER)
+		return 1;
 	c = ns_fd_entry_conn(j->entry);
 	return ns_conn_phase(c) != NS_PHASE_FAILED &&
 	       (ns_conn_phase(c) != NS_PHASE_OPEN || j->kind == NS_JOB_MSG2);
@@ -226,6 +272,9 @@ service_main(void *arg)
 
 		for (size_t i = 0; i < ndue; i++) {
 			int again = with_conn(due[i].fd, due[i].entry, run_job, &due[i]);
+			/* Outside the table's read lock: closing the copy changes the table. */
+			if (due[i].kind == NS_JOB_LINGER && again <= 0)
+				linger_finish(due[i].fd, due[i].entry);
 			/* A job that found its connection busy, or not ready yet, runs again soon. */
 			if (again > 0) {
 				due[i].due_ms = ns_now_ms() + (uint64_t)again;
@@ -336,9 +385,8 @@ out:
 	return ret;
 }
 
-/* Run job for fd's connection c at due_ms (monotonic clock).  0, or -1 when no thread can run. */
-int
-ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms)
+static int
+schedule(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms, uint64_t until_ms)
 {
 	uint64_t entry = ns_fd_entry(fd);
 
@@ -355,7 +403,7 @@ ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms)
 		svc.jobs = jobs;
 		svc.cap = cap;
 	}
-	svc.jobs[svc.count++] = (struct job){fd, job, due_ms, entry};
+	svc.jobs[svc.count++] = (struct job){fd, job, due_ms, entry, until_ms};
 	/* The thread wakes for it only if it would otherwise sleep past it. */
 	int sooner = due_ms < svc.sleeping_until;
 	if (sooner)
@@ -363,6 +411,45 @@ ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms)
 	pthread_mutex_unlock(&svc.lock);
 	if (sooner)
 		wake();
+	return 0;
+}
+
+/* Run job for fd's connection c at due_ms (monotonic clock).  0, or -1 when no thread can run. */
+int
+ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms)
+{
+	return schedule(fd, c, job, due_ms, 0);
+}
+
+/*
+ * The program closes fd, the last fd of c, with bytes of c still to send:
+ * the thread keeps a copy of the socket and sends them (for at most
+ * timeout_ms), so that close returns at once, as the kernel's does.  0 when
+ * it took them; -1 when the caller must flush itself.
+ */
+int
+ns_service_linger(int fd, struct ns_conn *c, int timeout_ms)
+{
+	uint64_t now = ns_now_ms();
+	int copy;
+
+	if (ensure_running() != 0 || (copy = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -1;
+	copy = ns_own_fd_high(copy);
+	if (ns_own_fd_linger(copy) != 0) {
+		REAL(close)(copy);
+		return -1;
+	}
+	if (ns_fd_attach(copy, c) != 0 ||
+	    schedule(copy, c, NS_JOB_LINGER, now, now + (uint64_t)timeout_ms) != 0) {
+		struct ns_conn *back = ns_fd_take(copy);
+		ns_own_fd_unlinger(copy);
+		REAL(close)(copy);
+		/* The caller's reference is still held: this drop is never the last. */
+		ns_conn_unref(back);
+		return -1;
+	}
+	ns_service_watch(copy, c);
 	return 0;
 }
 

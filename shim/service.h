@@ -21,6 +21,7 @@ enum ns_job {
 	NS_JOB_DEADLINE,    /* the handshake deadline: fail the connection if not open */
 	NS_JOB_PROBE,       /* initiator awaiting msg2: fail at once on a reply that cannot be one */
 	NS_JOB_MSG2,        /* responder: send msg2 empty if no write carried it */
+	NS_JOB_LINGER,      /* a connection the program closed: push out what is left, then close */
 };
 
 /* Run job for fd's connection c at due_ms (monotonic clock).  0, or -1 when no thread can run. */
@@ -30,6 +31,14 @@ int ns_service_at(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms);
 int ns_service_watch(int fd, struct ns_conn *c);
 
 /*
+ * The program closes fd, the last fd of c, with bytes of c still to send:
+ * the thread keeps a copy of the socket and sends them (for at most
+ * timeout_ms), so that close returns at once, as the kernel's does.  0 when
+ * it took them; -1 when the caller must flush itself.
+ */
+int ns_service_linger(int fd, struct ns_conn *c, int timeout_ms);
+
+/*
  * Around fork, under the fd table's write lock: before it, hold the job
  * lock and wait until a thread still starting has reached its loop (it may
  * hold runtime locks the child would inherit held); after it, let go.
@@ -37,7 +46,7 @@ int ns_service_watch(int fd, struct ns_conn *c);
 void ns_service_before_fork(void);
 void ns_service_after_fork_parent(void);
 
-/* In a fork child: the thread did not come along, and may have held the lock. */
+/* In a fork child: the thread did not come along, and may have held the lock; its copies go. */
 void ns_service_after_fork_child(void);
 
 /*

@@ -5,6 +5,7 @@ usage: ff_pyclient.py post HOST PORT REPEAT [--tls CAFILE]
        ff_pyclient.py one|two HOST PORT REPEAT --tls CAFILE
        ff_pyclient.py postfile HOST PORT FILE
        ff_pyclient.py async HOST PORT CONNECTIONS
+       ff_pyclient.py closewrite HOST PORT PAUSE_MS
 
   post      http.client POST of a 500-byte body on a fresh connection,
             REPEAT times; the answer must be the body's SHA-256.  http.client
@@ -16,6 +17,9 @@ usage: ff_pyclient.py post HOST PORT REPEAT [--tls CAFILE]
   async     one asyncio connection alone (after an untimed one), then
             CONNECTIONS at once, each writing 200 then 300 bytes and reading
             the 500-byte answer
+  closewrite  a non-blocking socket writes 200 bytes, waits PAUSE_MS,
+            writes 300 bytes and closes at once, without reading; prints
+            "close_ms T sha256 S" (how long close() took, what was sent)
 
 Timed modes print "time_ms T" per connection (from connect to the answer's
 last byte) and then "median_ms M"; async prints
@@ -127,6 +131,20 @@ async def run_async(host, port, connections):
     print("single_ms %.1f total_ms %.1f connections %d" % (single, total, connections))
 
 
+def close_after_writes(host, port, pause_ms):
+    request = os.urandom(REQUEST_FIRST + REQUEST_SECOND)
+    conn = socket.create_connection((host, port), timeout=TIMEOUT)
+    conn.setblocking(False)
+    conn.send(request[:REQUEST_FIRST])
+    time.sleep(pause_ms / 1000)
+    if conn.send(request[REQUEST_FIRST:]) != REQUEST_SECOND:
+        fail("the second write was short")
+    start = time.monotonic()
+    conn.close()
+    print("close_ms %.1f sha256 %s" % ((time.monotonic() - start) * 1000,
+                                       hashlib.sha256(request).hexdigest()))
+
+
 def main():
     args = sys.argv[1:]
     cafile = None
@@ -149,6 +167,8 @@ def main():
                 print(post_once(host, port, f.read(), tls))
         elif mode == "async":
             asyncio.run(run_async(host, port, int(last)))
+        elif mode == "closewrite":
+            close_after_writes(host, port, int(last))
         else:
             sys.exit(__doc__)
     except (OSError, ValueError, asyncio.TimeoutError, http.client.HTTPException) as e:

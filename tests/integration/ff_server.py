@@ -22,6 +22,8 @@ connection, and prints "ready" once all of them listen.
            one byte a second
   garbage  after the first bytes, sends 44 bytes starting with 0x41 (not a
            frame's 0x80), then keeps the connection open and quiet
+  sink     reads until the client closes, then prints "sink N SHA256" (the
+           bytes it got) on standard output
   tls-answer, tls-http
            answer and http behind TLS 1.3 (needs --tls CERT KEY)
 
@@ -93,6 +95,16 @@ def garbage(conn):
         wait_for_close(conn)
 
 
+def sink(conn):
+    data = bytearray()
+    while True:
+        piece = conn.recv(65536)
+        if not piece:
+            break
+        data += piece
+    print("sink %d %s" % (len(data), hashlib.sha256(data).hexdigest()), flush=True)
+
+
 class PostHandler(http.server.BaseHTTPRequestHandler):
     # HTTP/1.1 so that a client sending "Expect: 100-continue" (curl does
     # for large bodies) gets its 100 at once instead of waiting it out.
@@ -154,7 +166,8 @@ def http_server(addr, port, tls):
 
 
 STREAM_KINDS = {"answer": answer, "answer-nagle": answer, "echo": echo,
-                "silent": wait_for_close, "trickle": trickle, "garbage": garbage}
+                "silent": wait_for_close, "trickle": trickle, "garbage": garbage,
+                "sink": sink}
 
 
 def main():

@@ -21,7 +21,11 @@
 #   - a server that sends a plausible msg2 one byte a second, with a
 #     2000 ms deadline: the same callers get ETIMEDOUT within 3 s;
 #   - a reply of 44 bytes that cannot start a msg2: non-blocking callers
-#     are woken with EPROTO or ECONNRESET within 1 s, never the bytes.
+#     are woken with EPROTO or ECONNRESET within 1 s, never the bytes;
+#   - a non-blocking program that writes, pauses, writes again and closes
+#     at once: close() returns at once, as the kernel's does, and every
+#     byte reaches the server (or, for a server that never answers,
+#     close() still returns at once).
 # wan: two namespaces 50 ms apart (bench/netns.sh), TFO on both sides:
 #   - each request shape of ff_client (one write; write, write; MSG_MORE;
 #     TCP_CORK) and an http.client POST, median of 5 fresh connections,
@@ -313,19 +317,20 @@ run_local() {
 		finish
 	fi
 	loopback_delay || finish
-	local echo_port http_port silent_port trickle_port garbage_port go_port size tfo
-	read -r echo_port http_port silent_port trickle_port garbage_port < <(free_ports 5)
+	local echo_port http_port silent_port trickle_port garbage_port sink_port go_port size tfo
+	read -r echo_port http_port silent_port trickle_port garbage_port sink_port < <(free_ports 6)
 	start_listener gopeer '^listening' "$gopeer" respond --listen 127.0.0.1:0 --key "$server_priv" \
 		--suite chachapoly --mode echo || { fail "gopeer" "did not start"; finish; }
 	go_port=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$work/gopeer.log")
 	start_listener accept-shim '^ready' env LD_PRELOAD="$server_shim" ASAN_OPTIONS=detect_leaks=0 \
-		NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="$echo_port,$http_port" \
+		NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="$echo_port,$http_port,$sink_port" \
 		NOISESHIM_LOG_FILE="$work/server-shim.log" \
-		python3 "$ff_server" 127.0.0.1 "echo:$echo_port" "http:$http_port" ||
+		python3 "$ff_server" 127.0.0.1 "echo:$echo_port" "http:$http_port" "sink:$sink_port" ||
 		{ fail "accept shim" "python3 under the accept shim did not start"; finish; }
 	start_listener impostors '^ready' python3 "$ff_server" 127.0.0.1 "silent:$silent_port" \
 		"trickle:$trickle_port" "garbage:$garbage_port" || { fail "servers" "did not start"; finish; }
-	for port in "$go_port" "$echo_port" "$http_port" "$silent_port" "$trickle_port" "$garbage_port"; do
+	for port in "$go_port" "$echo_port" "$http_port" "$sink_port" "$silent_port" "$trickle_port" \
+		"$garbage_port"; do
 		cache_add 127.0.0.1 "$port"
 	done
 
@@ -343,6 +348,8 @@ run_local() {
 	nbwrite_suite loopback 127.0.0.1 "$echo_port" "$go_port"
 	post_check "curl POST 4 KB through both shims" "$http_port" 4096
 	post_check "curl POST 64 KB through both shims" "$http_port" 65536
+	close_check "non-blocking close with a write waiting for msg2, accept shim" "$sink_port" sink
+	close_check "non-blocking close with a write waiting for msg2, silent server" "$silent_port" ""
 
 	wait "${wait_pids[@]}" 2>/dev/null
 	for caller in read write poll epoll; do
@@ -355,6 +362,36 @@ run_local() {
 	for caller in read poll epoll; do
 		wait_judge "garbage-$caller" "44-byte garbage reply, $caller" "EPROTO|ECONNRESET" 0 1000
 	done
+}
+
+# How long close() may take on a non-blocking socket with bytes still to send.
+close_ms_max=100
+
+# close_check NAME PORT SINK: a non-blocking close with bytes waiting for
+# msg2; when SINK is set, the server's log must show every byte.
+close_check() {
+	local name=$1 port=$2 sink=$3 out close_ms sha got
+	out=$(as_client python3 "$ff_pyclient" closewrite 127.0.0.1 "$port" 50 2>&1)
+	close_ms=$(field "$out" close_ms) sha=$(field "$out" sha256)
+	if [ -z "$close_ms" ]; then
+		fail "$name" "$(last_lines <<<"$out")"
+		return
+	elif ! below "$close_ms" "$close_ms_max"; then
+		fail "$name" "close() took $close_ms ms (limit $close_ms_max)"
+		return
+	fi
+	if [ -n "$sink" ]; then
+		for _ in $(seq 30); do
+			got=$(grep -c "^sink 500 $sha\$" "$work/accept-shim.log")
+			[ "$got" -ge 1 ] && break
+			sleep 0.1
+		done
+		if [ "$got" -lt 1 ]; then
+			fail "$name" "close() took $close_ms ms, but the server did not get the 500 bytes: $(grep '^sink' "$work/accept-shim.log" | tail -n 2 | paste -sd ' ')"
+			return
+		fi
+	fi
+	ok "$name: close() took $close_ms ms${sink:+, the server got all 500 bytes}"
 }
 
 # --- wan part --------------------------------------------------------------------
