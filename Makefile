@@ -268,7 +268,7 @@ bench-rtt: all $(NFQ_DELAY) $(FF_CLIENT)
 bench-throughput: all
 	bench/throughput.sh --build $(BUILD)
 
-bench-handshake: all
+bench-handshake: all $(BENCH_BIN)
 	bench/handshake.sh --build $(BUILD)
 
 bench-overhead: all

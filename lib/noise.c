@@ -9,6 +9,7 @@
 
 #include <sodium.h>
 
+#include "dhcache.h"
 #include "symmetric.h"
 
 enum hs_step { WRITE_MSG1, READ_MSG1, WRITE_MSG2, READ_MSG2, DONE, FAILED };
@@ -54,6 +55,27 @@ mix_dh(struct ns_handshake *hs, const uint8_t priv[NS_KEY_LEN], const uint8_t pu
 	int ret = -1;
 
 	if (crypto_scalarmult(shared, priv, pub) != 0) {
+		hs->error = ERR_LOW_ORDER;
+		goto out;
+	}
+	if (ns_symmetric_mix_key(&hs->ss, shared)) {
+		hs->error = ERR_CIPHER;
+		goto out;
+	}
+	ret = 0;
+out:
+	sodium_memzero(shared, sizeof(shared));
+	return ret;
+}
+
+/* The ss token: DH(s, rs), which two static keys seen together before need not compute again. */
+static int
+mix_static_dh(struct ns_handshake *hs)
+{
+	uint8_t shared[NS_KEY_LEN];
+	int ret = -1;
+
+	if (ns_dh_static(shared, hs->s_priv, hs->s_pub, hs->rs) != 0) {
 		hs->error = ERR_LOW_ORDER;
 		goto out;
 	}
@@ -210,7 +232,7 @@ ns_handshake_write_msg1(struct ns_handshake *hs, const uint8_t *payload, size_t 
 		return fail(hs, ERR_ENCRYPT);
 	p += n;
 	/* ss */
-	if (mix_dh(hs, hs->s_priv, hs->rs))
+	if (mix_static_dh(hs))
 		return fail(hs, ERR_NONE);
 	/* payload */
 	if ((n = ns_symmetric_encrypt_and_hash(&hs->ss, payload, len, p)) < 0)
@@ -247,7 +269,7 @@ ns_handshake_read_msg1(struct ns_handshake *hs, uint8_t *msg, size_t len,
 		return fail(hs, ERR_MSG1_STATIC);
 	p += NS_KEY_LEN + NS_TAG_LEN;
 	/* ss */
-	if (mix_dh(hs, hs->s_priv, hs->rs))
+	if (mix_static_dh(hs))
 		return fail(hs, ERR_NONE);
 	/* payload */
 	if ((n = ns_symmetric_decrypt_and_hash(&hs->ss, p, len - (size_t)(p - msg), p)) < 0)

@@ -4,6 +4,8 @@
  */
 #include "symmetric.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -111,14 +113,58 @@ ns_symmetric_mix_key(struct ns_symmetric *s, const uint8_t ikm[NS_KEY_LEN])
 }
 
 /*
- * One AEAD operation with the handshake key at nonce n.  A handshake seals
- * or opens four times, so a cipher context is made for each rather than
- * kept: the state stays flat.
+ * The handshake's AEAD contexts: one per suite and thread, keyed for each
+ * operation and keyed with zeros after it, so that the state stays flat
+ * (no context in it) and making a context, the costly part, happens once.
  */
+struct handshake_ciphers {
+	struct ns_cipher *suite[NS_SUITE_AESGCM + 1];
+};
+
+static pthread_key_t ciphers_key;
+static pthread_once_t ciphers_once = PTHREAD_ONCE_INIT;
+
+static void
+free_ciphers(void *p)
+{
+	struct handshake_ciphers *t = p;
+
+	for (size_t i = 0; i < sizeof(t->suite) / sizeof(t->suite[0]); i++)
+		ns_cipher_free(t->suite[i]);
+	free(t);
+}
+
+static void
+make_ciphers_key(void)
+{
+	pthread_key_create(&ciphers_key, free_ciphers);
+}
+
+/* This thread's context for suite, keyed with key; NULL on failure. */
+static struct ns_cipher *
+keyed_cipher(enum ns_suite suite, const uint8_t key[NS_KEY_LEN])
+{
+	struct handshake_ciphers *t;
+
+	pthread_once(&ciphers_once, make_ciphers_key);
+	if ((t = pthread_getspecific(ciphers_key)) == NULL) {
+		if ((t = calloc(1, sizeof(*t))) == NULL)
+			return NULL;
+		pthread_setspecific(ciphers_key, t);
+	}
+	if (suite < NS_SUITE_CHACHAPOLY || suite > NS_SUITE_AESGCM)
+		return NULL;
+	if (t->suite[suite] == NULL)
+		return t->suite[suite] = ns_cipher_new(suite, key);
+	return ns_cipher_rekey(t->suite[suite], key) == 0 ? t->suite[suite] : NULL;
+}
+
+/* One AEAD operation with the handshake key at nonce n. */
 static int
 handshake_aead(struct ns_symmetric *s, int seal, const uint8_t *in, size_t len, uint8_t *out)
 {
-	struct ns_cipher *c = ns_cipher_new(s->suite, s->k);
+	static const uint8_t no_key[NS_KEY_LEN];
+	struct ns_cipher *c = keyed_cipher(s->suite, s->k);
 	int ret;
 
 	if (c == NULL)
@@ -127,7 +173,8 @@ handshake_aead(struct ns_symmetric *s, int seal, const uint8_t *in, size_t len, 
 	ret = seal ? ns_cipher_seal(c, s->h, NS_HASH_LEN, in, len, out)
 	           : ns_cipher_open(c, s->h, NS_HASH_LEN, in, len, out);
 	s->n = ns_cipher_nonce(c);
-	ns_cipher_free(c);
+	/* The handshake key does not stay in the context. */
+	ns_cipher_rekey(c, no_key);
 	return ret;
 }
 
