@@ -20,12 +20,28 @@
 
 #include "log.h"
 #include "nodeurl.h"
+#include "poll.h"
 #include "real.h"
 #include "sandbox.h"
 #include "shim.h"
 #include "stats.h"
 
 int ns_conn_unstarted;
+int ns_conn_write_blocked;
+
+/* Under tx_lock: the early buffer has room again (or the connection failed): writers may wake. */
+void
+ns_conn_unblock_writers(struct ns_conn *c, int fd)
+{
+	if (ns_conn_phase(c) != NS_PHASE_FAILED && c->early_len >= NS_ARENA_BUF)
+		return;
+	if (!__atomic_exchange_n(&c->write_blocked, 0, __ATOMIC_ACQ_REL))
+		return;
+	/* Another process may have blocked it: this count is only this process's hint. */
+	if (__atomic_sub_fetch(&ns_conn_write_blocked, 1, __ATOMIC_ACQ_REL) < 0)
+		__atomic_store_n(&ns_conn_write_blocked, 0, __ATOMIC_RELEASE);
+	ns_poll_resume(fd);
+}
 
 /* Add to a counter; a sandboxed process may be killed for creating the counters file. */
 static void
@@ -242,6 +258,8 @@ ns_conn_unref(struct ns_conn *c)
 		return;
 	slot = ns_arena_off(c);
 	forget_ciphers(slot, ns_arena_slot_gen(slot));
+	if (c->write_blocked && __atomic_sub_fetch(&ns_conn_write_blocked, 1, __ATOMIC_ACQ_REL) < 0)
+		__atomic_store_n(&ns_conn_write_blocked, 0, __ATOMIC_RELEASE);
 	if (c->kind == NS_SOCK_WRAPPED && ns_conn_phase(c) == NS_PHASE_START)
 		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
 	if (c->kind == NS_SOCK_WRAPPED)
@@ -333,6 +351,8 @@ ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why)
 	/* Nothing more may cross in either direction, not even plaintext by mistake. */
 	REAL(shutdown)(fd, SHUT_RDWR);
 	ns_shared_wake(&c->phase);
+	/* A writer waiting for room must wake to hear of it. */
+	ns_conn_unblock_writers(c, fd);
 }
 
 /* Whether the SYN of fd's connection carried data: "yes", "no", or "unknown" (no TCP_INFO). */

@@ -127,6 +127,7 @@ struct ns_conn {
 	uint8_t tfo;                   /* the first flight rides in the SYN */
 	uint8_t nodelay_until_record;  /* msg2 went alone: push the first record without Nagle */
 	uint8_t read_interest;         /* in an epoll set for input only: its next wait releases msg1 */
+	uint8_t write_blocked;         /* the early buffer is full: writable only once it has room */
 };
 
 _Static_assert(sizeof(struct ns_conn) <= NS_ARENA_SLOT, "a connection fits its slot");
@@ -342,5 +343,16 @@ void ns_conn_prepare_thread(void);
 
 /* Number of initiators that have not sent msg1, so poll hooks can skip their scan. */
 extern int ns_conn_unstarted;
+
+/*
+ * Connections whose writes before the handshake filled the early buffer:
+ * the kernel calls them writable, the shim would answer EAGAIN, so the
+ * waiting calls leave out their writability until there is room (poll.c).
+ * A count for this process, so those calls can skip their work when 0.
+ */
+extern int ns_conn_write_blocked;
+
+/* Under tx_lock: the early buffer has room again (or the connection failed): writers may wake. */
+void ns_conn_unblock_writers(struct ns_conn *c, int fd);
 
 #endif

@@ -387,6 +387,8 @@ ns_conn_flush_pending(struct ns_conn *c, int fd)
 	}
 	memmove(ns_conn_early(c), ns_conn_early(c) + off, c->early_len - off);
 	c->early_len -= (uint32_t)off;
+	if (off > 0 || ns_conn_phase(c) == NS_PHASE_FAILED)
+		ns_conn_unblock_writers(c, fd);
 	if (c->early_len == 0 && c->tail_len <= c->tail_off) {
 		ns_conn_drop_early(c);
 		return 0;
@@ -440,6 +442,13 @@ write_early(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size
 {
 	ssize_t taken = take_early(c, iov, iovcnt, len, NS_ARENA_BUF);
 
+	/* Full: until it has room, the waiting calls must not report the fd writable. */
+	if (taken < 0 && errno == EAGAIN && !c->write_blocked) {
+		c->write_blocked = 1;
+		__atomic_add_fetch(&ns_conn_write_blocked, 1, __ATOMIC_RELEASE);
+		ns_service_watch(fd, c);
+		errno = EAGAIN;
+	}
 	if (taken > 0 && c->early_len == (uint32_t)taken) {
 		/* The first write to wait: msg2, even empty, must now wake the service thread. */
 		if (c->role == NS_ROLE_INITIATOR && pthread_mutex_trylock(&c->rx_lock) == 0) {

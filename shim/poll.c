@@ -1,17 +1,215 @@
 /*
- * Waiting calls.  Readiness stays in the kernel; the only thing the shim
- * does here is notice an initiator that waits for input before it has
- * written anything (a server-speaks-first protocol) and send msg1 empty,
- * so the server can answer.
+ * Waiting calls.  Readiness stays in the kernel; the shim does two things
+ * here.  It notices an initiator that waits for input before it has
+ * written anything (a server-speaks-first protocol) and sends msg1 empty,
+ * so the server can answer.  And while a connection's early buffer is full
+ * (writes before the handshake is done, more than it holds), the kernel
+ * calls the socket writable though a write would get EAGAIN: the waits
+ * leave its writability out until there is room, so that an event loop
+ * sleeps instead of spinning.
  */
+#include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <time.h>
+
+#include <uthash.h>
 
 #include "conn.h"
 #include "fdtable.h"
+#include "poll.h"
 #include "real.h"
 #include "sandbox.h"
+#include "service.h"
+#include "shim.h"
+
+/* How long poll and select sleep at a time while an fd they wait on for writing has no room. */
+enum { BLOCKED_SLICE_MS = 10 };
+
+/*
+ * The program's epoll registrations of the sockets the shim knows, by fd.
+ * A registration asking for EPOLLOUT on a connection whose early buffer is
+ * full is changed in the kernel to leave EPOLLOUT out ("suspended"), and
+ * changed back when the buffer has room (ns_poll_resume).
+ */
+struct registration {
+	int epfd;
+	int suspended;
+	struct epoll_event ev;         /* as the program asked */
+};
+
+struct watched {
+	int fd;
+	int count, cap;
+	struct registration *reg;
+	UT_hash_handle hh;
+};
+
+static struct watched *watched;   /* under watch_lock */
+static int nwatched;              /* fds in the table; read without the lock to skip work */
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+drop_watched(struct watched *w)
+{
+	HASH_DEL(watched, w);
+	free(w->reg);
+	free(w);
+	__atomic_sub_fetch(&nwatched, 1, __ATOMIC_RELEASE);
+}
+
+/* Keep what the program registered for fd in epfd (op as for epoll_ctl). */
+static void
+remember(int epfd, int op, int fd, const struct epoll_event *ev)
+{
+	struct watched *w;
+	int i;
+
+	pthread_mutex_lock(&watch_lock);
+	HASH_FIND_INT(watched, &fd, w);
+	if (w == NULL && op != EPOLL_CTL_DEL) {
+		if ((w = calloc(1, sizeof(*w))) == NULL)
+			goto out;
+		w->fd = fd;
+		HASH_ADD_INT(watched, fd, w);
+		__atomic_add_fetch(&nwatched, 1, __ATOMIC_RELEASE);
+	}
+	if (w == NULL)
+		goto out;
+	for (i = 0; i < w->count && w->reg[i].epfd != epfd; i++)
+		;
+	if (op == EPOLL_CTL_DEL) {
+		if (i < w->count)
+			w->reg[i] = w->reg[--w->count];
+		if (w->count == 0)
+			drop_watched(w);
+		goto out;
+	}
+	if (i == w->count) {
+		if (w->count == w->cap) {
+			int cap = w->cap ? 2 * w->cap : 2;
+			struct registration *grown = realloc(w->reg, (size_t)cap * sizeof(*grown));
+			if (grown == NULL)
+				goto out;
+			w->reg = grown;
+			w->cap = cap;
+		}
+		w->count++;
+	}
+	w->reg[i] = (struct registration){epfd, 0, *ev};
+out:
+	pthread_mutex_unlock(&watch_lock);
+}
+
+/* fd is closed: forget its epoll registrations. */
+void
+ns_poll_forget(int fd)
+{
+	struct watched *w;
+
+	if (__atomic_load_n(&nwatched, __ATOMIC_ACQUIRE) == 0)
+		return;
+	pthread_mutex_lock(&watch_lock);
+	HASH_FIND_INT(watched, &fd, w);
+	if (w != NULL)
+		drop_watched(w);
+	pthread_mutex_unlock(&watch_lock);
+}
+
+/* fd's early buffer has room again: its epoll registrations get their writability back. */
+void
+ns_poll_resume(int fd)
+{
+	struct watched *w;
+
+	if (__atomic_load_n(&nwatched, __ATOMIC_ACQUIRE) == 0)
+		return;
+	pthread_mutex_lock(&watch_lock);
+	HASH_FIND_INT(watched, &fd, w);
+	for (int i = 0; w != NULL && i < w->count; i++)
+		if (w->reg[i].suspended) {
+			REAL(epoll_ctl)(w->reg[i].epfd, EPOLL_CTL_MOD, fd, &w->reg[i].ev);
+			w->reg[i].suspended = 0;
+		}
+	pthread_mutex_unlock(&watch_lock);
+}
+
+/* In a fork child: the registrations' lock may belong to a thread that did not come along. */
+void
+ns_poll_after_fork_child(void)
+{
+	pthread_mutex_init(&watch_lock, NULL);
+}
+
+/* Whether fd is a connection whose early buffer is full. */
+static int
+write_blocked(int fd)
+{
+	struct ns_conn *c = ns_fd_wrapped(fd);
+	int blocked = c != NULL && __atomic_load_n(&c->write_blocked, __ATOMIC_ACQUIRE);
+
+	ns_conn_unref(c);
+	return blocked;
+}
+
+/*
+ * Take EPOLLOUT out of what epoll_wait returned for connections with no
+ * room, and out of their registrations until there is.  The events left.
+ */
+static int
+leave_out_blocked(int epfd, struct epoll_event *events, int n)
+{
+	int kept = 0;
+
+	pthread_mutex_lock(&watch_lock);
+	for (int i = 0; i < n; i++) {
+		struct watched *w, *tmp;
+		int suspended = 0;
+
+		if (!(events[i].events & EPOLLOUT))
+			goto keep;
+		HASH_ITER(hh, watched, w, tmp) {
+			for (int r = 0; r < w->count && !suspended; r++) {
+				struct registration *reg = &w->reg[r];
+				struct epoll_event quiet;
+
+				if (reg->epfd != epfd || reg->ev.data.u64 != events[i].data.u64 ||
+				    !write_blocked(w->fd))
+					continue;
+				quiet = reg->ev;
+				quiet.events &= ~(uint32_t)EPOLLOUT;
+				if (!reg->suspended && REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, w->fd, &quiet) == 0)
+					reg->suspended = 1;
+				suspended = 1;
+			}
+			if (suspended)
+				break;
+		}
+		if (suspended)
+			events[i].events &= ~(uint32_t)EPOLLOUT;
+		if (events[i].events == 0)
+			continue;
+keep:
+		events[kept++] = events[i];
+	}
+	pthread_mutex_unlock(&watch_lock);
+	return kept;
+}
+
+/* Milliseconds left of a wait of timeout_ms that began at start (-1: no end). */
+static int
+left_ms(int timeout_ms, uint64_t start_ms)
+{
+	uint64_t spent = ns_now_ms() - start_ms;
+
+	if (timeout_ms < 0)
+		return -1;
+	return spent >= (uint64_t)timeout_ms ? 0 : timeout_ms - (int)spent;
+}
 
 /*
  * glibc declares poll()'s fds write-only (an access attribute meant for
@@ -138,6 +336,45 @@ poll_held(struct pollfd *fds, nfds_t n, const sigset_t *mask)
 	return ready;
 }
 
+/*
+ * poll with POLLOUT left out for connections with no room: in slices, so
+ * that it notices when one has room again.  -1 with errno ENOENT when no
+ * fd asked for is such a connection (the kernel alone decides).
+ */
+static int
+poll_blocked(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t *mask)
+{
+	uint64_t start = ns_now_ms();
+	int any = 0, ready, left, slice;
+
+	if (__atomic_load_n(&ns_conn_write_blocked, __ATOMIC_ACQUIRE) == 0)
+		goto kernel_decides;
+	for (nfds_t i = 0; i < n && !any; i++)
+		any = (fds[i].events & POLLOUT) && write_blocked(fds[i].fd);
+	if (!any)
+		goto kernel_decides;
+	for (;;) {
+		short asked[n];
+
+		for (nfds_t i = 0; i < n; i++) {
+			asked[i] = fds[i].events;
+			if ((fds[i].events & POLLOUT) && write_blocked(fds[i].fd))
+				fds[i].events &= (short)~(POLLOUT | POLLWRNORM);
+		}
+		left = left_ms(timeout_ms, start);
+		slice = left < 0 || left > BLOCKED_SLICE_MS ? BLOCKED_SLICE_MS : left;
+		ready = REAL(ppoll)(fds, n, &(struct timespec){slice / 1000, (slice % 1000) * 1000000L},
+		                    mask);
+		for (nfds_t i = 0; i < n; i++)
+			fds[i].events = asked[i];
+		if (ready != 0 || left_ms(timeout_ms, start) == 0)
+			return ready;
+	}
+kernel_decides:
+	errno = ENOENT;
+	return -1;
+}
+
 NS_EXPORT int
 poll(struct pollfd *fds, nfds_t n, int timeout)
 {
@@ -146,6 +383,8 @@ poll(struct pollfd *fds, nfds_t n, int timeout)
 	if (timeout != 0)
 		scan_pollfds(fds, n);
 	if ((ready = poll_held(fds, n, NULL)) >= 0)
+		return ready;
+	if ((ready = poll_blocked(fds, n, timeout, NULL)) >= 0 || errno != ENOENT)
 		return ready;
 	return REAL(poll)(fds, n, timeout);
 }
@@ -159,14 +398,75 @@ ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset
 		scan_pollfds(fds, n);
 	if ((ready = poll_held(fds, n, mask)) >= 0)
 		return ready;
+	if ((ready = poll_blocked(fds, n, timeout == NULL ? -1
+	                                  : (int)(timeout->tv_sec * 1000 + timeout->tv_nsec / 1000000),
+	                          mask)) >= 0 || errno != ENOENT)
+		return ready;
 	return REAL(ppoll)(fds, n, timeout, mask);
+}
+
+/*
+ * select with writability left out for connections with no room, in
+ * slices like poll_blocked.  -1 with errno ENOENT when no fd asked for is
+ * such a connection.
+ */
+static int
+select_blocked(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds, int timeout_ms,
+               const sigset_t *mask)
+{
+	fd_set r, w, e;
+	uint64_t start = ns_now_ms();
+	int any = 0, ready, left, slice;
+
+	if (__atomic_load_n(&ns_conn_write_blocked, __ATOMIC_ACQUIRE) == 0 || writefds == NULL)
+		goto kernel_decides;
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && !any; fd++)
+		any = FD_ISSET(fd, writefds) && write_blocked(fd);
+	if (!any)
+		goto kernel_decides;
+	for (;;) {
+		FD_ZERO(&r);
+		FD_ZERO(&e);
+		if (readfds != NULL)
+			r = *readfds;
+		w = *writefds;
+		if (exceptfds != NULL)
+			e = *exceptfds;
+		for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
+			if (FD_ISSET(fd, &w) && write_blocked(fd))
+				FD_CLR(fd, &w);
+		left = left_ms(timeout_ms, start);
+		slice = left < 0 || left > BLOCKED_SLICE_MS ? BLOCKED_SLICE_MS : left;
+		ready = REAL(pselect)(nfds, &r, &w, &e,
+		                      &(struct timespec){slice / 1000, (slice % 1000) * 1000000L}, mask);
+		if (ready != 0 || left_ms(timeout_ms, start) == 0) {
+			if (ready >= 0) {
+				if (readfds != NULL)
+					*readfds = r;
+				*writefds = w;
+				if (exceptfds != NULL)
+					*exceptfds = e;
+			}
+			return ready;
+		}
+	}
+kernel_decides:
+	errno = ENOENT;
+	return -1;
 }
 
 NS_EXPORT int
 select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds, struct timeval *timeout)
 {
+	int ready;
+
 	if (timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0)
 		scan_fdsets(nfds, readfds, writefds);
+	if ((ready = select_blocked(nfds, readfds, writefds, exceptfds,
+	                            timeout == NULL ? -1
+	                                            : (int)(timeout->tv_sec * 1000 + timeout->tv_usec / 1000),
+	                            NULL)) >= 0 || errno != ENOENT)
+		return ready;
 	return REAL(select)(nfds, readfds, writefds, exceptfds, timeout);
 }
 
@@ -174,31 +474,58 @@ NS_EXPORT int
 pselect(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds,
         const struct timespec *timeout, const sigset_t *mask)
 {
+	int ready;
+
 	if (timeout == NULL || timeout->tv_sec != 0 || timeout->tv_nsec != 0)
 		scan_fdsets(nfds, readfds, writefds);
+	if ((ready = select_blocked(nfds, readfds, writefds, exceptfds,
+	                            timeout == NULL ? -1
+	                                            : (int)(timeout->tv_sec * 1000 + timeout->tv_nsec / 1000000),
+	                            mask)) >= 0 || errno != ENOENT)
+		return ready;
 	return REAL(pselect)(nfds, readfds, writefds, exceptfds, timeout, mask);
 }
 
 NS_EXPORT int
 epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
 {
+	int ret;
+
 	if (any_unstarted() && (op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && event != NULL)
 		note_interest(fd, event->events);
-	return REAL(epoll_ctl)(epfd, op, fd, event);
+	ret = REAL(epoll_ctl)(epfd, op, fd, event);
+	/* Only sockets the shim knows can ever have a full early buffer. */
+	if (ret == 0 && ns_fd_known(fd) && (op == EPOLL_CTL_DEL || event != NULL))
+		remember(epfd, op, fd, event);
+	return ret;
+}
+
+/* epoll_wait and epoll_pwait: a connection with no room is not reported writable. */
+static int
+wait_epoll(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
+{
+	uint64_t start = ns_now_ms();
+	int n;
+
+	if (timeout != 0)
+		release_all();
+	for (;;) {
+		n = REAL(epoll_pwait)(epfd, events, max, left_ms(timeout, start), mask);
+		if (n <= 0 || __atomic_load_n(&ns_conn_write_blocked, __ATOMIC_ACQUIRE) == 0)
+			return n;
+		if ((n = leave_out_blocked(epfd, events, n)) > 0 || left_ms(timeout, start) == 0)
+			return n;
+	}
 }
 
 NS_EXPORT int
 epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
 {
-	if (timeout != 0)
-		release_all();
-	return REAL(epoll_wait)(epfd, events, max, timeout);
+	return wait_epoll(epfd, events, max, timeout, NULL);
 }
 
 NS_EXPORT int
 epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
 {
-	if (timeout != 0)
-		release_all();
-	return REAL(epoll_pwait)(epfd, events, max, timeout, mask);
+	return wait_epoll(epfd, events, max, timeout, mask);
 }

@@ -5,8 +5,9 @@
  * tests run it under the client shim, and it must not know about it.
  *
  * usage: ff_client SHAPE HOST PORT REPEAT      SHAPE: one two more cork
- *        ff_client nbwrite HOST PORT SIZE
+ *        ff_client nbwrite|nbwrite-epoll HOST PORT SIZE
  *        ff_client WAIT HOST PORT              WAIT: read write poll epoll
+ *        ff_client FILL HOST PORT              FILL: fill-poll fill-select fill-epoll
  *
  * Shapes send a 500-byte request and read the 500-byte answer (the
  * server returns the request once it has all of it), on a fresh
@@ -22,6 +23,7 @@
  * writes SIZE bytes through a poll() loop, as an event loop does
  * (EAGAIN and short writes handled), against an echo server, and checks
  * every byte that comes back.  Prints "echoed SIZE cpu_ms C idle_wakeups W".
+ * nbwrite-epoll waits in a level-triggered epoll set instead of poll().
  *
  * WAIT modes send a 100-byte request and then wait for an answer that
  * should never come as data: read blocks in read(), write keeps writing
@@ -31,6 +33,14 @@
  * "result data=N ..." or "result eof ...".  T counts from the connect
  * call; C is the whole process's CPU time (so a spinning thread of a
  * preloaded library counts too); W counts wakeups whose read gave EAGAIN.
+ *
+ * FILL modes (fill-poll, fill-select, fill-epoll) write 16 KB pieces on a
+ * non-blocking socket as fast as the named call reports it writable, to a
+ * server that never answers: more than the shim holds before the
+ * handshake, so writes come back EAGAIN, and the call must then sleep
+ * until the connection has room or fails, not report it writable again at
+ * once.  Same result line as WAIT; W counts writability reports whose
+ * write then got EAGAIN.
  *
  * alarm() bounds every mode: a hang prints "result hung" and exits 1.
  */
@@ -51,6 +61,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -254,11 +265,39 @@ static int run_shape(const char *host, const char *port, int repeat)
 }
 
 /* One event loop turn's wait; a stall is a failure, not a hang. */
+/* nbwrite-epoll: the same wait in a level-triggered epoll set, its interest changed each time. */
+static short wait_in_epoll_set(int fd, short events)
+{
+	static int ep = -1;
+	struct epoll_event interest = { .data.fd = fd }, ready;
+	int n;
+
+	interest.events = ((events & POLLIN) ? EPOLLIN : 0) | ((events & POLLOUT) ? EPOLLOUT : 0);
+	if (ep < 0) {
+		if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &interest) != 0)
+			fail_errno("epoll");
+	} else if (epoll_ctl(ep, EPOLL_CTL_MOD, fd, &interest) != 0) {
+		fail_errno("epoll_ctl");
+	}
+	do
+		n = epoll_wait(ep, &ready, 1, STALL_MS);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		fail_errno("epoll_wait");
+	if (n == 0)
+		fail("no readiness within %d ms (events 0x%x)", STALL_MS, events);
+	return (short)(((ready.events & EPOLLIN) ? POLLIN : 0) | ((ready.events & EPOLLOUT) ? POLLOUT : 0) |
+	               ((ready.events & EPOLLERR) ? POLLERR : 0) | ((ready.events & EPOLLHUP) ? POLLHUP : 0));
+}
+
 static short wait_for(int fd, short events)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 	int n;
 
+	if (strcmp(mode_name, "nbwrite-epoll") == 0)
+		return wait_in_epoll_set(fd, events);
 	do
 		n = poll(&p, 1, STALL_MS);
 	while (n < 0 && errno == EINTR);
@@ -485,6 +524,79 @@ static int run_wait(const char *host, const char *port)
 	return 0;
 }
 
+/* Wait until fd is reported writable (or in error) by the call the mode names. */
+static void wait_writable_by(int fd, int ep)
+{
+	int n;
+
+	do {
+		if (strcmp(mode_name, "fill-poll") == 0) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			n = poll(&p, 1, STALL_MS);
+		} else if (strcmp(mode_name, "fill-select") == 0) {
+			fd_set w;
+			struct timeval t = { .tv_sec = STALL_MS / 1000 };
+			FD_ZERO(&w);
+			FD_SET(fd, &w);
+			n = select(fd + 1, NULL, &w, NULL, &t);
+		} else {
+			struct epoll_event ready;
+			n = epoll_wait(ep, &ready, 1, STALL_MS);
+		}
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		fail_errno(mode_name);
+	if (n == 0)
+		fail("%s: not woken within %d ms", mode_name, STALL_MS);
+}
+
+static int run_fill(const char *host, const char *port)
+{
+	struct addrinfo *address = resolve(host, port);
+	struct epoll_event interest = { .events = EPOLLOUT };
+	struct outcome o = { 0 };
+	uint8_t piece[16384];
+	int fd = new_socket(address, SOCK_NONBLOCK), ep = -1;
+	double start = now_ms();
+
+	fill_pattern(piece, sizeof(piece), 3);
+	if (connect(fd, address->ai_addr, address->ai_addrlen) != 0 && errno != EINPROGRESS)
+		fail_errno("connect");
+	freeaddrinfo(address);
+	if (strcmp(mode_name, "fill-epoll") == 0) {
+		interest.data.fd = fd;
+		if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &interest) != 0)
+			fail_errno("epoll");
+	}
+	for (;;) {
+		wait_writable_by(fd, ep);
+		ssize_t n = write(fd, piece, sizeof(piece));
+		if (n < 0 && errno == EAGAIN) {
+			o.wakeups++;
+			continue;
+		}
+		if (n < 0 && errno != EINTR) {
+			o.result = -1;
+			o.error = errno;
+			break;
+		}
+		/* Writes that fit are what the shim holds until the handshake: keep filling. */
+		while (n > 0)
+			n = write(fd, piece, sizeof(piece));
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			o.result = -1;
+			o.error = errno;
+			break;
+		}
+	}
+	print_outcome(&o, start);
+	if (ep >= 0)
+		close(ep);
+	close(fd);
+	return 0;
+}
+
 static int is_one_of(const char *word, const char *const *list)
 {
 	for (; *list != NULL; list++)
@@ -497,12 +609,14 @@ int main(int argc, char **argv)
 {
 	static const char *const shapes[] = { "one", "two", "more", "cork", NULL };
 	static const char *const waits[] = { "read", "write", "poll", "epoll", NULL };
+	static const char *const fills[] = { "fill-poll", "fill-select", "fill-epoll", NULL };
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 4) {
 		fprintf(stderr, "usage: ff_client one|two|more|cork HOST PORT REPEAT\n"
 		                "       ff_client nbwrite HOST PORT SIZE\n"
-		                "       ff_client read|write|poll|epoll HOST PORT\n");
+		                "       ff_client read|write|poll|epoll HOST PORT\n"
+		                "       ff_client fill-poll|fill-select|fill-epoll HOST PORT\n");
 		return 2;
 	}
 	mode_name = argv[1];
@@ -512,9 +626,11 @@ int main(int argc, char **argv)
 	alarm(RUN_SECONDS);
 	if (is_one_of(mode_name, shapes) && argc == 5)
 		return run_shape(argv[2], argv[3], atoi(argv[4]));
-	if (strcmp(mode_name, "nbwrite") == 0 && argc == 5)
+	if ((strcmp(mode_name, "nbwrite") == 0 || strcmp(mode_name, "nbwrite-epoll") == 0) && argc == 5)
 		return run_nbwrite(argv[2], argv[3], strtol(argv[4], NULL, 10));
 	if (is_one_of(mode_name, waits) && argc == 4)
 		return run_wait(argv[2], argv[3]);
+	if (is_one_of(mode_name, fills) && argc == 4)
+		return run_fill(argv[2], argv[3]);
 	fail("unknown mode or wrong number of arguments");
 }

@@ -22,6 +22,10 @@
 #     2000 ms deadline: the same callers get ETIMEDOUT within 3 s;
 #   - a reply of 44 bytes that cannot start a msg2: non-blocking callers
 #     are woken with EPROTO or ECONNRESET within 1 s, never the bytes;
+#   - non-blocking writers that write past what the shim holds before the
+#     handshake, waiting for writability in poll, select and epoll: the
+#     wait sleeps until the deadline fails the connection, without
+#     spinning on a writability the shim would answer with EAGAIN;
 #   - a non-blocking program that writes, pauses, writes again and closes
 #     at once: close() returns at once, as the kernel's does, and every
 #     byte reaches the server (or, for a server that never answers,
@@ -177,10 +181,10 @@ wait_cpu_ms=250
 # Wakeups with nothing to read that a waiting caller may see.
 wait_wakeups=20
 
-# nbwrite_check NAME HOST PORT SIZE TFO
+# nbwrite_check NAME HOST PORT SIZE TFO [MODE]
 nbwrite_check() {
-	local name=$1 host=$2 port=$3 size=$4 tfo=$5 out rc echoed cpu idle
-	out=$(as_client NOISESHIM_TFO="$tfo" "$ff_client" nbwrite "$host" "$port" "$size" 2>&1)
+	local name=$1 host=$2 port=$3 size=$4 tfo=$5 mode=${6:-nbwrite} out rc echoed cpu idle
+	out=$(as_client NOISESHIM_TFO="$tfo" "$ff_client" "$mode" "$host" "$port" "$size" 2>&1)
 	rc=$?
 	echoed=$(field "$out" echoed) cpu=$(field "$out" cpu_ms) idle=$(field "$out" idle_wakeups)
 	if [ "$rc" -ne 0 ]; then
@@ -202,7 +206,7 @@ tfo_active() {
 # nbwrite_suite WHERE HOST ECHO_PORT GOPEER_PORT: the non-blocking first
 # writes against the accept shim's echo and against gopeer, TFO on and off.
 nbwrite_suite() {
-	local where=$1 host=$2 echo_port=$3 go_port=$4 tfo size syn_data
+	local where=$1 host=$2 echo_port=$3 go_port=$4 tfo size syn_data mode
 	# The first TFO connection to a host fetches its cookie; after it, the
 	# first flight rides in the SYN, and only part of it fits there.
 	as_client NOISESHIM_TFO=on "$ff_client" nbwrite "$host" "$echo_port" 100 >/dev/null 2>&1
@@ -214,6 +218,13 @@ nbwrite_suite() {
 			nbwrite_check "$where: non-blocking first write, $size B, TFO $tfo, gopeer" \
 				"$host" "$go_port" "$size" "$tfo"
 		done
+	done
+	# More than the shim holds before msg2: the writer waits for room, then goes on.
+	for mode in nbwrite nbwrite-epoll; do
+		nbwrite_check "$where: non-blocking first write, 307200 B (past the early buffer), $mode, accept shim" \
+			"$host" "$echo_port" 307200 off "$mode"
+		nbwrite_check "$where: non-blocking first write, 307200 B (past the early buffer), $mode, gopeer" \
+			"$host" "$go_port" 307200 off "$mode"
 	done
 	syn_data=$(($(tfo_active) - syn_data))
 	if [ "$syn_data" -ge 3 ]; then
@@ -344,6 +355,9 @@ run_local() {
 	for caller in read poll epoll; do
 		wait_start "garbage-$caller" 5000 "$caller" "$garbage_port"
 	done
+	for caller in fill-poll fill-select fill-epoll; do
+		wait_start "silent-$caller" 1000 "$caller" "$silent_port"
+	done
 
 	nbwrite_suite loopback 127.0.0.1 "$echo_port" "$go_port"
 	post_check "curl POST 4 KB through both shims" "$http_port" 4096
@@ -361,6 +375,10 @@ run_local() {
 	done
 	for caller in read poll epoll; do
 		wait_judge "garbage-$caller" "44-byte garbage reply, $caller" "EPROTO|ECONNRESET" 0 1000
+	done
+	for caller in fill-poll fill-select fill-epoll; do
+		wait_judge "silent-$caller" "silent server, 1000 ms deadline, writes past the early buffer, ${caller#fill-}" \
+			ETIMEDOUT 900 2000
 	done
 }
 
