@@ -15,7 +15,10 @@ enum ns_tfo_mode { NS_TFO_AUTO, NS_TFO_ON, NS_TFO_OFF };
 enum ns_accept_mode { NS_ACCEPT_NOISE, NS_ACCEPT_MIXED };
 enum ns_log_level { NS_LOG_ERROR, NS_LOG_WARN, NS_LOG_INFO, NS_LOG_DEBUG };
 
-enum { NS_CONFIG_TEXT_MAX = 1024 };
+enum {
+	NS_CONFIG_TEXT_MAX = 1024,
+	NS_LISTEN_MAX = 64, /* NOISESHIM_LISTEN entries the accept shim can hold */
+};
 
 struct ns_config {
 	enum ns_transport transport;

@@ -730,6 +730,44 @@ else
 fi
 chmod 600 "$key2"
 
+# Every setting that makes a wrapped listen() fail is an error naming the variable and value.
+NOISESHIM_REPLAY_STORE=http://x run doctor --key "$key"
+expect_rc 1 "doctor with a NOISESHIM_REPLAY_STORE that is not redis://"
+if grep -qxF 'error: replay: NOISESHIM_REPLAY_STORE: "http://x" is not redis://HOST:PORT: the accept shim refuses every wrapped listen() (EACCES)' "$dir/out"; then
+	pass
+else
+	fail "doctor names the bad NOISESHIM_REPLAY_STORE (got: $(grep replay "$dir/out"))"
+fi
+NOISESHIM_REPLAY_STORE='redis://[::1]:6390' run doctor --key "$key" --cache "$run_cache"
+expect_rc 0 "doctor with a good NOISESHIM_REPLAY_STORE"
+expect_out_line 'ok: replay: NOISESHIM_REPLAY_STORE=redis://[::1]:6390: Redis at ::1 port 6390 (not tried)' \
+	"doctor parses a good NOISESHIM_REPLAY_STORE"
+NOISESHIM_REPLAY_FILE=/nonexistent/dir/x run doctor --key "$key"
+expect_rc 1 "doctor with a NOISESHIM_REPLAY_FILE in a missing directory"
+if grep -q '^error: replay: NOISESHIM_REPLAY_FILE: "/nonexistent/dir/x": cannot be created in /nonexistent/dir: ' "$dir/out"; then
+	pass
+else
+	fail "doctor names the unusable NOISESHIM_REPLAY_FILE (got: $(grep replay "$dir/out"))"
+fi
+NOISESHIM_REPLAY_FILE=$dir run doctor --key "$key"
+expect_rc 1 "doctor with a NOISESHIM_REPLAY_FILE that is a directory"
+NOISESHIM_REPLAY_FILE=$dir/replay.map run doctor --key "$key" --cache "$run_cache"
+expect_rc 0 "doctor with a NOISESHIM_REPLAY_FILE it can create"
+if [ -e "$dir/replay.map" ]; then fail "doctor created the replay file"; else pass; fi
+NOISESHIM_LISTEN=7801 run doctor
+expect_rc 1 "doctor with NOISESHIM_LISTEN and no key"
+if grep -q "^error: key: none given .*NOISESHIM_LISTEN=7801: the accept shim refuses to listen" "$dir/out"; then
+	pass
+else
+	fail "doctor says a server needs a key (got: $(grep key "$dir/out"))"
+fi
+NOISESHIM_LISTEN="$(seq -s, 7000 7064)" run doctor --key "$key"
+expect_rc 1 "doctor with 65 NOISESHIM_LISTEN entries"
+if grep -q "^error: listen: .*more than 64 entries" "$dir/out"; then pass; else fail "doctor counts NOISESHIM_LISTEN entries"; fi
+NOISESHIM_KEY="$key,$key,$key,$key,$key,$key,$key,$key,$key" run doctor
+expect_rc 1 "doctor with 9 key files"
+if grep -q "^error: key: NOISESHIM_KEY: more than 8 key files" "$dir/out"; then pass; else fail "doctor checks the length of the key list"; fi
+
 allow=$dir/allow
 printf '# clients\n%s\nnot-a-key\n' "$keygen_pub" >"$allow"
 chmod 644 "$allow"

@@ -2,7 +2,8 @@
 # Operations tests of the shims: key rotation (NOISESHIM_KEY listing
 # several files, re-read when they change), the client allowlist
 # (NOISESHIM_ALLOW), the per-connection log lines at NOISESHIM_LOG=info,
-# syslog, and the counters that `noiseshim stats` reads.  python echo
+# syslog, the counters that `noiseshim stats` reads, and the settings that
+# stop a server from listening.  python echo
 # servers run under libnoiseshim-server.so and record every byte they are
 # handed; python clients run under libnoiseshim.so.  Everything stays on
 # 127.0.0.1.
@@ -315,13 +316,14 @@ test_allowlist() {
 	check_sanitizer_reports allow
 }
 
-# expect_listen_refused NAME ALLOW_PATH EXPECTED_TEXT: a server whose
-# allowlist does not load must not listen: listen() fails with EACCES and
-# one error line says why.
+# expect_listen_refused NAME EXPECTED_TEXT VAR=VALUE...: a server whose
+# settings cannot be applied must not listen: listen() fails with EACCES
+# and one error line says why.
 expect_listen_refused() {
-	local name=$1 allow=$2 expected=$3 pid errors
+	local name=$1 expected=$2 pid errors
+	shift 2
 	start_background "$work/$name.server.out" env LD_PRELOAD="$preload_server" \
-		NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port_bad" NOISESHIM_ALLOW="$allow" \
+		NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port_bad" "$@" \
 		NOISESHIM_LOG_FILE="$work/$name.shim.log" "${sanitizer_env[@]}" \
 		"$python" "$here/echo_server.py" --port "$port_bad" --log "$work/$name.program"
 	pid=$started_pid
@@ -332,10 +334,10 @@ expect_listen_refused() {
 	done
 	errors=$(matching_lines "error:" "$work/$name.shim.log")
 	if listening "$port_bad" || alive "$pid"; then
-		fail "$name" "the server listens with an allowlist that does not load"
+		fail "$name" "the server listens with $*"
 	elif ! grep -q "PermissionError: \[Errno 13\]" "$work/$name.server.out"; then
 		fail "$name" "listen() did not fail with EACCES: $(tail_of "$work/$name.server.out")"
-	elif [ "$errors" -ne 1 ] || ! grep -q "listening refused: .*$expected" "$work/$name.shim.log"; then
+	elif [ "$errors" -ne 1 ] || ! grep "listening refused: " "$work/$name.shim.log" | grep -qF -- "$expected"; then
 		fail "$name" "expected one error line naming $expected, got $errors: $(tail_of "$work/$name.shim.log")"
 	else
 		pass "$name"
@@ -345,9 +347,42 @@ expect_listen_refused() {
 
 test_bad_allowlist() {
 	printf '%s\nnot-a-key\n' "$listed_pub" >"$work/bad.list"
-	expect_listen_refused allow-bad-line-refuses-listen "$work/bad.list" "bad.list:2"
-	expect_listen_refused allow-missing-refuses-listen "$work/missing.list" "missing.list"
+	expect_listen_refused allow-bad-line-refuses-listen "NOISESHIM_ALLOW: $work/bad.list:2" \
+		NOISESHIM_ALLOW="$work/bad.list"
+	expect_listen_refused allow-missing-refuses-listen "NOISESHIM_ALLOW: $work/missing.list" \
+		NOISESHIM_ALLOW="$work/missing.list"
 	check_sanitizer_reports allow-bad
+}
+
+# expect_doctor_agrees NAME REFUSED VAR=VALUE...: `noiseshim doctor` with the
+# settings that made the server of test REFUSED refuse to listen fails, with
+# the shim's own reason on an error line.
+expect_doctor_agrees() {
+	local name=$1 refused=$2 why
+	shift 2
+	why=$(sed -n 's/.*listening refused: //p' "$work/$refused.shim.log" | head -n 1)
+	env NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port_bad" "$@" "$cli" doctor \
+		>"$work/$name.out" 2>&1
+	if [ $? -ne 1 ]; then
+		fail "$name" "doctor did not fail with $*: $(grep -v '^ok' "$work/$name.out" | tail -n 3)"
+	elif [ -z "$why" ] || ! grep '^error: ' "$work/$name.out" | grep -qF -- "$why"; then
+		fail "$name" "no error line says \"$why\": $(grep '^error' "$work/$name.out")"
+	else
+		pass "$name"
+	fi
+}
+
+# A replay store or file that cannot be used refuses to serve, and the doctor says so beforehand.
+test_bad_replay_settings() {
+	expect_listen_refused replay-store-refuses-listen \
+		'NOISESHIM_REPLAY_STORE: "http://x" is not redis://HOST:PORT' NOISESHIM_REPLAY_STORE=http://x
+	expect_doctor_agrees replay-store-doctor-agrees replay-store-refuses-listen \
+		NOISESHIM_REPLAY_STORE=http://x
+	expect_listen_refused replay-file-refuses-listen \
+		'NOISESHIM_REPLAY_FILE: "/nonexistent/dir/x"' NOISESHIM_REPLAY_FILE=/nonexistent/dir/x
+	expect_doctor_agrees replay-file-doctor-agrees replay-file-refuses-listen \
+		NOISESHIM_REPLAY_FILE=/nonexistent/dir/x
+	check_sanitizer_reports replay-bad
 }
 
 # --- 3. counters and log lines ---------------------------------------------------
@@ -595,6 +630,7 @@ start=$(now)
 test_rotation
 test_allowlist
 test_bad_allowlist
+test_bad_replay_settings
 test_stats_and_logs
 test_version_line
 test_syn_data
