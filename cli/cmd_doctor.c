@@ -36,6 +36,7 @@ static const char USAGE[] =
 	"\n"
 	"  - every NOISESHIM_* setting the shims would read, from the environment and\n"
 	"    the file named by NOISESHIM_CONFIG (a problem there names FILE:LINE)\n"
+	"    (a NOISESHIM_* variable that is none of noiseshim's is an error too)\n"
 	"  - that each NOISESHIM_LISTEN entry parses and matches a socket listening\n"
 	"    now (a socket on its port bound to another address is the usual mistake)\n"
 	"  - NOISESHIM_REPLAY_STORE and NOISESHIM_REPLAY_FILE, with the accept shim's\n"

@@ -178,7 +178,7 @@ static int make_private_dir(const char *path)
 static int stats_dir(size_t i, uid_t uid, int create, char *out, size_t cap)
 {
 	/* secure_getenv: a program that gained privileges must not write where its caller says. */
-	const char *override = secure_getenv("NOISESHIM_STATS_DIR");
+	const char *override = secure_getenv(NS_STATS_DIR_VAR);
 	const char *runtime = secure_getenv("XDG_RUNTIME_DIR");
 	char base[PATH_MAX];
 	int n;

@@ -23,6 +23,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The variable that overrides where the blocks live. */
+#define NS_STATS_DIR_VAR "NOISESHIM_STATS_DIR"
+
 enum ns_stat {
 	NS_STAT_HANDSHAKES_OK,
 	NS_STAT_HANDSHAKES_FAILED,

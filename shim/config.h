@@ -49,7 +49,9 @@ typedef void ns_config_report_fn(const char *where, const char *problem);
  * Fill c from the defaults, then the config file, then the environment.
  * A bad value is reported and ignored: the setting keeps the value it had
  * (the default, or the config file's), except NOISESHIM_0RTT, which
- * becomes off.
+ * becomes off.  A name that is none of ours, in the file or among the
+ * environment's NOISESHIM_* variables, is reported with the name it is
+ * likely a typo of.
  */
 void ns_config_load(struct ns_config *c, ns_config_report_fn *report);
 

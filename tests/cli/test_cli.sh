@@ -768,6 +768,25 @@ NOISESHIM_KEY="$key,$key,$key,$key,$key,$key,$key,$key,$key" run doctor
 expect_rc 1 "doctor with 9 key files"
 if grep -q "^error: key: NOISESHIM_KEY: more than 8 key files" "$dir/out"; then pass; else fail "doctor checks the length of the key list"; fi
 
+# A NOISESHIM_* variable that is none of noiseshim's is an error, with the likely name.
+NOISESHIM_LISTN=8000 run doctor --key "$key" --cache "$run_cache"
+expect_rc 1 "doctor with an unknown NOISESHIM_ variable"
+expect_out_line 'error: config: environment: unknown variable NOISESHIM_LISTN="8000", ignored; did you mean NOISESHIM_LISTEN?' \
+	"doctor names an unknown variable and the likely one"
+NOISESHIM_FROBNICATE=1 run doctor --key "$key" --cache "$run_cache"
+expect_out_line 'error: config: environment: unknown variable NOISESHIM_FROBNICATE="1", ignored' \
+	"doctor guesses no name for a variable far from all"
+printf 'NOISESHIM_LISTN=8000\n' >"$dir/typo.conf"
+NOISESHIM_CONFIG=$dir/typo.conf run doctor --key "$key" --cache "$run_cache"
+expect_out_line "error: config: $dir/typo.conf:1: unknown variable NOISESHIM_LISTN=\"8000\", ignored; did you mean NOISESHIM_LISTEN?" \
+	"doctor names an unknown variable of the config file and the likely one"
+# What noiseshim sets or reads itself is no typo.
+: >"$dir/empty.conf"
+NOISESHIM_CONFIG=$dir/empty.conf NOISESHIM_STATS_DIR=$dir NOISESHIM_INHERIT=3: NOISESHIM_SHIM=$shim \
+	NOISESHIM_VECTORS_DIR=$dir NOISESHIM_FLYNN_VECTORS=$dir/v.txt run doctor --key "$key" --cache "$run_cache"
+expect_rc 0 "doctor with only noiseshim's own variables"
+if grep -q "unknown variable" "$dir/out"; then fail "doctor flags noiseshim's own variables: $(grep unknown "$dir/out")"; else pass; fi
+
 allow=$dir/allow
 printf '# clients\n%s\nnot-a-key\n' "$keygen_pub" >"$allow"
 chmod 644 "$allow"
