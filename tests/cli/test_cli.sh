@@ -597,6 +597,18 @@ wait "$writer"
 if [ -z "$(ls -A "$stats_dir")" ]; then
 	fail "the writer's block is gone though it forked (a child could still be adding)"
 fi
+# start_time PID: field 22 of /proc/PID/stat, counted after the command name.
+start_time() {
+	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $20 }'
+}
+# Counters left under a live pid by an earlier process with that pid are refused, not shown.
+for parent_block in "$stats_dir/$parent_pid".*; do
+	ln -s "${parent_block##*/}" "$stats_dir/$$.$(($(start_time $$) - 1))"
+done
+NOISESHIM_STATS_DIR=$stats_dir run stats --json $$
+expect_rc 1 "stats of a pid whose counters an earlier process left"
+expect_err "earlier process with that pid" "stats says the counters are an earlier process's"
+if [ -s "$dir/out" ]; then fail "stats printed an earlier process's counters: $(cat "$dir/out")"; else pass; fi
 NOISESHIM_STATS_DIR=$stats_dir run stats "$worker_pid"
 expect_rc 1 "stats of a pid that has exited"
 expect_err "is not running" "stats says the pid is not running"
@@ -606,6 +618,41 @@ if [ -z "$(ls -A "$stats_dir")" ]; then pass; else fail "stats left files of dea
 NOISESHIM_STATS_DIR=$stats_dir run stats $$
 expect_rc 1 "stats of a process without counters"
 expect_err "no counters for pid $$" "stats says a pid has no counters"
+
+# Processes killed before their exit handlers ran leave their files until the next one attaches.
+# start_writer: a stats_writer holding its counters until fd 3 closes; sets writer, parent_pid, worker_pid.
+start_writer() {
+	: >"$dir/writer.out"
+	NOISESHIM_STATS_DIR=$stats_dir "$stats_writer" <"$dir/hold" >"$dir/writer.out" 2>"$dir/writer.err" &
+	writer=$!
+	exec 3>"$dir/hold"
+	tries=100
+	until [ -s "$dir/writer.out" ] || [ "$tries" -eq 0 ]; do
+		sleep 0.05
+		tries=$((tries - 1))
+	done
+	read -r parent_pid worker_pid <"$dir/writer.out"
+}
+start_writer
+kill -KILL "$worker_pid" "$parent_pid"
+wait "$writer" 2>/dev/null
+exec 3>&-
+# entries: the names in the counters directory, one a line, sorted.
+entries() {
+	find "$stats_dir" -mindepth 1 -printf '%f\n' | sort
+}
+killed=$(entries | wc -l)
+if [ "$killed" -eq 2 ]; then pass; else fail "a killed writer and worker left $killed entries, not 2"; fi
+start_writer
+want_entries=$(printf '%s.%s\n%s.%s\n' "$parent_pid" "$(start_time "$parent_pid")" "$worker_pid" \
+	"$(start_time "$worker_pid")" | sort)
+if [ "$(entries)" = "$want_entries" ]; then
+	pass
+else
+	fail "a process that attaches sweeps what killed ones left: $(entries | tr '\n' ' ')"
+fi
+exec 3>&-
+wait "$writer"
 for args in "stats" "stats --json" "stats 0" "stats -5" "stats 12x" "stats 1 2" \
 	"stats --json --prometheus 1"; do
 	# shellcheck disable=SC2086
