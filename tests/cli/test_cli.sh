@@ -529,6 +529,26 @@ run serve --key "$key" --listen 0.0.0.0:7807 --shim "$shim" -- true
 if grep -q '^\[' "$dir/err"; then fail "serve --listen 0.0.0.0:PORT printed IPv6 NodeURLs"; else pass; fi
 expect_err "127.0.0.1:7807?" "serve --listen 0.0.0.0:PORT prints the IPv4 loopback"
 
+# --addr NAME: one NodeURL for each address the name resolves to, each one the cache takes.
+run serve --key "$key" --listen 7808 --addr localhost --shim "$shim" -- true
+expect_rc 0 "serve --addr localhost"
+expect_err "127.0.0.1:7808?noise_proto=1&noise_pub=$keygen_pub" "serve --addr localhost prints the address of localhost"
+if grep -q "^localhost:" "$dir/err"; then fail "serve --addr localhost printed a host name"; else pass; fi
+rm -f "$dir/name-cache"
+added=0
+grep ':7808?' "$dir/err" >"$dir/name-urls"
+while read -r url; do
+	if "$bin" cache add "$url" --cache "$dir/name-cache" >/dev/null 2>&1; then
+		added=$((added + 1))
+	else
+		fail "cache add refuses what serve --addr localhost printed: $url"
+	fi
+done <"$dir/name-urls"
+if [ "$added" -gt 0 ]; then pass; else fail "serve --addr localhost printed no NodeURL"; fi
+run serve --key "$key" --listen 7808 --addr no-such-host.invalid --shim "$shim" -- true
+expect_rc 2 "serve --addr with a name that does not resolve"
+expect_err "--addr 'no-such-host.invalid' does not resolve" "serve says the name does not resolve"
+
 # --- stats ----------------------------------------------------------------------------
 
 stats_dir=$dir/stats
