@@ -468,6 +468,20 @@ expect_err "$dir/empty-cache has no usable entry" "run warns about a cache witho
 printf 'garbage\n' >"$dir/garbage-cache"
 NOISESHIM_CACHE=$dir/garbage-cache run run --shim "$shim" -- true
 expect_err "$dir/garbage-cache has no usable entry" "run reads NOISESHIM_CACHE for the warning"
+# Bad lines that name an address are not nothing: the shim refuses connections there.
+printf '127.0.0.1:7000?noise_proto=1\n[::1]:7001?noise_pub=bad\n' >"$dir/bad-cache"
+run run --cache "$dir/bad-cache" --shim "$shim" -- true
+expect_rc 0 "run with a cache of bad lines only"
+expect_err "$dir/bad-cache: 2 bad lines: the shim refuses every connection to their addresses (connect fails with EACCES)" \
+	"run says the shim refuses the addresses of bad lines"
+expect_err "and wraps no other connection" "run says nothing else is wrapped"
+if grep -q "the shim wraps no connection" "$dir/err"; then fail "run says a cache of bad lines wraps nothing"; else pass; fi
+if [ "$(grep -c '^noiseshim: ' "$dir/err")" -eq 1 ]; then pass; else fail "the bad-lines warning is one line"; fi
+cat "$run_cache" "$dir/bad-cache" >"$dir/mixed-cache"
+run run --cache "$dir/mixed-cache" --shim "$shim" -- true
+expect_err "$dir/mixed-cache: 2 bad lines: the shim refuses every connection to their addresses" \
+	"run warns about bad lines beside a good entry"
+if grep -q "wraps no other connection" "$dir/err"; then fail "run says a cache with an entry wraps nothing else"; else pass; fi
 run run --cache "$run_cache" --shim "$shim" -- true
 if [ -s "$dir/err" ] && grep -q "warning" "$dir/err"; then
 	fail "run warns about a cache that has an entry"
