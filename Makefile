@@ -43,8 +43,9 @@ SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread -lhiredis
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI      := $(BUILD)/noiseshim
-# doctor and run read the configuration exactly as the shims do.
-CLI_SHIM_OBJ := $(BUILD)/shim/config.o
+# doctor and run read the configuration exactly as the shims do, and doctor
+# checks the replay settings with the accept shim's own checks.
+CLI_SHIM_OBJ := $(BUILD)/shim/config.o $(BUILD)/shim/replay_config.o
 $(CLI_OBJ): CFLAGS += -Ishim
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

@@ -23,6 +23,7 @@
 #include "nodeurl.h"
 #include "proxy_hint.h"
 #include "reach.h"
+#include "replay_config.h"
 #include "server_identity.h"
 #include "shimpath.h"
 #include "tfo.h"
@@ -35,12 +36,15 @@ static const char USAGE[] =
 	"\n"
 	"  - every NOISESHIM_* setting the shims would read, from the environment and\n"
 	"    the file named by NOISESHIM_CONFIG (a problem there names FILE:LINE)\n"
+	"    (a NOISESHIM_* variable that is none of noiseshim's is an error too)\n"
 	"  - that each NOISESHIM_LISTEN entry parses and matches a socket listening\n"
 	"    now (a socket on its port bound to another address is the usual mistake)\n"
+	"  - NOISESHIM_REPLAY_STORE and NOISESHIM_REPLAY_FILE, with the accept shim's\n"
+	"    own checks (a bad one makes every wrapped listen() fail)\n"
 	"  - TCP Fast Open in this host's kernel (net.ipv4.tcp_fastopen), and whether\n"
 	"    listeners take SYN data without a cookie\n"
 	"  - each private key file in FILE,... (else NOISESHIM_KEY): loads, and only\n"
-	"    its owner can read it\n"
+	"    its owner can read it; and that there is one if NOISESHIM_LISTEN is set\n"
 	"  - the client allowlist FILE (else $NOISESHIM_ALLOW): every line that is not\n"
 	"    a key, and who may change it\n"
 	"  - the NodeURL cache FILE (else $NOISESHIM_CACHE, else\n"
@@ -138,25 +142,46 @@ static void check_key_file(struct doctor *d, const char *path, int current)
 		        path, current ? "" : "still accepted, not current; ", text);
 }
 
+/* What the shims load from the list beyond each file: its length. */
+static void check_key_list(struct doctor *d, const char *list)
+{
+	char err[NS_KEYRING_ERR_MAX];
+	struct ns_keyring *ring = ns_keyring_load(list, err, sizeof err);
+
+	if (ring == NULL)
+		finding(d, LEVEL_ERROR, "key: %s", err);
+	ns_keyring_free(ring);
+}
+
 /* Every file of a NOISESHIM_KEY list, each problem on its own line. */
 static void check_keys(struct doctor *d, const char *list)
 {
 	char path[PATH_MAX], err[NS_KEYRING_ERR_MAX];
+	unsigned errors_before = d->errors;
 	const char *cursor = list;
 	unsigned entry = 0;
 	int more;
 
-	if (list == NULL) {
-		finding(d, LEVEL_OK, "key: none given (--key or NOISESHIM_KEY); a client then uses "
-		        "a fresh key per process, a server needs one");
-		return;
-	}
 	while ((more = ns_keyring_next_path(&cursor, &entry, path, err, sizeof err)) != 0) {
 		if (more < 0)
 			finding(d, LEVEL_ERROR, "key: %s", err);
 		else
 			check_key_file(d, path, entry == 1);
 	}
+	if (d->errors == errors_before)
+		check_key_list(d, list);
+}
+
+/* Without a key the accept shim refuses every wrapped listen(); a client makes its own. */
+static void check_no_key(struct doctor *d, const struct ns_config *c)
+{
+	if (c->transport == NS_TRANSPORT_NOISE && c->listen[0] != '\0')
+		finding(d, LEVEL_ERROR, "key: none given (--key or NOISESHIM_KEY), but "
+		        "NOISESHIM_LISTEN=%s: the accept shim refuses to listen there (EACCES); make "
+		        "one with: noiseshim keygen FILE", c->listen);
+	else
+		finding(d, LEVEL_OK, "key: none given (--key or NOISESHIM_KEY); a client then uses "
+		        "a fresh key per process, a server needs one");
 }
 
 /* The doctor the config reporter writes to: ns_config_load's callback has no context. */
@@ -258,6 +283,11 @@ static void check_listen(struct doctor *d, const char *list)
 		finding(d, LEVEL_ERROR, "listen: NOISESHIM_LISTEN=%s names no port", list);
 		return;
 	}
+	if (entries > NS_LISTEN_MAX) {
+		finding(d, LEVEL_ERROR, "listen: NOISESHIM_LISTEN=%s has more than %d entries: the "
+		        "accept shim refuses every listen() (EACCES)", list, NS_LISTEN_MAX);
+		return;
+	}
 	finding(d, LEVEL_OK, "listen: NOISESHIM_LISTEN=%s: %d %s", list, entries,
 	        entries == 1 ? "entry" : "entries");
 	now = malloc(sizeof *now);
@@ -271,6 +301,41 @@ static void check_listen(struct doctor *d, const char *list)
 	while (listen_next(&cursor, &e, err, sizeof err) > 0)
 		check_listen_entry(d, &e, now);
 	free(now);
+}
+
+/* NOISESHIM_REPLAY_STORE's URL, parsed as the accept shim parses it. */
+static void check_replay_store(struct doctor *d, const char *url)
+{
+	char host[NS_REPLAY_STORE_HOST_MAX], why[NS_CONFIG_TEXT_MAX + 128];
+	int port;
+
+	if (ns_replay_store_parse(url, host, &port, why, sizeof why) != 0)
+		finding(d, LEVEL_ERROR, "replay: %s: the accept shim refuses every wrapped listen() "
+		        "(EACCES)", why);
+	else
+		finding(d, LEVEL_OK, "replay: NOISESHIM_REPLAY_STORE=%s: Redis at %s port %d (not "
+		        "tried)", url, host, port);
+}
+
+/* NOISESHIM_REPLAY_FILE, as the accept shim checks it before it opens the window there. */
+static void check_replay_file(struct doctor *d, const char *path)
+{
+	char why[2 * PATH_MAX + 128];
+
+	if (ns_replay_file_check(path, why, sizeof why) != 0)
+		finding(d, LEVEL_ERROR, "replay: %s: the accept shim refuses every wrapped listen() "
+		        "(EACCES)", why);
+	else
+		finding(d, LEVEL_OK, "replay: NOISESHIM_REPLAY_FILE=%s can be opened or created by "
+		        "uid %u", path, (unsigned)geteuid());
+}
+
+static void check_replay(struct doctor *d, const struct ns_config *c)
+{
+	if (c->replay_store[0] != '\0')
+		check_replay_store(d, c->replay_store);
+	if (c->replay_file[0] != '\0')
+		check_replay_file(d, c->replay_file);
 }
 
 static void report_allow_problem(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
@@ -448,16 +513,21 @@ int cmd_doctor(int argc, char **argv)
 	struct doctor_args args;
 	struct doctor d = { 0 };
 	struct ns_config config;
+	const char *key_list;
 	int done;
 
 	if (parse_args(argc, argv, &args, &done) < 0)
 		return done;
 	check_config(&d, &config);
 	check_listen(&d, config.listen);
+	check_replay(&d, &config);
 	check_tfo(&d);
 	/* --key, else NOISESHIM_KEY from the environment or the config file. */
-	check_keys(&d, args.key_list != NULL ? args.key_list
-	                                     : config.key[0] != '\0' ? config.key : NULL);
+	key_list = args.key_list != NULL ? args.key_list : config.key[0] != '\0' ? config.key : NULL;
+	if (key_list != NULL)
+		check_keys(&d, key_list);
+	else
+		check_no_key(&d, &config);
 	check_allowlist(&d, args.allow_path);
 	/* --cache, else NOISESHIM_CACHE from the environment or the config file. */
 	check_cache(&d, args.cache_path != NULL ? args.cache_path

@@ -5,9 +5,9 @@
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "cli.h"
+#include "localaddr.h"
 #include "nodeurl.h"
 #include "server_identity.h"
 
@@ -90,26 +90,19 @@ static int parse_args(int argc, char **argv, struct nodeurl_args *a, int *done)
  */
 static void refuse_host_name(const char *cmd, const char *addr, const struct ns_nodeurl *u)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *list, *ai;
-	char found[512], numeric[NI_MAXHOST];
+	struct localaddr_list resolved;
+	char found[512] = "none a NodeURL can hold";
 	size_t used = 0;
-	int rc = getaddrinfo(u->host, NULL, &hints, &list);
+	int rc = localaddr_resolve(u->host, &resolved);
 
 	if (rc != 0) {
 		cli_usage_error(cmd, USAGE, "--addr '%s': the cache needs a numeric IP address, and %s "
 		                "does not resolve (%s)", addr, u->host, gai_strerror(rc));
 		return;
 	}
-	found[0] = '\0';
-	for (ai = list; ai != NULL && used < sizeof found; ai = ai->ai_next) {
-		/* One entry per address: SOCK_STREAM leaves out the datagram twins. */
-		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, numeric, sizeof numeric, NULL, 0,
-		                NI_NUMERICHOST) != 0)
-			continue;
+	for (size_t i = 0; i < resolved.count && used < sizeof found; i++)
 		used += (size_t)snprintf(found + used, sizeof found - used, "%s%s",
-		                         used == 0 ? "" : ", ", numeric);
-	}
-	freeaddrinfo(list);
+		                         used == 0 ? "" : ", ", resolved.addr[i]);
 	cli_usage_error(cmd, USAGE, "--addr '%s': the cache needs a numeric IP address; %s is %s: "
 	                "give one (and one NodeURL for each address clients connect to)", addr,
 	                u->host, found);

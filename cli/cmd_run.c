@@ -125,10 +125,34 @@ static void ignore_cache_problem(void *ctx, enum ns_cache_level level, const cha
 }
 
 /*
- * A shim without cache entries wraps nothing and says nothing: say it here,
- * in one line.  It fails closed on a configured cache it cannot read.  The
- * cache is --cache, else NOISESHIM_CACHE from the environment or the config
- * file; an inert shim (--transport or NOISESHIM_TRANSPORT off) reads none.
+ * What the shim will do with a cache of entries usable lines and broken
+ * bad ones that still name an address: it refuses every connect to those
+ * addresses rather than send them plaintext, which a program shows only
+ * as EACCES.  Nothing to say when every line is usable.
+ */
+static void warn_about_entries(const char *path, size_t entries, size_t broken)
+{
+	if (broken > 0)
+		cli_error("warning: %s: %zu bad %s: the shim refuses every connection to %s "
+		          "(connect fails with EACCES) rather than send plaintext%s; see why with "
+		          "'noiseshim cache check --cache %s'", path, broken,
+		          broken == 1 ? "line" : "lines", broken == 1 ? "its address" : "their addresses",
+		          entries == 0 ? ", and wraps no other connection, as the cache has no usable "
+		                         "entry" : "",
+		          path);
+	else if (entries == 0)
+		cli_error("warning: %s has no usable entry: the shim wraps no connection; add "
+		          "servers with 'noiseshim cache add URL', check it with 'noiseshim cache "
+		          "check'", path);
+}
+
+/*
+ * A shim without cache entries wraps nothing and says nothing, and one
+ * whose cache has bad lines refuses their addresses with a bare EACCES: say
+ * it here, in one line.  It fails closed on a configured cache it cannot
+ * read.  The cache is --cache, else NOISESHIM_CACHE from the environment or
+ * the config file; an inert shim (--transport or NOISESHIM_TRANSPORT off)
+ * reads none.
  */
 static void warn_about_cache(const struct run_args *a)
 {
@@ -136,7 +160,7 @@ static void warn_about_cache(const struct run_args *a)
 	const char *path;
 	char default_path[PATH_MAX];
 	struct ns_cache_table *table;
-	size_t entries;
+	size_t entries, broken;
 
 	ns_config_load(&config, ignore_problem);
 	if (a->transport != NULL ? strcmp(a->transport, "off") == 0
@@ -164,11 +188,9 @@ static void warn_about_cache(const struct run_args *a)
 	if (table == NULL)
 		return;
 	entries = ns_cache_table_count(table);
+	broken = ns_cache_table_broken(table);
 	ns_cache_table_free(table);
-	if (entries == 0)
-		cli_error("warning: %s has no usable entry: the shim wraps no connection; add "
-		          "servers with 'noiseshim cache add URL', check it with 'noiseshim cache "
-		          "check'", path);
+	warn_about_entries(path, entries, broken);
 }
 
 /* noiseshim run [options] PROGRAM [ARGS]: run PROGRAM under the client shim. */

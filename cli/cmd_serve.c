@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,7 +39,9 @@ static const char USAGE[] =
 	"                   mixed takes Noise and plaintext on one port\n"
 	"  --addr HOST      where clients connect, for the NodeURLs (default: the\n"
 	"                   address in PORTS; for a port on every address, one NodeURL\n"
-	"                   for each address of this host, 127.0.0.1 and ::1 first)\n"
+	"                   for each address of this host, 127.0.0.1 and ::1 first); a\n"
+	"                   host name gets one NodeURL for each address it resolves to\n"
+	"                   now, as a cache holds addresses, not names\n"
 	"  --proto 1|2      the NodeURLs' noise_proto: 1 ChaChaPoly (default), 2 AESGCM\n"
 	"  --tfo            the NodeURLs say the server accepts TCP Fast Open (f=1)\n"
 	"  --shim PATH      the accept shim (default: " SERVER_SHIM_NAME " beside this\n"
@@ -69,6 +72,8 @@ struct serve_args {
 	const char *accept;
 	const char *addr; /* without brackets */
 	char addr_buf[NS_NODEURL_HOST_MAX];
+	int addr_is_name;
+	struct localaddr_list addr_resolved; /* when addr is a name */
 	int proto;
 	int tfo;
 	const char *shim;
@@ -94,6 +99,22 @@ static const char *parse_host(const char *host, unsigned port, struct ns_nodeurl
 		return "too long";
 	status = ns_nodeurl_parse(text, strlen(text), u);
 	return status == NS_NODEURL_OK ? NULL : ns_nodeurl_strerror(status);
+}
+
+/* The addresses the name --addr resolves to, into a->addr_resolved.  -1 with *done set. */
+static int resolve_addr(const char *cmd, struct serve_args *a, int *done)
+{
+	int rc = localaddr_resolve(a->addr, &a->addr_resolved);
+
+	if (rc != 0)
+		*done = cli_usage_error(cmd, USAGE, "--addr '%s' does not resolve (%s); a NodeURL needs "
+		                        "the addresses clients connect to", a->addr, gai_strerror(rc));
+	else if (a->addr_resolved.count == 0)
+		*done = cli_usage_error(cmd, USAGE, "--addr '%s' resolves to no address a NodeURL can "
+		                        "hold", a->addr);
+	else
+		return 0;
+	return -1;
 }
 
 /* Check --addr and keep it without brackets.  -1 with *done set. */
@@ -132,7 +153,8 @@ static int set_addr(const char *cmd, const char *text, struct serve_args *a, int
 		return -1;
 	}
 	a->addr = a->addr_buf;
-	return 0;
+	a->addr_is_name = u.family == NS_ADDR_NAME;
+	return a->addr_is_name ? resolve_addr(cmd, a, done) : 0;
 }
 
 /* Check every entry of --listen, and that there is one.  -1 with *done set. */
@@ -241,22 +263,49 @@ static int print_nodeurl(const struct serve_args *a, const char *host, unsigned 
 	return 0;
 }
 
+/* Whether e takes IPv4 connections: all but an IPv6 address other than :: (dual-stack) do. */
+static int listens_v4(const struct listen_entry *e)
+{
+	return strchr(e->addr, ':') == NULL || listen_is_wildcard(e);
+}
+
+/* Whether e takes IPv6 connections: a bare port, ::, or an IPv6 address; 0.0.0.0 does not. */
+static int listens_v6(const struct listen_entry *e)
+{
+	return e->addr[0] == '\0' || strchr(e->addr, ':') != NULL;
+}
+
+/* The addresses of from that e can be reached at, by family. */
+static void reachable_of(const struct listen_entry *e, const struct localaddr_list *from,
+                         struct localaddr_list *to)
+{
+	to->count = 0;
+	for (size_t i = 0; i < from->count; i++)
+		if (strchr(from->addr[i], ':') != NULL ? listens_v6(e) : listens_v4(e))
+			strcpy(to->addr[to->count++], from->addr[i]);
+}
+
 /*
- * Where clients reach e: --addr, else e's own address, else (a wildcard)
- * every address of this host of the families e listens on.
+ * Where clients reach e: what the name --addr resolves to in the families
+ * e listens on, else --addr, else e's own address, else (a wildcard) every
+ * address of this host of the families e listens on.
  */
 static void client_hosts(const struct serve_args *a, const struct listen_entry *e,
                          struct localaddr_list *hosts)
 {
-	const char *only = a->addr != NULL ? a->addr : !listen_is_wildcard(e) ? e->addr : NULL;
+	const char *only;
 
+	if (a->addr_is_name) {
+		reachable_of(e, &a->addr_resolved, hosts);
+		return;
+	}
+	only = a->addr != NULL ? a->addr : !listen_is_wildcard(e) ? e->addr : NULL;
 	if (only != NULL) {
 		hosts->count = 1;
 		snprintf(hosts->addr[0], sizeof hosts->addr[0], "%s", only);
 		return;
 	}
-	/* 0.0.0.0 takes IPv4 only; :: and a bare port take both (a dual-stack socket). */
-	localaddr_list(1, strcmp(e->addr, "0.0.0.0") != 0, hosts);
+	localaddr_list(listens_v4(e), listens_v6(e), hosts);
 }
 
 /* Print the NodeURLs of each --listen entry to stderr.  -1 with an error printed. */
@@ -270,6 +319,11 @@ static int print_nodeurls(const struct serve_args *a, const uint8_t pub[NS_KEY_L
 	fprintf(stderr, "noiseshim: clients add these NodeURLs with 'noiseshim cache add URL':\n");
 	while (listen_next(&list, &e, err, sizeof err) > 0) {
 		client_hosts(a, &e, &hosts);
+		if (hosts.count == 0) {
+			cli_error("--addr '%s' resolves to no address of the family --listen %s takes",
+			          a->addr, e.addr);
+			return -1;
+		}
 		for (size_t i = 0; i < hosts.count; i++)
 			if (print_nodeurl(a, hosts.addr[i], e.port, pub) < 0)
 				return -1;

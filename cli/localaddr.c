@@ -1,10 +1,12 @@
 /*
- * This host's addresses, from getifaddrs, loopback first.
+ * This host's addresses, from getifaddrs, loopback first; a name's, from
+ * getaddrinfo.
  */
 #include "localaddr.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -64,4 +66,21 @@ void localaddr_list(int v4, int v6, struct localaddr_list *l)
 		if (usable_text(i->ifa_addr, v4, v6, text))
 			add_unique(l, text);
 	freeifaddrs(all);
+}
+
+int localaddr_resolve(const char *name, struct localaddr_list *l)
+{
+	/* SOCK_STREAM: one result per address, without the datagram twins. */
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *all, *ai;
+	char text[INET6_ADDRSTRLEN];
+	int rc = getaddrinfo(name, NULL, &hints, &all);
+
+	l->count = 0;
+	if (rc != 0)
+		return rc;
+	for (ai = all; ai != NULL; ai = ai->ai_next)
+		if (usable_text(ai->ai_addr, 1, 1, text))
+			add_unique(l, text);
+	freeaddrinfo(all);
+	return 0;
 }

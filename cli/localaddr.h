@@ -1,6 +1,7 @@
 /*
- * The addresses of this host that clients may connect to: where a server
- * bound to every address can be reached, for its NodeURLs.
+ * Numeric addresses for NodeURLs, which a cache matches against the
+ * addresses programs connect() to: this host's, where a server bound to
+ * every address can be reached, and those a host name resolves to.
  */
 #ifndef NOISESHIM_CLI_LOCALADDR_H
 #define NOISESHIM_CLI_LOCALADDR_H
@@ -24,5 +25,12 @@ struct localaddr_list {
  * interfaces cannot be listed, l holds the loopback addresses asked for.
  */
 void localaddr_list(int v4, int v6, struct localaddr_list *l);
+
+/*
+ * Fill l with the addresses name resolves to, each once, in the resolver's
+ * order, IPv6 link-local ones left out as above.  0, or getaddrinfo's
+ * error code (for gai_strerror) when name does not resolve.
+ */
+int localaddr_resolve(const char *name, struct localaddr_list *l);
 
 #endif

@@ -3,14 +3,20 @@
  * server's workers add to one block and `noiseshim stats PID` reads it
  * without a word to the server.
  *
- * The block is a file, DIR/PID, named after the process that created it
- * and mapped MAP_SHARED; fork()ed children inherit the mapping and add to
- * it, and each child leaves a symbolic link DIR/CHILDPID -> PID so that
- * its pid finds the block too.  DIR is $NOISESHIM_STATS_DIR when set, else
- * the first of /run/noiseshim/stats, $XDG_RUNTIME_DIR/noiseshim/stats and
- * /tmp/noiseshim-UID/stats where the file can be created.  A process that
- * never forked removes its block at exit, a child its link; the reader
- * removes what dead processes left behind.
+ * The block is a file, DIR/PID.START, named after the process that created
+ * it: its pid and its start time (field 22 of /proc/PID/stat), which
+ * together tell it from any later process given the same pid.  It is
+ * mapped MAP_SHARED; fork()ed children inherit the mapping and add to it,
+ * and each child leaves a symbolic link DIR/CHILDPID.START -> PID.START so
+ * that its pid finds the block too.  DIR is $NOISESHIM_STATS_DIR when set,
+ * else the first of /run/noiseshim/stats, $XDG_RUNTIME_DIR/noiseshim/stats
+ * and /tmp/noiseshim-UID/stats where the file can be created.
+ *
+ * A process that never forked removes its block at exit, a child its link.
+ * What exited processes left all the same (killed, or _exit without exit
+ * handlers, or a block its forked children used) goes when any process
+ * attaches to DIR or a reader reads it: every name whose process no longer
+ * runs, except a block that a live child's link still leads to.
  *
  * Adds are relaxed atomic 64-bit adds: cheap, and exact once the adding
  * stops.  A process where no block can be created counts nothing.
@@ -22,6 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* The variable that overrides where the blocks live. */
+#define NS_STATS_DIR_VAR "NOISESHIM_STATS_DIR"
 
 enum ns_stat {
 	NS_STAT_HANDSHAKES_OK,
@@ -51,7 +60,7 @@ struct ns_stats *ns_stats_attach(void);
 /*
  * From now on this process and the children it forks touch no file of the
  * block (a seccomp sandbox kills a process for unlink or symlink): their
- * links, and a block the process owns, are left for a reader to remove once
+ * links, and a block the process owns, are left for the next sweep once
  * the process is gone.  Adds go on as before.
  */
 void ns_stats_leave_files(void);
@@ -77,8 +86,10 @@ struct ns_stats_snapshot {
 };
 
 /*
- * Read the counters of process pid.  0, or -1 with the reason in err (no
- * block for pid, pid is not running: what it left behind is removed).
+ * Read the counters of process pid.  0, or -1 with the reason in err: pid
+ * is not running, it has no block (one left under its pid by an earlier
+ * process is named, and removed), or the file under its name holds
+ * another process's counters.
  */
 int ns_stats_read(pid_t pid, struct ns_stats_snapshot *s, char *err, size_t errlen);
 

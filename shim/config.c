@@ -3,12 +3,27 @@
  */
 #include "config.h"
 
+#include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "exec.h"
 #include "prefix.h"
+#include "stats.h"
+
+extern char **environ;
+
+#define NAME_PREFIX "NOISESHIM_"
+
+enum {
+	/* Longer than any name of ours, so a longer one is unknown whatever its tail. */
+	NAME_TEXT_MAX = 64,
+	/* A name this few edits from one of ours is taken for a typo of it. */
+	TYPO_MAX_EDITS = 2,
+};
 
 typedef int parse_fn(struct ns_config *c, const char *value);
 
@@ -216,13 +231,115 @@ static const struct variable {
 	{"NOISESHIM_RATE_BURST", parse_rate_burst, "handshakes, 1..1000000"},
 };
 
+/*
+ * Names of ours that are not settings: read elsewhere, or handed to a new
+ * image by the exec wrapper.  An environment holding them is no typo.
+ */
+static const char *const other_names[] = {
+	"NOISESHIM_CONFIG",
+	NS_STATS_DIR_VAR,
+	NS_INHERIT_VAR,
+	"NOISESHIM_SHIM",          /* examples/ab.sh: the client shim it compares */
+	"NOISESHIM_VECTORS_DIR",   /* unit tests: the Storj wire transcripts */
+	"NOISESHIM_FLYNN_VECTORS", /* unit tests: the Noise test vectors */
+};
+
+enum {
+	NVARIABLES = sizeof(variables) / sizeof(variables[0]),
+	NOTHER_NAMES = sizeof(other_names) / sizeof(other_names[0]),
+};
+
 static const struct variable *
 find_variable(const char *name)
 {
-	for (size_t i = 0; i < sizeof(variables) / sizeof(variables[0]); i++)
+	for (size_t i = 0; i < NVARIABLES; i++)
 		if (strcmp(variables[i].name, name) == 0)
 			return &variables[i];
 	return NULL;
+}
+
+/* Name i of all our names: the settings first, then the others. */
+static const char *
+known_name(size_t i)
+{
+	return i < NVARIABLES ? variables[i].name : other_names[i - NVARIABLES];
+}
+
+static int
+is_known_name(const char *name)
+{
+	for (size_t i = 0; i < NVARIABLES + NOTHER_NAMES; i++)
+		if (strcmp(known_name(i), name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Edits (insert, delete, replace; case ignored) from a to b; UINT_MAX past NAME_TEXT_MAX. */
+static unsigned
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned row[NAME_TEXT_MAX + 1];
+
+	if (la > NAME_TEXT_MAX || lb > NAME_TEXT_MAX)
+		return UINT_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		unsigned diagonal = row[0];
+
+		row[0] = (unsigned)i;
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned above = row[j];
+			unsigned best = diagonal + (tolower((unsigned char)a[i - 1]) !=
+			                            tolower((unsigned char)b[j - 1]));
+
+			if (above + 1 < best)
+				best = above + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diagonal = above;
+		}
+	}
+	return row[lb];
+}
+
+/* The one name of ours that name is a likely typo of; NULL when none or several are. */
+static const char *
+closest_name(const char *name)
+{
+	unsigned best = TYPO_MAX_EDITS + 1;
+	const char *closest = NULL;
+
+	for (size_t i = 0; i < NVARIABLES + NOTHER_NAMES; i++) {
+		unsigned d;
+
+		if (strcmp(known_name(i), name) == 0)
+			continue;
+		d = edit_distance(name, known_name(i));
+		if (d < best) {
+			best = d;
+			closest = known_name(i);
+		} else if (d == best) {
+			closest = NULL;
+		}
+	}
+	return closest;
+}
+
+/* Say that name, set to value, is ignored, and which name of ours it may mean. */
+static void
+report_unknown(const char *where, const char *name, const char *value,
+               ns_config_report_fn *report)
+{
+	char problem[2 * NAME_TEXT_MAX + 128];
+	const char *guess = closest_name(name);
+
+	snprintf(problem, sizeof(problem), "unknown variable %.*s=\"%.64s\", ignored%s%s%s",
+	         NAME_TEXT_MAX, name, value, guess != NULL ? "; did you mean " : "",
+	         guess != NULL ? guess : "", guess != NULL ? "?" : "");
+	report(where, problem);
 }
 
 static void
@@ -276,8 +393,9 @@ load_file(struct ns_config *c, const char *path, ns_config_report_fn *report)
 			continue;
 		}
 		*eq = '\0';
-		if ((var = find_variable(trim(text))) == NULL) {
-			report(where, "unknown variable");
+		text = trim(text);
+		if ((var = find_variable(text)) == NULL) {
+			report_unknown(where, text, trim(eq + 1), report);
 			continue;
 		}
 		apply(c, var, trim(eq + 1), where, report);
@@ -286,10 +404,34 @@ load_file(struct ns_config *c, const char *path, ns_config_report_fn *report)
 }
 
 /*
+ * A NOISESHIM_* variable that no part of noiseshim reads is most likely a
+ * typo, which would otherwise leave its setting at the default unnoticed,
+ * as the config file's unknown names are not.
+ */
+static void
+check_environment_names(ns_config_report_fn *report)
+{
+	for (char **entry = environ; entry != NULL && *entry != NULL; entry++) {
+		char name[NAME_TEXT_MAX + 2];
+		const char *eq;
+
+		if (strncmp(*entry, NAME_PREFIX, strlen(NAME_PREFIX)) != 0 ||
+		    (eq = strchr(*entry, '=')) == NULL)
+			continue;
+		/* A name cut short here is longer than all of ours: unknown all the same. */
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - *entry), *entry);
+		if (!is_known_name(name))
+			report_unknown("environment", name, eq + 1, report);
+	}
+}
+
+/*
  * Fill c from the defaults, then the config file, then the environment.
  * A bad value is reported and ignored: the setting keeps the value it had
  * (the default, or the config file's), except NOISESHIM_0RTT, which
- * becomes off.
+ * becomes off.  A name that is none of ours, in the file or among the
+ * environment's NOISESHIM_* variables, is reported with the name it is
+ * likely a typo of.
  */
 void
 ns_config_load(struct ns_config *c, ns_config_report_fn *report)
@@ -319,9 +461,10 @@ ns_config_load(struct ns_config *c, ns_config_report_fn *report)
 
 	if (file != NULL && *file != '\0')
 		load_file(c, file, report);
-	for (size_t i = 0; i < sizeof(variables) / sizeof(variables[0]); i++) {
+	for (size_t i = 0; i < NVARIABLES; i++) {
 		const char *value = getenv(variables[i].name);
 		if (value != NULL)
 			apply(c, &variables[i], value, variables[i].name, report);
 	}
+	check_environment_names(report);
 }

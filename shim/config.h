@@ -15,7 +15,10 @@ enum ns_tfo_mode { NS_TFO_AUTO, NS_TFO_ON, NS_TFO_OFF };
 enum ns_accept_mode { NS_ACCEPT_NOISE, NS_ACCEPT_MIXED };
 enum ns_log_level { NS_LOG_ERROR, NS_LOG_WARN, NS_LOG_INFO, NS_LOG_DEBUG };
 
-enum { NS_CONFIG_TEXT_MAX = 1024 };
+enum {
+	NS_CONFIG_TEXT_MAX = 1024,
+	NS_LISTEN_MAX = 64, /* NOISESHIM_LISTEN entries the accept shim can hold */
+};
 
 struct ns_config {
 	enum ns_transport transport;
@@ -47,7 +50,9 @@ typedef void ns_config_report_fn(const char *where, const char *problem);
  * Fill c from the defaults, then the config file, then the environment.
  * A bad value is reported and ignored: the setting keeps the value it had
  * (the default, or the config file's), except NOISESHIM_0RTT, which
- * becomes off.
+ * becomes off.  A name that is none of ours, in the file or among the
+ * environment's NOISESHIM_* variables, is reported with the name it is
+ * likely a typo of.
  */
 void ns_config_load(struct ns_config *c, ns_config_report_fn *report);
 

@@ -43,8 +43,6 @@
 #include "shim.h"
 #include "stdio_streams.h"
 
-#define INHERIT_VAR "NOISESHIM_INHERIT"
-
 extern char **environ;
 
 enum { MAX_HANDED = 4096, ITEM_TEXT = 40, SCRIPT_DEPTH = 4 };
@@ -262,16 +260,16 @@ handover_env(char *const envp[], const struct handover *h, int arena_fd, int exe
 
 	while (envp != NULL && envp[n] != NULL)
 		n++;
-	len = sizeof(INHERIT_VAR "=") + 16 + h->count * ITEM_TEXT;
+	len = sizeof(NS_INHERIT_VAR "=") + 16 + h->count * ITEM_TEXT;
 	if ((out = calloc(n + 2, sizeof(*out))) == NULL || (var = malloc(len)) == NULL) {
 		free(out);
 		errno = ENOMEM;
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(envp[i], INHERIT_VAR "=", sizeof(INHERIT_VAR)) != 0)
+		if (strncmp(envp[i], NS_INHERIT_VAR "=", sizeof(NS_INHERIT_VAR)) != 0)
 			out[k++] = envp[i];
-	size_t at = (size_t)snprintf(var, len, INHERIT_VAR "=%d:", arena_fd);
+	size_t at = (size_t)snprintf(var, len, NS_INHERIT_VAR "=%d:", arena_fd);
 	const char *sep = "";
 	for (size_t i = 0; i < h->count; i++) {
 		ns_off off = ns_arena_off(h->conn[i]);
@@ -293,7 +291,7 @@ free_env(char **env)
 	if (env == NULL)
 		return;
 	for (size_t i = 0; env[i] != NULL; i++)
-		if (strncmp(env[i], INHERIT_VAR "=", sizeof(INHERIT_VAR)) == 0)
+		if (strncmp(env[i], NS_INHERIT_VAR "=", sizeof(NS_INHERIT_VAR)) == 0)
 			free(env[i]);
 	free(env);
 }
@@ -872,7 +870,7 @@ void
 ns_exec_adopt(void)
 {
 	static struct inherited items[MAX_HANDED];
-	const char *var = getenv(INHERIT_VAR);
+	const char *var = getenv(NS_INHERIT_VAR);
 	char *end;
 	size_t n = 0;
 	long fd;
@@ -911,5 +909,5 @@ ns_exec_adopt(void)
 	for (int std = 0; std <= 2; std++)
 		ns_stdio_refresh(std);
 out:
-	unsetenv(INHERIT_VAR);
+	unsetenv(NS_INHERIT_VAR);
 }

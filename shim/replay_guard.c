@@ -26,21 +26,20 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "replay_config.h"
 #include "shim.h"
 
 enum {
 	MAX_KEYS = 16,
-	KEY_ID_BYTES = 16,
-	KEY_ID_HEX = 2 * KEY_ID_BYTES + 1,
+	KEY_ID_BYTES = NS_REPLAY_KEY_ID_HEX / 2,
+	KEY_ID_HEX = NS_REPLAY_KEY_ID_HEX + 1,
 	STORE_TIMEOUT_MS = 200,
 	/* After a failure the store is not tried again for this long: flights are refused at once. */
 	STORE_RETRY_MS = 500,
-	STORE_HOST_MAX = 256,
 	STORE_KEY_MAX = 160,
 };
 
 #define DEFAULT_DIR "/run/noiseshim"
-#define STORE_SCHEME "redis://"
 #define STORE_KEY_PREFIX "noiseshim:replay"
 
 /* The window of one server key. */
@@ -60,7 +59,7 @@ static struct {
 	pthread_once_t parsed;
 	char error[NS_CONFIG_TEXT_MAX + 128]; /* the URL is unusable: why */
 	int configured;
-	char host[STORE_HOST_MAX];
+	char host[NS_REPLAY_STORE_HOST_MAX];
 	int port;
 	redisContext *conn;
 	pid_t conn_pid;              /* the process conn belongs to */
@@ -76,50 +75,14 @@ static void key_id(const uint8_t pub[NS_KEY_LEN], char id[KEY_ID_HEX])
 	sodium_bin2hex(id, KEY_ID_HEX, digest, sizeof digest);
 }
 
-/* "redis://HOST:PORT" (HOST a name, an IPv4 address or [IPv6]; PORT 6379 if left out). */
-static int parse_store_url(const char *url, char *host, int *port)
-{
-	const char *p = url + strlen(STORE_SCHEME), *end, *colon;
-	unsigned long n = 6379;
-	char *stop;
-
-	if (strncmp(url, STORE_SCHEME, strlen(STORE_SCHEME)) != 0)
-		return -1;
-	if (*p == '[') {
-		if ((end = strchr(p, ']')) == NULL)
-			return -1;
-		p++;
-		colon = end + 1;
-		if (*colon != '\0' && *colon != ':')
-			return -1;
-	} else {
-		end = colon = p + strcspn(p, ":");
-	}
-	if (end == p || (size_t)(end - p) >= STORE_HOST_MAX ||
-	    memchr(p, '/', (size_t)(end - p)) != NULL || memchr(p, '@', (size_t)(end - p)) != NULL)
-		return -1;
-	if (*colon == ':') {
-		n = strtoul(colon + 1, &stop, 10);
-		if (colon[1] == '\0' || *stop != '\0' || n == 0 || n > 65535)
-			return -1;
-	}
-	memcpy(host, p, (size_t)(end - p));
-	host[end - p] = '\0';
-	*port = (int)n;
-	return 0;
-}
-
 static void parse_store(void)
 {
 	const char *url = ns_shim.config.replay_store;
 
 	if (url[0] == '\0')
 		return;
-	if (parse_store_url(url, store.host, &store.port) != 0) {
-		snprintf(store.error, sizeof store.error,
-		         "NOISESHIM_REPLAY_STORE: \"%s\" is not redis://HOST:PORT", url);
+	if (ns_replay_store_parse(url, store.host, &store.port, store.error, sizeof store.error) != 0)
 		return;
-	}
 	store.configured = 1;
 }
 
@@ -168,6 +131,9 @@ static int open_window(struct key_window *kw, int first, char *why, size_t why_l
 	char path[PATH_MAX], reason[NS_REPLAY_REASON_MAX];
 	enum ns_replay_opened opened;
 
+	/* The doctor's check, so that both say the same of a path that cannot serve. */
+	if (cfg->replay_file[0] != '\0' && ns_replay_file_check(cfg->replay_file, why, why_len) != 0)
+		return -1;
 	if (window_path(kw->id, first, path, sizeof path) != 0) {
 		snprintf(why, why_len, "NOISESHIM_REPLAY_FILE: path too long");
 		return -1;

@@ -26,7 +26,7 @@
 
 const enum ns_role ns_shim_role = NS_ROLE_RESPONDER;
 
-enum { MAX_LISTEN = 64, TFO_QUEUE = 4096 };
+enum { TFO_QUEUE = 4096 };
 
 /* One NOISESHIM_LISTEN entry: a port, and an address unless any will do. */
 struct listen_spec {
@@ -35,7 +35,7 @@ struct listen_spec {
 	uint8_t addr[16];
 };
 
-static struct listen_spec specs[MAX_LISTEN];
+static struct listen_spec specs[NS_LISTEN_MAX];
 static int nspecs;
 static char specs_error[NS_CONFIG_TEXT_MAX + 128];  /* why NOISESHIM_LISTEN cannot be applied */
 static pthread_once_t specs_once = PTHREAD_ONCE_INIT;
@@ -110,9 +110,9 @@ load_specs(void)
 	}
 	snprintf(list, sizeof(list), "%s", ns_shim.config.listen);
 	for (char *item = strtok_r(list, ", ", &save); item != NULL; item = strtok_r(NULL, ", ", &save)) {
-		if (nspecs == MAX_LISTEN) {
+		if (nspecs == NS_LISTEN_MAX) {
 			snprintf(specs_error, sizeof(specs_error),
-			         "NOISESHIM_LISTEN has more than %d entries", MAX_LISTEN);
+			         "NOISESHIM_LISTEN has more than %d entries", NS_LISTEN_MAX);
 			return;
 		}
 		if (parse_spec(item, &specs[nspecs]) != 0) {

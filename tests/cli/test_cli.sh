@@ -468,6 +468,20 @@ expect_err "$dir/empty-cache has no usable entry" "run warns about a cache witho
 printf 'garbage\n' >"$dir/garbage-cache"
 NOISESHIM_CACHE=$dir/garbage-cache run run --shim "$shim" -- true
 expect_err "$dir/garbage-cache has no usable entry" "run reads NOISESHIM_CACHE for the warning"
+# Bad lines that name an address are not nothing: the shim refuses connections there.
+printf '127.0.0.1:7000?noise_proto=1\n[::1]:7001?noise_pub=bad\n' >"$dir/bad-cache"
+run run --cache "$dir/bad-cache" --shim "$shim" -- true
+expect_rc 0 "run with a cache of bad lines only"
+expect_err "$dir/bad-cache: 2 bad lines: the shim refuses every connection to their addresses (connect fails with EACCES)" \
+	"run says the shim refuses the addresses of bad lines"
+expect_err "and wraps no other connection" "run says nothing else is wrapped"
+if grep -q "the shim wraps no connection" "$dir/err"; then fail "run says a cache of bad lines wraps nothing"; else pass; fi
+if [ "$(grep -c '^noiseshim: ' "$dir/err")" -eq 1 ]; then pass; else fail "the bad-lines warning is one line"; fi
+cat "$run_cache" "$dir/bad-cache" >"$dir/mixed-cache"
+run run --cache "$dir/mixed-cache" --shim "$shim" -- true
+expect_err "$dir/mixed-cache: 2 bad lines: the shim refuses every connection to their addresses" \
+	"run warns about bad lines beside a good entry"
+if grep -q "wraps no other connection" "$dir/err"; then fail "run says a cache with an entry wraps nothing else"; else pass; fi
 run run --cache "$run_cache" --shim "$shim" -- true
 if [ -s "$dir/err" ] && grep -q "warning" "$dir/err"; then
 	fail "run warns about a cache that has an entry"
@@ -528,6 +542,26 @@ if grep -q '^\[fe80' "$dir/err"; then fail "serve printed a link-local NodeURL";
 run serve --key "$key" --listen 0.0.0.0:7807 --shim "$shim" -- true
 if grep -q '^\[' "$dir/err"; then fail "serve --listen 0.0.0.0:PORT printed IPv6 NodeURLs"; else pass; fi
 expect_err "127.0.0.1:7807?" "serve --listen 0.0.0.0:PORT prints the IPv4 loopback"
+
+# --addr NAME: one NodeURL for each address the name resolves to, each one the cache takes.
+run serve --key "$key" --listen 7808 --addr localhost --shim "$shim" -- true
+expect_rc 0 "serve --addr localhost"
+expect_err "127.0.0.1:7808?noise_proto=1&noise_pub=$keygen_pub" "serve --addr localhost prints the address of localhost"
+if grep -q "^localhost:" "$dir/err"; then fail "serve --addr localhost printed a host name"; else pass; fi
+rm -f "$dir/name-cache"
+added=0
+grep ':7808?' "$dir/err" >"$dir/name-urls"
+while read -r url; do
+	if "$bin" cache add "$url" --cache "$dir/name-cache" >/dev/null 2>&1; then
+		added=$((added + 1))
+	else
+		fail "cache add refuses what serve --addr localhost printed: $url"
+	fi
+done <"$dir/name-urls"
+if [ "$added" -gt 0 ]; then pass; else fail "serve --addr localhost printed no NodeURL"; fi
+run serve --key "$key" --listen 7808 --addr no-such-host.invalid --shim "$shim" -- true
+expect_rc 2 "serve --addr with a name that does not resolve"
+expect_err "--addr 'no-such-host.invalid' does not resolve" "serve says the name does not resolve"
 
 # --- stats ----------------------------------------------------------------------------
 
@@ -597,6 +631,18 @@ wait "$writer"
 if [ -z "$(ls -A "$stats_dir")" ]; then
 	fail "the writer's block is gone though it forked (a child could still be adding)"
 fi
+# start_time PID: field 22 of /proc/PID/stat, counted after the command name.
+start_time() {
+	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $20 }'
+}
+# Counters left under a live pid by an earlier process with that pid are refused, not shown.
+for parent_block in "$stats_dir/$parent_pid".*; do
+	ln -s "${parent_block##*/}" "$stats_dir/$$.$(($(start_time $$) - 1))"
+done
+NOISESHIM_STATS_DIR=$stats_dir run stats --json $$
+expect_rc 1 "stats of a pid whose counters an earlier process left"
+expect_err "earlier process with that pid" "stats says the counters are an earlier process's"
+if [ -s "$dir/out" ]; then fail "stats printed an earlier process's counters: $(cat "$dir/out")"; else pass; fi
 NOISESHIM_STATS_DIR=$stats_dir run stats "$worker_pid"
 expect_rc 1 "stats of a pid that has exited"
 expect_err "is not running" "stats says the pid is not running"
@@ -606,6 +652,41 @@ if [ -z "$(ls -A "$stats_dir")" ]; then pass; else fail "stats left files of dea
 NOISESHIM_STATS_DIR=$stats_dir run stats $$
 expect_rc 1 "stats of a process without counters"
 expect_err "no counters for pid $$" "stats says a pid has no counters"
+
+# Processes killed before their exit handlers ran leave their files until the next one attaches.
+# start_writer: a stats_writer holding its counters until fd 3 closes; sets writer, parent_pid, worker_pid.
+start_writer() {
+	: >"$dir/writer.out"
+	NOISESHIM_STATS_DIR=$stats_dir "$stats_writer" <"$dir/hold" >"$dir/writer.out" 2>"$dir/writer.err" &
+	writer=$!
+	exec 3>"$dir/hold"
+	tries=100
+	until [ -s "$dir/writer.out" ] || [ "$tries" -eq 0 ]; do
+		sleep 0.05
+		tries=$((tries - 1))
+	done
+	read -r parent_pid worker_pid <"$dir/writer.out"
+}
+start_writer
+kill -KILL "$worker_pid" "$parent_pid"
+wait "$writer" 2>/dev/null
+exec 3>&-
+# entries: the names in the counters directory, one a line, sorted.
+entries() {
+	find "$stats_dir" -mindepth 1 -printf '%f\n' | sort
+}
+killed=$(entries | wc -l)
+if [ "$killed" -eq 2 ]; then pass; else fail "a killed writer and worker left $killed entries, not 2"; fi
+start_writer
+want_entries=$(printf '%s.%s\n%s.%s\n' "$parent_pid" "$(start_time "$parent_pid")" "$worker_pid" \
+	"$(start_time "$worker_pid")" | sort)
+if [ "$(entries)" = "$want_entries" ]; then
+	pass
+else
+	fail "a process that attaches sweeps what killed ones left: $(entries | tr '\n' ' ')"
+fi
+exec 3>&-
+wait "$writer"
 for args in "stats" "stats --json" "stats 0" "stats -5" "stats 12x" "stats 1 2" \
 	"stats --json --prometheus 1"; do
 	# shellcheck disable=SC2086
@@ -729,6 +810,63 @@ else
 	fail "doctor reports each bad key of the list on its own line (got: $(grep key "$dir/out"))"
 fi
 chmod 600 "$key2"
+
+# Every setting that makes a wrapped listen() fail is an error naming the variable and value.
+NOISESHIM_REPLAY_STORE=http://x run doctor --key "$key"
+expect_rc 1 "doctor with a NOISESHIM_REPLAY_STORE that is not redis://"
+if grep -qxF 'error: replay: NOISESHIM_REPLAY_STORE: "http://x" is not redis://HOST:PORT: the accept shim refuses every wrapped listen() (EACCES)' "$dir/out"; then
+	pass
+else
+	fail "doctor names the bad NOISESHIM_REPLAY_STORE (got: $(grep replay "$dir/out"))"
+fi
+NOISESHIM_REPLAY_STORE='redis://[::1]:6390' run doctor --key "$key" --cache "$run_cache"
+expect_rc 0 "doctor with a good NOISESHIM_REPLAY_STORE"
+expect_out_line 'ok: replay: NOISESHIM_REPLAY_STORE=redis://[::1]:6390: Redis at ::1 port 6390 (not tried)' \
+	"doctor parses a good NOISESHIM_REPLAY_STORE"
+NOISESHIM_REPLAY_FILE=/nonexistent/dir/x run doctor --key "$key"
+expect_rc 1 "doctor with a NOISESHIM_REPLAY_FILE in a missing directory"
+if grep -q '^error: replay: NOISESHIM_REPLAY_FILE: "/nonexistent/dir/x": cannot be created in /nonexistent/dir: ' "$dir/out"; then
+	pass
+else
+	fail "doctor names the unusable NOISESHIM_REPLAY_FILE (got: $(grep replay "$dir/out"))"
+fi
+NOISESHIM_REPLAY_FILE=$dir run doctor --key "$key"
+expect_rc 1 "doctor with a NOISESHIM_REPLAY_FILE that is a directory"
+NOISESHIM_REPLAY_FILE=$dir/replay.map run doctor --key "$key" --cache "$run_cache"
+expect_rc 0 "doctor with a NOISESHIM_REPLAY_FILE it can create"
+if [ -e "$dir/replay.map" ]; then fail "doctor created the replay file"; else pass; fi
+NOISESHIM_LISTEN=7801 run doctor
+expect_rc 1 "doctor with NOISESHIM_LISTEN and no key"
+if grep -q "^error: key: none given .*NOISESHIM_LISTEN=7801: the accept shim refuses to listen" "$dir/out"; then
+	pass
+else
+	fail "doctor says a server needs a key (got: $(grep key "$dir/out"))"
+fi
+NOISESHIM_LISTEN="$(seq -s, 7000 7064)" run doctor --key "$key"
+expect_rc 1 "doctor with 65 NOISESHIM_LISTEN entries"
+if grep -q "^error: listen: .*more than 64 entries" "$dir/out"; then pass; else fail "doctor counts NOISESHIM_LISTEN entries"; fi
+NOISESHIM_KEY="$key,$key,$key,$key,$key,$key,$key,$key,$key" run doctor
+expect_rc 1 "doctor with 9 key files"
+if grep -q "^error: key: NOISESHIM_KEY: more than 8 key files" "$dir/out"; then pass; else fail "doctor checks the length of the key list"; fi
+
+# A NOISESHIM_* variable that is none of noiseshim's is an error, with the likely name.
+NOISESHIM_LISTN=8000 run doctor --key "$key" --cache "$run_cache"
+expect_rc 1 "doctor with an unknown NOISESHIM_ variable"
+expect_out_line 'error: config: environment: unknown variable NOISESHIM_LISTN="8000", ignored; did you mean NOISESHIM_LISTEN?' \
+	"doctor names an unknown variable and the likely one"
+NOISESHIM_FROBNICATE=1 run doctor --key "$key" --cache "$run_cache"
+expect_out_line 'error: config: environment: unknown variable NOISESHIM_FROBNICATE="1", ignored' \
+	"doctor guesses no name for a variable far from all"
+printf 'NOISESHIM_LISTN=8000\n' >"$dir/typo.conf"
+NOISESHIM_CONFIG=$dir/typo.conf run doctor --key "$key" --cache "$run_cache"
+expect_out_line "error: config: $dir/typo.conf:1: unknown variable NOISESHIM_LISTN=\"8000\", ignored; did you mean NOISESHIM_LISTEN?" \
+	"doctor names an unknown variable of the config file and the likely one"
+# What noiseshim sets or reads itself is no typo.
+: >"$dir/empty.conf"
+NOISESHIM_CONFIG=$dir/empty.conf NOISESHIM_STATS_DIR=$dir NOISESHIM_INHERIT=3: NOISESHIM_SHIM=$shim \
+	NOISESHIM_VECTORS_DIR=$dir NOISESHIM_FLYNN_VECTORS=$dir/v.txt run doctor --key "$key" --cache "$run_cache"
+expect_rc 0 "doctor with only noiseshim's own variables"
+if grep -q "unknown variable" "$dir/out"; then fail "doctor flags noiseshim's own variables: $(grep unknown "$dir/out")"; else pass; fi
 
 allow=$dir/allow
 printf '# clients\n%s\nnot-a-key\n' "$keygen_pub" >"$allow"

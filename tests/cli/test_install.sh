@@ -114,6 +114,22 @@ else
 	fail "the installed run wraps curl and the bytes arrive ($(cat "$dir/curl.err"))"
 fi
 
+# What run says of a cache line that names an address but cannot be used is what the shim does.
+printf '127.0.0.1:%s?noise_proto=1\n' "$port" >"$dir/bad-cache"
+"$ns" run --cache "$dir/bad-cache" -- python3 -c '
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    print("connected")
+except OSError as e:
+    print("errno", e.errno)' "$port" >"$dir/bad-cache.out" 2>"$dir/bad-cache.err"
+if grep -q "the shim refuses every connection to its address (connect fails with EACCES)" "$dir/bad-cache.err" &&
+	[ "$(cat "$dir/bad-cache.out")" = "errno 13" ]; then
+	pass
+else
+	fail "run's warning about a bad line matches the shim (got: $(cat "$dir/bad-cache.out") / $(grep warning "$dir/bad-cache.err"))"
+fi
+
 # Negative: plain curl gets nothing from the wrapped server, and the program never sees it.
 if curl -sS --max-time 5 -o "$dir/plain.bin" "http://127.0.0.1:$port/plain-request" 2>/dev/null; then
 	fail "plain curl got an answer from the wrapped server"

@@ -2,7 +2,8 @@
 # Operations tests of the shims: key rotation (NOISESHIM_KEY listing
 # several files, re-read when they change), the client allowlist
 # (NOISESHIM_ALLOW), the per-connection log lines at NOISESHIM_LOG=info,
-# syslog, and the counters that `noiseshim stats` reads.  python echo
+# syslog, the counters that `noiseshim stats` reads, and the settings that
+# stop a server from listening or are no variable of ours.  python echo
 # servers run under libnoiseshim-server.so and record every byte they are
 # handed; python clients run under libnoiseshim.so.  Everything stays on
 # 127.0.0.1.
@@ -122,7 +123,7 @@ done
 listed_pub=$("$cli" pubkey "$work/listed.key")
 unlisted_pub=$("$cli" pubkey "$work/unlisted.key")
 
-read -r port_rotate port_allow port_stats port_record port_bad port_syslog < <(free_ports 6)
+read -r port_rotate port_allow port_stats port_record port_bad port_syslog port_names < <(free_ports 7)
 
 # cache_for KEY PORT...: a cache naming the server with KEY at each port.
 cache_for() {
@@ -132,7 +133,7 @@ cache_for() {
 		"$cli" nodeurl --key "$work/$key.key" --addr "127.0.0.1:$port" --tfo
 	done >"$work/$key.cache"
 }
-cache_for new "$port_rotate" "$port_allow" "$port_stats" "$port_record" "$port_syslog"
+cache_for new "$port_rotate" "$port_allow" "$port_stats" "$port_record" "$port_syslog" "$port_names"
 cache_for old "$port_rotate"
 cache_for third "$port_rotate" "$port_stats"
 cache_for old-next "$port_rotate"
@@ -315,13 +316,14 @@ test_allowlist() {
 	check_sanitizer_reports allow
 }
 
-# expect_listen_refused NAME ALLOW_PATH EXPECTED_TEXT: a server whose
-# allowlist does not load must not listen: listen() fails with EACCES and
-# one error line says why.
+# expect_listen_refused NAME EXPECTED_TEXT VAR=VALUE...: a server whose
+# settings cannot be applied must not listen: listen() fails with EACCES
+# and one error line says why.
 expect_listen_refused() {
-	local name=$1 allow=$2 expected=$3 pid errors
+	local name=$1 expected=$2 pid errors
+	shift 2
 	start_background "$work/$name.server.out" env LD_PRELOAD="$preload_server" \
-		NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port_bad" NOISESHIM_ALLOW="$allow" \
+		NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port_bad" "$@" \
 		NOISESHIM_LOG_FILE="$work/$name.shim.log" "${sanitizer_env[@]}" \
 		"$python" "$here/echo_server.py" --port "$port_bad" --log "$work/$name.program"
 	pid=$started_pid
@@ -332,10 +334,10 @@ expect_listen_refused() {
 	done
 	errors=$(matching_lines "error:" "$work/$name.shim.log")
 	if listening "$port_bad" || alive "$pid"; then
-		fail "$name" "the server listens with an allowlist that does not load"
+		fail "$name" "the server listens with $*"
 	elif ! grep -q "PermissionError: \[Errno 13\]" "$work/$name.server.out"; then
 		fail "$name" "listen() did not fail with EACCES: $(tail_of "$work/$name.server.out")"
-	elif [ "$errors" -ne 1 ] || ! grep -q "listening refused: .*$expected" "$work/$name.shim.log"; then
+	elif [ "$errors" -ne 1 ] || ! grep "listening refused: " "$work/$name.shim.log" | grep -qF -- "$expected"; then
 		fail "$name" "expected one error line naming $expected, got $errors: $(tail_of "$work/$name.shim.log")"
 	else
 		pass "$name"
@@ -345,9 +347,42 @@ expect_listen_refused() {
 
 test_bad_allowlist() {
 	printf '%s\nnot-a-key\n' "$listed_pub" >"$work/bad.list"
-	expect_listen_refused allow-bad-line-refuses-listen "$work/bad.list" "bad.list:2"
-	expect_listen_refused allow-missing-refuses-listen "$work/missing.list" "missing.list"
+	expect_listen_refused allow-bad-line-refuses-listen "NOISESHIM_ALLOW: $work/bad.list:2" \
+		NOISESHIM_ALLOW="$work/bad.list"
+	expect_listen_refused allow-missing-refuses-listen "NOISESHIM_ALLOW: $work/missing.list" \
+		NOISESHIM_ALLOW="$work/missing.list"
 	check_sanitizer_reports allow-bad
+}
+
+# expect_doctor_agrees NAME REFUSED VAR=VALUE...: `noiseshim doctor` with the
+# settings that made the server of test REFUSED refuse to listen fails, with
+# the shim's own reason on an error line.
+expect_doctor_agrees() {
+	local name=$1 refused=$2 why
+	shift 2
+	why=$(sed -n 's/.*listening refused: //p' "$work/$refused.shim.log" | head -n 1)
+	env NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port_bad" "$@" "$cli" doctor \
+		>"$work/$name.out" 2>&1
+	if [ $? -ne 1 ]; then
+		fail "$name" "doctor did not fail with $*: $(grep -v '^ok' "$work/$name.out" | tail -n 3)"
+	elif [ -z "$why" ] || ! grep '^error: ' "$work/$name.out" | grep -qF -- "$why"; then
+		fail "$name" "no error line says \"$why\": $(grep '^error' "$work/$name.out")"
+	else
+		pass "$name"
+	fi
+}
+
+# A replay store or file that cannot be used refuses to serve, and the doctor says so beforehand.
+test_bad_replay_settings() {
+	expect_listen_refused replay-store-refuses-listen \
+		'NOISESHIM_REPLAY_STORE: "http://x" is not redis://HOST:PORT' NOISESHIM_REPLAY_STORE=http://x
+	expect_doctor_agrees replay-store-doctor-agrees replay-store-refuses-listen \
+		NOISESHIM_REPLAY_STORE=http://x
+	expect_listen_refused replay-file-refuses-listen \
+		'NOISESHIM_REPLAY_FILE: "/nonexistent/dir/x"' NOISESHIM_REPLAY_FILE=/nonexistent/dir/x
+	expect_doctor_agrees replay-file-doctor-agrees replay-file-refuses-listen \
+		NOISESHIM_REPLAY_FILE=/nonexistent/dir/x
+	check_sanitizer_reports replay-bad
 }
 
 # --- 3. counters and log lines ---------------------------------------------------
@@ -591,14 +626,78 @@ while True:
 	check_sanitizer_reports syslog
 }
 
+# --- 6. variable names -----------------------------------------------------------
+
+# A NOISESHIM_* variable that is none of ours is one error line at start,
+# naming the variable it is likely a typo of.
+test_unknown_variable() {
+	local lines
+	timeout 30 env LD_PRELOAD="$preload_client" NOISESHIM_LISTN=8000 \
+		NOISESHIM_LOG_FILE="$work/typo.shim.log" "${sanitizer_env[@]}" "$python" -c 'pass'
+	lines=$(matching_lines "error: " "$work/typo.shim.log")
+	if [ "$lines" -eq 1 ] && grep -qF 'error: environment: unknown variable NOISESHIM_LISTN="8000", ignored; did you mean NOISESHIM_LISTEN?' \
+		"$work/typo.shim.log"; then
+		pass config-unknown-variable-logged
+	else
+		fail config-unknown-variable-logged "expected one error line naming NOISESHIM_LISTEN, got $lines: $(tail_of "$work/typo.shim.log")"
+	fi
+}
+
+# The names noiseshim sets itself are no typo: a client execs a new image
+# that takes its wrapped connection over (NOISESHIM_INHERIT), with the
+# counters' directory and a config file set; neither image says a word.
+test_own_variables() {
+	local server=names payload=names-$(random_hex 8)
+	start_server "$server" "$port_names" "$work/new.key" || return
+	: >"$work/empty.conf"
+	timeout 30 env LD_PRELOAD="$preload_client" NOISESHIM_CACHE="$work/new.cache" \
+		NOISESHIM_CONFIG="$work/empty.conf" NOISESHIM_STATS_DIR="$stats_dir" \
+		NOISESHIM_LOG_FILE="$work/names.shim.log" "${sanitizer_env[@]}" "$python" -c '
+import os, socket, sys
+port, payload = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+s.sendall(b"before ")
+if s.recv(64) != b"before ":
+    sys.exit("no echo before exec")
+os.set_inheritable(s.fileno(), True)
+os.execv(sys.executable, [sys.executable, "-c", """
+import socket, sys
+s = socket.socket(fileno=int(sys.argv[1]))
+s.settimeout(30)
+s.sendall(sys.argv[2].encode())
+got = b""
+while len(got) < len(sys.argv[2]):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    got += chunk
+print("ok" if got == sys.argv[2].encode() else "echo differs: %r" % got)
+""", str(s.fileno()), payload])' "$port_names" "$payload" >"$work/names.out" 2>&1
+	if ! grep -qx ok "$work/names.out" || [ "$(occurrences "$payload" "$work/$server.program")" -ne 1 ]; then
+		fail config-handover "the exec'd image did not carry on the wrapped connection: $(tail_of "$work/names.out") $(tail_of "$work/names.shim.log")"
+	else
+		pass config-handover
+	fi
+	if grep -q "unknown variable" "$work/names.shim.log" "$work/$server.shim.log" 2>/dev/null; then
+		fail config-own-variables-not-flagged "$(grep -h 'unknown variable' "$work/names.shim.log" "$work/$server.shim.log")"
+	else
+		pass config-own-variables-not-flagged
+	fi
+	stop_process "$server_pid"
+	check_sanitizer_reports names
+}
+
 start=$(now)
 test_rotation
 test_allowlist
 test_bad_allowlist
+test_bad_replay_settings
 test_stats_and_logs
 test_version_line
 test_syn_data
 test_syslog
+test_unknown_variable
+test_own_variables
 note "ops tests took $(seconds_since "$start") s"
 echo "ops: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
