@@ -35,7 +35,7 @@ CLIENT_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/client.o
 CLIENT_SO   := $(BUILD)/libnoiseshim.so
 SERVER_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/server.o
 SERVER_SO   := $(BUILD)/libnoiseshim-server.so
-# -lhiredis: the accept shim's fleet-wide replay store (NOISESHIM_REPLAY_STORE)
+# -lhiredis: the fleet-wide replay store (NOISESHIM_REPLAY_STORE, lib/replay_guard.c)
 # speaks Redis; the client shim links it too, as both share the connection
 # code that calls the replay check.
 SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread -lhiredis

@@ -14,6 +14,7 @@
 #include "keys.h"
 #include "log.h"
 #include "real.h"
+#include "replay_guard.h"
 #include "version.h"
 
 struct ns_shim ns_shim = {.cache_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -115,6 +116,21 @@ load_key(void)
 	load_key_files();
 }
 
+/* The replay guard's settings: the NOISESHIM_REPLAY_* variables. */
+static void
+configure_replay_guard(const struct ns_config *c)
+{
+	const struct ns_replay_guard_config guard = {
+		.file = c->replay_file,
+		.file_setting = "NOISESHIM_REPLAY_FILE",
+		.store = c->replay_store,
+		.window_s = c->replay_window_s,
+		.capacity = c->replay_capacity,
+	};
+
+	ns_replay_guard_configure(&guard, ns_log_line);
+}
+
 static void
 init(void)
 {
@@ -131,6 +147,7 @@ init(void)
 	       ns_shim_role == NS_ROLE_RESPONDER ? "accept" : "client");
 	for (int i = 0; i < nproblems; i++)
 		ns_log(NS_LOG_ERROR, "%s", problems[i]);
+	configure_replay_guard(&ns_shim.config);
 	if (sodium_init() < 0) {
 		ns_log(NS_LOG_ERROR, "libsodium failed to initialise; no connection will be wrapped");
 		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error), "libsodium failed to initialise");
