@@ -43,8 +43,10 @@ SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread -lhiredis
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI      := $(BUILD)/noiseshim
-# doctor and run read the configuration exactly as the shims do.
+# doctor, run and the server proxy read the configuration exactly as the shims do.
 CLI_SHIM_OBJ := $(BUILD)/shim/config.o
+# The server proxy keeps the accept shim's replay windows, the Redis store included.
+CLI_LIBS := $(CRYPTO_LIBS) -lpthread -lhiredis
 $(CLI_OBJ): CFLAGS += -Ishim
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -93,7 +95,7 @@ $(SERVER_SO): $(SERVER_OBJ) $(CORE)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $(SERVER_OBJ) $(CORE) $(SHIM_LIBS)
 
 $(CLI): $(CLI_OBJ) $(CLI_SHIM_OBJ) $(CORE)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CLI_SHIM_OBJ) $(CORE) $(CRYPTO_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CLI_SHIM_OBJ) $(CORE) $(CLI_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(CORE)
 	@mkdir -p $(dir $@)

@@ -24,7 +24,7 @@ static const char USAGE[] =
 	"                              [--key FILE] [--first-wait-us N] [--first-quiet-us N]\n"
 	"                              [--handshake-timeout-ms N]\n"
 	"       noiseshim proxy server --key FILE[,FILE...] --listen ADDR:PORT --target HOST:PORT\n"
-	"                              [--allow FILE]\n"
+	"                              [--allow FILE] [--replay-file FILE]\n"
 	"                              [--accept noise|mixed] [--proxy-protocol]\n"
 	"                              [--handshake-timeout-ms N]\n"
 	"\n"
@@ -51,6 +51,12 @@ static const char USAGE[] =
 	"                         the others are still accepted (a key rotation)\n"
 	"  --allow FILE           let in only the clients whose public keys FILE lists,\n"
 	"                         one per line (default $NOISESHIM_ALLOW, else all)\n"
+	"  --replay-file FILE     the window of first flights seen, shared with every\n"
+	"                         proxy and accept shim that uses FILE (default\n"
+	"                         $NOISESHIM_REPLAY_FILE, else a file per key under\n"
+	"                         /run/noiseshim); NOISESHIM_REPLAY_STORE,\n"
+	"                         NOISESHIM_REPLAY_WINDOW and NOISESHIM_REPLAY_CAPACITY\n"
+	"                         apply as in the accept shim\n"
 	"  --accept MODE          noise takes only Noise (default); mixed also relays\n"
 	"                         plaintext clients, told apart by the route prefix\n"
 	"  --proxy-protocol       send a PROXY protocol v2 header to the target first,\n"
@@ -69,6 +75,7 @@ static const struct option OPTIONS[] = {
 	{ "cache", required_argument, NULL, 'c' },
 	{ "key", required_argument, NULL, 'k' },
 	{ "allow", required_argument, NULL, 'a' },
+	{ "replay-file", required_argument, NULL, 'R' },
 	{ "accept", required_argument, NULL, 'A' },
 	{ "proxy-protocol", no_argument, NULL, 'P' },
 	{ "first-wait-us", required_argument, NULL, 'w' },
@@ -81,7 +88,7 @@ static const struct option OPTIONS[] = {
 enum { NUMBER_MAX = 3600 * 1000 * 1000U };
 
 struct proxy_args {
-	const char *listen, *target, *cache, *key, *accept, *allow;
+	const char *listen, *target, *cache, *key, *accept, *allow, *replay_file;
 	int proxy_protocol;
 	unsigned first_wait_us, first_quiet_us, handshake_timeout_ms;
 };
@@ -117,6 +124,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args 
 		case 'c': a->cache = optarg; break;
 		case 'k': a->key = optarg; break;
 		case 'a': a->allow = optarg; break;
+		case 'R': a->replay_file = optarg; break;
 		case 'A': a->accept = optarg; break;
 		case 'P': a->proxy_protocol = 1; break;
 		case 'w': number = &a->first_wait_us; break;
@@ -143,8 +151,9 @@ static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args 
 		*done = cli_usage_error(cmd, USAGE, "--listen and --target are required");
 		return -1;
 	}
-	if (a->allow != NULL && a->allow[0] == '\0') {
-		*done = cli_usage_error(cmd, USAGE, "--allow names a file");
+	if ((a->allow != NULL && a->allow[0] == '\0') ||
+	    (a->replay_file != NULL && a->replay_file[0] == '\0')) {
+		*done = cli_usage_error(cmd, USAGE, "--allow and --replay-file name a file");
 		return -1;
 	}
 	if (a->accept != NULL && strcmp(a->accept, "noise") != 0 && strcmp(a->accept, "mixed") != 0) {
@@ -200,9 +209,9 @@ static int run_client(const struct proxy_args *a, struct proxy_config *cfg)
 {
 	char err[1024];
 
-	if (a->accept != NULL || a->proxy_protocol || a->allow != NULL)
-		return cli_usage_error("proxy client", USAGE,
-		                       "--accept, --proxy-protocol and --allow are server options");
+	if (a->accept != NULL || a->proxy_protocol || a->allow != NULL || a->replay_file != NULL)
+		return cli_usage_error("proxy client", USAGE, "--accept, --proxy-protocol, --allow "
+		                       "and --replay-file are server options");
 	if (proxy_lookup_target(a->cache, cfg, err, sizeof err) < 0) {
 		cli_error("proxy client: refusing to start: %s", err);
 		return EXIT_USAGE;
@@ -224,12 +233,31 @@ static void refuse_config(const char *where, const char *problem)
 	config_problems++;
 }
 
+/*
+ * The replay guard's settings: --replay-file over NOISESHIM_REPLAY_FILE
+ * (messages name whichever was used), and the other NOISESHIM_REPLAY_*
+ * variables, so that the window files of the proxy and of the accept
+ * shim agree.
+ */
+static struct ns_replay_guard_config replay_settings(const struct proxy_args *a,
+                                                    const struct ns_config *env)
+{
+	return (struct ns_replay_guard_config){
+		.file = a->replay_file != NULL ? a->replay_file : env->replay_file,
+		.file_setting = a->replay_file != NULL ? "--replay-file" : "NOISESHIM_REPLAY_FILE",
+		.store = env->replay_store,
+		.window_s = env->replay_window_s,
+		.capacity = env->replay_capacity,
+	};
+}
+
 static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
 {
-	/* NOISESHIM_ALLOW, read as the accept shim reads it. */
+	/* NOISESHIM_ALLOW and NOISESHIM_REPLAY_*, read as the accept shim reads them. */
 	struct ns_config env;
 	struct ns_server_keys_config keys;
-	char err[NS_SERVER_KEYS_ERR_MAX];
+	struct ns_replay_guard_config replay;
+	char err[NS_REPLAY_REASON_MAX + 128];
 
 	if (a->cache != NULL)
 		return cli_usage_error("proxy server", USAGE, "--cache is a client option");
@@ -245,7 +273,8 @@ static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
 		.allow = a->allow != NULL ? a->allow : env.allow,
 		.allow_setting = a->allow != NULL ? "--allow" : "NOISESHIM_ALLOW",
 	};
-	if ((cfg->identity = proxy_identity_load(&keys, err, sizeof err)) == NULL) {
+	replay = replay_settings(a, &env);
+	if ((cfg->identity = proxy_identity_load(&keys, &replay, err, sizeof err)) == NULL) {
 		cli_error("proxy server: %s", err);
 		return 1;
 	}

@@ -10,7 +10,6 @@
 
 struct proxy_identity {
 	struct ns_server_keys keys;
-	struct ns_replay *replay;
 };
 
 /* The lines of lib/ modules go where the proxy's own lines go. */
@@ -19,12 +18,19 @@ static void log_line(enum ns_line_level level, const char *line)
 	fprintf(stderr, "noiseshim proxy: %s\n", line);
 }
 
+/* The current key: the first of the ring, as the accept shim's windows are named by it. */
+static const uint8_t *current_pub(const struct proxy_identity *id)
+{
+	return ns_keyring_key(id->keys.ring, 0)->pub;
+}
+
 /*
- * Load the keys and the allowlist, and make the replay window.  NULL with
- * err, naming the file or setting at fault.
+ * Load the keys and the allowlist, and open the current key's replay
+ * window.  NULL with err, naming the file or setting at fault.
  */
-struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *keys, char *err,
-                                           size_t errlen)
+struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *keys,
+                                           const struct ns_replay_guard_config *replay,
+                                           char *err, size_t errlen)
 {
 	struct proxy_identity *id = calloc(1, sizeof *id);
 
@@ -34,11 +40,9 @@ struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *k
 	}
 	if (ns_server_keys_load(&id->keys, keys, err, errlen) != 0)
 		goto fail;
-	id->replay = ns_replay_new(PROXY_REPLAY_WINDOW_MS, PROXY_REPLAY_CAPACITY);
-	if (id->replay == NULL) {
-		snprintf(err, errlen, "cannot make the replay window (%d entries)", PROXY_REPLAY_CAPACITY);
+	ns_replay_guard_configure(replay, log_line);
+	if (ns_replay_guard_init(current_pub(id), err, errlen) != 0)
 		goto fail;
-	}
 	return id;
 fail:
 	proxy_identity_free(id);
@@ -102,17 +106,16 @@ int proxy_identity_allowed(const struct proxy_identity *id, const struct ns_hand
 }
 
 /*
- * Whether the first flight of hs is fresh.  A full window refuses only a
- * msg1 that carries data: replaying an empty one gains nothing.
+ * Whether the first flight of hs is fresh.  A window that is full or
+ * cannot be consulted refuses only a msg1 that carries data: replaying an
+ * empty one gains nothing.
  */
 enum ns_replay_verdict proxy_identity_check_replay(const struct proxy_identity *id,
                                                    const struct ns_handshake *hs,
                                                    int carries_data)
 {
-	enum ns_replay_verdict v = ns_replay_check(id->replay, ns_handshake_remote_ephemeral(hs),
-	                                           ns_replay_clock_ms());
-
-	return v == NS_REPLAY_FULL && !carries_data ? NS_REPLAY_FRESH : v;
+	return ns_replay_guard_check(current_pub(id), ns_handshake_remote_ephemeral(hs),
+	                             carries_data);
 }
 
 /* Wipe the keys and free everything; NULL is a no-op. */
@@ -121,6 +124,5 @@ void proxy_identity_free(struct proxy_identity *id)
 	if (id == NULL)
 		return;
 	ns_server_keys_free(&id->keys);
-	ns_replay_free(id->replay);
 	free(id);
 }

@@ -1,13 +1,16 @@
 /*
- * What a server proxy answers with and whom it lets in: its key ring and
- * client allowlist, with the accept shim's rules from the same code
- * (lib/server_keys.h), re-read when their files change; and the replay
- * window of the first flights it has accepted.  Every decision about who
- * may complete a handshake is made here, so that the rest of the proxy
- * never sees a key.
+ * What a server proxy answers with and whom it lets in: the accept shim's
+ * rules, from the same code.  Its key ring and client allowlist
+ * (lib/server_keys.h) are re-read when their files change; its replay
+ * windows (lib/replay_guard.h) are the accept shim's files, so that a
+ * restart, a second proxy and an accept shim with the same key all refuse
+ * a first flight one of them has accepted.  Every decision about who may
+ * complete a handshake is made here, so that the rest of the proxy never
+ * sees a key.
  *
  * --key takes a comma-separated list of key files: the first is the
  * current key, the others are still accepted (a rotation in progress).
+ * The replay window is the current key's, as in the accept shim.
  */
 #ifndef NOISESHIM_CLI_PROXY_IDENTITY_H
 #define NOISESHIM_CLI_PROXY_IDENTITY_H
@@ -16,23 +19,18 @@
 #include <stdint.h>
 
 #include "noise.h"
-#include "replay.h"
+#include "replay_guard.h"
 #include "server_keys.h"
-
-enum {
-	/* The accept shim's defaults (NOISESHIM_REPLAY_WINDOW, NOISESHIM_REPLAY_CAPACITY). */
-	PROXY_REPLAY_WINDOW_MS = 10 * 60 * 1000,
-	PROXY_REPLAY_CAPACITY = 1 << 20,
-};
 
 struct proxy_identity;
 
 /*
- * Load the keys and the allowlist, and make the replay window.  NULL with
- * err, naming the file or setting at fault.
+ * Load the keys and the allowlist, and open the current key's replay
+ * window.  NULL with err, naming the file or setting at fault.
  */
-struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *keys, char *err,
-                                           size_t errlen);
+struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *keys,
+                                           const struct ns_replay_guard_config *replay,
+                                           char *err, size_t errlen);
 
 /* Re-read the key files and the allowlist if they changed; at most once a second. */
 void proxy_identity_refresh(struct proxy_identity *id);
@@ -53,8 +51,9 @@ int proxy_identity_allowed(const struct proxy_identity *id, const struct ns_hand
                            char *why, size_t why_len);
 
 /*
- * Whether the first flight of hs is fresh.  A full window refuses only a
- * msg1 that carries data: replaying an empty one gains nothing.
+ * Whether the first flight of hs is fresh.  A window that is full or
+ * cannot be consulted refuses only a msg1 that carries data: replaying an
+ * empty one gains nothing.
  */
 enum ns_replay_verdict proxy_identity_check_replay(const struct proxy_identity *id,
                                                    const struct ns_handshake *hs,

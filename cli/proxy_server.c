@@ -188,9 +188,10 @@ static int admit(struct proxy_pair *p, int carries_data)
 	case NS_REPLAY_REPEAT:
 		return proxy_fail(p, "replayed first flight refused");
 	case NS_REPLAY_FULL:
-		return proxy_fail(p, "replay window full: 0-RTT data refused");
+		return proxy_fail(p, "replay window full: 0-RTT data refused "
+		                  "(raise NOISESHIM_REPLAY_CAPACITY)");
 	case NS_REPLAY_UNCHECKED:
-		return proxy_fail(p, "replay window unavailable: 0-RTT data refused");
+		return proxy_fail(p, "replay window or store unavailable: 0-RTT data refused");
 	case NS_REPLAY_FRESH:
 		break;
 	}
