@@ -35,7 +35,7 @@ CLIENT_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/client.o
 CLIENT_SO   := $(BUILD)/libnoiseshim.so
 SERVER_OBJ  := $(SHIM_COMMON:%.c=$(BUILD)/%.o) $(BUILD)/shim/server.o
 SERVER_SO   := $(BUILD)/libnoiseshim-server.so
-# -lhiredis: the accept shim's fleet-wide replay store (NOISESHIM_REPLAY_STORE)
+# -lhiredis: the fleet-wide replay store (NOISESHIM_REPLAY_STORE, lib/replay_guard.c)
 # speaks Redis; the client shim links it too, as both share the connection
 # code that calls the replay check.
 SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread -lhiredis
@@ -43,9 +43,10 @@ SHIM_LIBS   := $(CRYPTO_LIBS) -ldl -lpthread -lhiredis
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI      := $(BUILD)/noiseshim
-# doctor and run read the configuration exactly as the shims do, and doctor
-# checks the replay settings with the accept shim's own checks.
-CLI_SHIM_OBJ := $(BUILD)/shim/config.o $(BUILD)/shim/replay_config.o
+# doctor, run and the server proxy read the configuration exactly as the shims do.
+CLI_SHIM_OBJ := $(BUILD)/shim/config.o
+# The server proxy keeps the accept shim's replay windows, the Redis store included.
+CLI_LIBS := $(CRYPTO_LIBS) -lpthread -lhiredis
 $(CLI_OBJ): CFLAGS += -Ishim
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -94,7 +95,7 @@ $(SERVER_SO): $(SERVER_OBJ) $(CORE)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $(SERVER_OBJ) $(CORE) $(SHIM_LIBS)
 
 $(CLI): $(CLI_OBJ) $(CLI_SHIM_OBJ) $(CORE)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CLI_SHIM_OBJ) $(CORE) $(CRYPTO_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CLI_SHIM_OBJ) $(CORE) $(CLI_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(CORE)
 	@mkdir -p $(dir $@)
@@ -248,9 +249,10 @@ test-firstflight: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
 test-firstflight-local: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/firstflight.sh --part local $(BUILD)
 
-# noiseshim proxy between Go programs, the shims and gopeer; hostile input;
-# 50 ms RTT with TFO in network namespaces (root).
-test-proxy: all $(GOPEER) $(NFQ_DELAY)
+# noiseshim proxy between Go programs, the shims and gopeer; hostile input; the
+# allowlist, key reloads and the replay window shared with restarts, a second
+# proxy and the accept shim; 50 ms RTT with TFO in network namespaces (root).
+test-proxy: all $(GOPEER) $(FLOOD_PEER) $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/proxy/proxy.sh $(BUILD)
 
 sanitize: test-deps

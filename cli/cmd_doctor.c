@@ -322,7 +322,7 @@ static void check_replay_file(struct doctor *d, const char *path)
 {
 	char why[2 * PATH_MAX + 128];
 
-	if (ns_replay_file_check(path, why, sizeof why) != 0)
+	if (ns_replay_file_check("NOISESHIM_REPLAY_FILE", path, why, sizeof why) != 0)
 		finding(d, LEVEL_ERROR, "replay: %s: the accept shim refuses every wrapped listen() "
 		        "(EACCES)", why);
 	else

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 #include "keys.h"
 #include "proxy.h"
 #include "proxy_target.h"
@@ -23,6 +24,7 @@ static const char USAGE[] =
 	"                              [--key FILE] [--first-wait-us N] [--first-quiet-us N]\n"
 	"                              [--handshake-timeout-ms N]\n"
 	"       noiseshim proxy server --key FILE[,FILE...] --listen ADDR:PORT --target HOST:PORT\n"
+	"                              [--allow FILE] [--replay-file FILE]\n"
 	"                              [--accept noise|mixed] [--proxy-protocol]\n"
 	"                              [--handshake-timeout-ms N]\n"
 	"\n"
@@ -43,9 +45,18 @@ static const char USAGE[] =
 	"                         65535 bytes (default " STR(PROXY_DEFAULT_FIRST_QUIET_US) ")\n"
 	"\n"
 	"server: answer Noise_IK on ADDR:PORT and carry each connection to the target\n"
-	"  in plaintext, connecting once msg1 has been read and checked.\n"
+	"  in plaintext, connecting once msg1 has been read and checked as the accept\n"
+	"  shim checks it.  Key files and the allowlist are re-read when they change.\n"
 	"  --key FILE[,FILE...]   the server's private key files: the first is current,\n"
 	"                         the others are still accepted (a key rotation)\n"
+	"  --allow FILE           let in only the clients whose public keys FILE lists,\n"
+	"                         one per line (default $NOISESHIM_ALLOW, else all)\n"
+	"  --replay-file FILE     the window of first flights seen, shared with every\n"
+	"                         proxy and accept shim that uses FILE (default\n"
+	"                         $NOISESHIM_REPLAY_FILE, else a file per key under\n"
+	"                         /run/noiseshim); NOISESHIM_REPLAY_STORE,\n"
+	"                         NOISESHIM_REPLAY_WINDOW and NOISESHIM_REPLAY_CAPACITY\n"
+	"                         apply as in the accept shim\n"
 	"  --accept MODE          noise takes only Noise (default); mixed also relays\n"
 	"                         plaintext clients, told apart by the route prefix\n"
 	"  --proxy-protocol       send a PROXY protocol v2 header to the target first,\n"
@@ -63,6 +74,8 @@ static const struct option OPTIONS[] = {
 	{ "target", required_argument, NULL, 't' },
 	{ "cache", required_argument, NULL, 'c' },
 	{ "key", required_argument, NULL, 'k' },
+	{ "allow", required_argument, NULL, 'a' },
+	{ "replay-file", required_argument, NULL, 'R' },
 	{ "accept", required_argument, NULL, 'A' },
 	{ "proxy-protocol", no_argument, NULL, 'P' },
 	{ "first-wait-us", required_argument, NULL, 'w' },
@@ -75,7 +88,7 @@ static const struct option OPTIONS[] = {
 enum { NUMBER_MAX = 3600 * 1000 * 1000U };
 
 struct proxy_args {
-	const char *listen, *target, *cache, *key, *accept;
+	const char *listen, *target, *cache, *key, *accept, *allow, *replay_file;
 	int proxy_protocol;
 	unsigned first_wait_us, first_quiet_us, handshake_timeout_ms;
 };
@@ -110,6 +123,8 @@ static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args 
 		case 't': a->target = optarg; break;
 		case 'c': a->cache = optarg; break;
 		case 'k': a->key = optarg; break;
+		case 'a': a->allow = optarg; break;
+		case 'R': a->replay_file = optarg; break;
 		case 'A': a->accept = optarg; break;
 		case 'P': a->proxy_protocol = 1; break;
 		case 'w': number = &a->first_wait_us; break;
@@ -134,6 +149,11 @@ static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args 
 	}
 	if (a->listen == NULL || a->target == NULL) {
 		*done = cli_usage_error(cmd, USAGE, "--listen and --target are required");
+		return -1;
+	}
+	if ((a->allow != NULL && a->allow[0] == '\0') ||
+	    (a->replay_file != NULL && a->replay_file[0] == '\0')) {
+		*done = cli_usage_error(cmd, USAGE, "--allow and --replay-file name a file");
 		return -1;
 	}
 	if (a->accept != NULL && strcmp(a->accept, "noise") != 0 && strcmp(a->accept, "mixed") != 0) {
@@ -189,9 +209,9 @@ static int run_client(const struct proxy_args *a, struct proxy_config *cfg)
 {
 	char err[1024];
 
-	if (a->accept != NULL || a->proxy_protocol)
-		return cli_usage_error("proxy client", USAGE,
-		                       "--accept and --proxy-protocol are server options");
+	if (a->accept != NULL || a->proxy_protocol || a->allow != NULL || a->replay_file != NULL)
+		return cli_usage_error("proxy client", USAGE, "--accept, --proxy-protocol, --allow "
+		                       "and --replay-file are server options");
 	if (proxy_lookup_target(a->cache, cfg, err, sizeof err) < 0) {
 		cli_error("proxy client: refusing to start: %s", err);
 		return EXIT_USAGE;
@@ -203,15 +223,58 @@ static int run_client(const struct proxy_args *a, struct proxy_config *cfg)
 	return proxy_run(cfg);
 }
 
+/* How many configuration problems ns_config_load reported: its callback has no context. */
+static unsigned config_problems;
+
+/* A server that cannot apply its configuration must not serve. */
+static void refuse_config(const char *where, const char *problem)
+{
+	cli_error("proxy server: refusing to start: %s: %s", where, problem);
+	config_problems++;
+}
+
+/*
+ * The replay guard's settings: --replay-file over NOISESHIM_REPLAY_FILE
+ * (messages name whichever was used), and the other NOISESHIM_REPLAY_*
+ * variables, so that the window files of the proxy and of the accept
+ * shim agree.
+ */
+static struct ns_replay_guard_config replay_settings(const struct proxy_args *a,
+                                                    const struct ns_config *env)
+{
+	return (struct ns_replay_guard_config){
+		.file = a->replay_file != NULL ? a->replay_file : env->replay_file,
+		.file_setting = a->replay_file != NULL ? "--replay-file" : "NOISESHIM_REPLAY_FILE",
+		.store = env->replay_store,
+		.window_s = env->replay_window_s,
+		.capacity = env->replay_capacity,
+	};
+}
+
 static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
 {
-	char err[1024];
+	/* NOISESHIM_ALLOW and NOISESHIM_REPLAY_*, read as the accept shim reads them. */
+	struct ns_config env;
+	struct ns_server_keys_config keys;
+	struct ns_replay_guard_config replay;
+	char err[NS_REPLAY_REASON_MAX + 128];
 
 	if (a->cache != NULL)
 		return cli_usage_error("proxy server", USAGE, "--cache is a client option");
 	if (a->key == NULL)
 		return cli_usage_error("proxy server", USAGE, "--key is required");
-	if ((cfg->identity = proxy_identity_load(a->key, err, sizeof err)) == NULL) {
+	ns_config_load(&env, refuse_config);
+	if (config_problems > 0)
+		return 1;
+	/* The option wins over the variable, and messages name whichever was used. */
+	keys = (struct ns_server_keys_config){
+		.keys = a->key,
+		.key_setting = "--key",
+		.allow = a->allow != NULL ? a->allow : env.allow,
+		.allow_setting = a->allow != NULL ? "--allow" : "NOISESHIM_ALLOW",
+	};
+	replay = replay_settings(a, &env);
+	if ((cfg->identity = proxy_identity_load(&keys, &replay, err, sizeof err)) == NULL) {
 		cli_error("proxy server: %s", err);
 		return 1;
 	}

@@ -1,79 +1,60 @@
 /*
- * Server proxy keys and replay window.
+ * Server proxy keys, allowlist and replay window.
  */
 #include "proxy_identity.h"
 
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "keys.h"
+#include "keyring.h"
 
 struct proxy_identity {
-	size_t count;
-	struct ns_keypair keys[PROXY_KEYS_MAX];
-	struct ns_replay *replay;
+	struct ns_server_keys keys;
 };
 
-/* Load one key file named by the len bytes at path into kp.  0, or -1 with err. */
-static int load_key(const char *path, size_t len, struct ns_keypair *kp, char *err, size_t errlen)
+/* The lines of lib/ modules go where the proxy's own lines go. */
+static void log_line(enum ns_line_level level, const char *line)
 {
-	char name[4096];
-	uint8_t priv[NS_KEY_LEN];
-	int rc = -1;
-
-	if (len == 0 || len >= sizeof name) {
-		snprintf(err, errlen, "--key: empty or overlong file name in the list");
-		return -1;
-	}
-	memcpy(name, path, len);
-	name[len] = '\0';
-	if (ns_key_load(name, priv, err, errlen) < 0)
-		goto out;
-	if (ns_keypair_from_private(kp, priv) < 0) {
-		snprintf(err, errlen, "%s: degenerate key", name);
-		goto out;
-	}
-	rc = 0;
-out:
-	sodium_memzero(priv, sizeof priv);
-	return rc;
+	fprintf(stderr, "noiseshim proxy: %s\n", line);
 }
 
-/* Load the key files in list (comma-separated) and make the replay window.  NULL with err. */
-struct proxy_identity *proxy_identity_load(const char *list, char *err, size_t errlen)
+/* The current key: the first of the ring, as the accept shim's windows are named by it. */
+static const uint8_t *current_pub(const struct proxy_identity *id)
+{
+	return ns_keyring_key(id->keys.ring, 0)->pub;
+}
+
+/*
+ * Load the keys and the allowlist, and open the current key's replay
+ * window.  NULL with err, naming the file or setting at fault.
+ */
+struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *keys,
+                                           const struct ns_replay_guard_config *replay,
+                                           char *err, size_t errlen)
 {
 	struct proxy_identity *id = calloc(1, sizeof *id);
-	const char *p = list, *comma;
 
 	if (id == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	for (;;) {
-		comma = strchr(p, ',');
-		if (id->count == PROXY_KEYS_MAX) {
-			snprintf(err, errlen, "--key: more than %d key files", PROXY_KEYS_MAX);
-			goto fail;
-		}
-		if (load_key(p, comma != NULL ? (size_t)(comma - p) : strlen(p), &id->keys[id->count],
-		             err, errlen) < 0)
-			goto fail;
-		id->count++;
-		if (comma == NULL)
-			break;
-		p = comma + 1;
-	}
-	id->replay = ns_replay_new(PROXY_REPLAY_WINDOW_MS, PROXY_REPLAY_CAPACITY);
-	if (id->replay == NULL) {
-		snprintf(err, errlen, "cannot make the replay window (%d entries)", PROXY_REPLAY_CAPACITY);
+	if (ns_server_keys_load(&id->keys, keys, err, errlen) != 0)
 		goto fail;
-	}
+	ns_replay_guard_configure(replay, log_line);
+	if (ns_replay_guard_init(current_pub(id), err, errlen) != 0)
+		goto fail;
 	return id;
 fail:
 	proxy_identity_free(id);
 	return NULL;
+}
+
+/* Re-read the key files and the allowlist if they changed; at most once a second. */
+void proxy_identity_refresh(struct proxy_identity *id)
+{
+	/* One thread: nothing uses the keys while they are swapped. */
+	if (ns_server_keys_due(&id->keys))
+		ns_server_keys_refresh(&id->keys, log_line);
 }
 
 /*
@@ -85,6 +66,7 @@ long proxy_identity_read_msg1(const struct proxy_identity *id, uint8_t *msg, siz
                               const uint8_t **payload, struct ns_handshake **hs)
 {
 	static const enum ns_suite suites[] = { NS_SUITE_CHACHAPOLY, NS_SUITE_AESGCM };
+	const struct ns_keypair *key;
 	struct ns_handshake *h;
 	long n;
 
@@ -92,9 +74,9 @@ long proxy_identity_read_msg1(const struct proxy_identity *id, uint8_t *msg, siz
 	 * A wrong key or suite fails on the encrypted static key, which is
 	 * decrypted into the handshake state: msg is intact for the next try.
 	 */
-	for (size_t k = 0; k < id->count; k++) {
+	for (size_t k = 0; (key = ns_keyring_key(id->keys.ring, k)) != NULL; k++) {
 		for (size_t s = 0; s < sizeof suites / sizeof suites[0]; s++) {
-			h = ns_handshake_new_responder(suites[s], &id->keys[k], NULL, 0);
+			h = ns_handshake_new_responder(suites[s], key, NULL, 0);
 			if (h == NULL)
 				return -1;
 			n = ns_handshake_read_msg1(h, msg, len, payload);
@@ -109,17 +91,31 @@ long proxy_identity_read_msg1(const struct proxy_identity *id, uint8_t *msg, siz
 }
 
 /*
- * Whether the first flight with ephemeral key e is fresh.  A full window
- * refuses only a msg1 that carries data: replaying an empty one gains
- * nothing.
+ * Whether the client that made msg1 of hs may enter.  If not, why
+ * (NS_SERVER_KEYS_REFUSAL_MAX bytes) names its key and the allowlist.
  */
-enum ns_replay_verdict proxy_identity_check_replay(struct proxy_identity *id,
-                                                   const uint8_t e[NS_KEY_LEN], int carries_data,
-                                                   uint64_t now_ms)
+int proxy_identity_allowed(const struct proxy_identity *id, const struct ns_handshake *hs,
+                           char *why, size_t why_len)
 {
-	enum ns_replay_verdict v = ns_replay_check(id->replay, e, now_ms);
+	const uint8_t *client = ns_handshake_remote_static(hs);
 
-	return v == NS_REPLAY_FULL && !carries_data ? NS_REPLAY_FRESH : v;
+	if (ns_server_keys_allowed(&id->keys, client))
+		return 1;
+	ns_server_keys_refusal(&id->keys, client, why, why_len);
+	return 0;
+}
+
+/*
+ * Whether the first flight of hs is fresh.  A window that is full or
+ * cannot be consulted refuses only a msg1 that carries data: replaying an
+ * empty one gains nothing.
+ */
+enum ns_replay_verdict proxy_identity_check_replay(const struct proxy_identity *id,
+                                                   const struct ns_handshake *hs,
+                                                   int carries_data)
+{
+	return ns_replay_guard_check(current_pub(id), ns_handshake_remote_ephemeral(hs),
+	                             carries_data);
 }
 
 /* Wipe the keys and free everything; NULL is a no-op. */
@@ -127,7 +123,6 @@ void proxy_identity_free(struct proxy_identity *id)
 {
 	if (id == NULL)
 		return;
-	ns_replay_free(id->replay);
-	sodium_memzero(id, sizeof *id);
+	ns_server_keys_free(&id->keys);
 	free(id);
 }

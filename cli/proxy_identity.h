@@ -1,12 +1,16 @@
 /*
- * What a server proxy answers with: its static keys, and the replay window
- * of the first flights it has accepted.  Every decision about who may
- * complete a handshake is made here, in proxy_identity_read_msg1 and
- * proxy_identity_check_replay, so that the rest of the proxy never sees a
- * key.
+ * What a server proxy answers with and whom it lets in: the accept shim's
+ * rules, from the same code.  Its key ring and client allowlist
+ * (lib/server_keys.h) are re-read when their files change; its replay
+ * windows (lib/replay_guard.h) are the accept shim's files, so that a
+ * restart, a second proxy and an accept shim with the same key all refuse
+ * a first flight one of them has accepted.  Every decision about who may
+ * complete a handshake is made here, so that the rest of the proxy never
+ * sees a key.
  *
  * --key takes a comma-separated list of key files: the first is the
  * current key, the others are still accepted (a rotation in progress).
+ * The replay window is the current key's, as in the accept shim.
  */
 #ifndef NOISESHIM_CLI_PROXY_IDENTITY_H
 #define NOISESHIM_CLI_PROXY_IDENTITY_H
@@ -15,19 +19,21 @@
 #include <stdint.h>
 
 #include "noise.h"
-#include "replay.h"
-
-enum {
-	PROXY_KEYS_MAX = 8,
-	/* The accept shim's defaults (NOISESHIM_REPLAY_WINDOW, NOISESHIM_REPLAY_CAPACITY). */
-	PROXY_REPLAY_WINDOW_MS = 10 * 60 * 1000,
-	PROXY_REPLAY_CAPACITY = 1 << 20,
-};
+#include "replay_guard.h"
+#include "server_keys.h"
 
 struct proxy_identity;
 
-/* Load the key files in list (comma-separated) and make the replay window.  NULL with err. */
-struct proxy_identity *proxy_identity_load(const char *list, char *err, size_t errlen);
+/*
+ * Load the keys and the allowlist, and open the current key's replay
+ * window.  NULL with err, naming the file or setting at fault.
+ */
+struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *keys,
+                                           const struct ns_replay_guard_config *replay,
+                                           char *err, size_t errlen);
+
+/* Re-read the key files and the allowlist if they changed; at most once a second. */
+void proxy_identity_refresh(struct proxy_identity *id);
 
 /*
  * Decrypt msg1 (len bytes, in place) under each key and each suite until
@@ -38,13 +44,20 @@ long proxy_identity_read_msg1(const struct proxy_identity *id, uint8_t *msg, siz
                               const uint8_t **payload, struct ns_handshake **hs);
 
 /*
- * Whether the first flight with ephemeral key e is fresh.  A full window
- * refuses only a msg1 that carries data: replaying an empty one gains
- * nothing.
+ * Whether the client that made msg1 of hs may enter.  If not, why
+ * (NS_SERVER_KEYS_REFUSAL_MAX bytes) names its key and the allowlist.
  */
-enum ns_replay_verdict proxy_identity_check_replay(struct proxy_identity *id,
-                                                   const uint8_t e[NS_KEY_LEN], int carries_data,
-                                                   uint64_t now_ms);
+int proxy_identity_allowed(const struct proxy_identity *id, const struct ns_handshake *hs,
+                           char *why, size_t why_len);
+
+/*
+ * Whether the first flight of hs is fresh.  A window that is full or
+ * cannot be consulted refuses only a msg1 that carries data: replaying an
+ * empty one gains nothing.
+ */
+enum ns_replay_verdict proxy_identity_check_replay(const struct proxy_identity *id,
+                                                   const struct ns_handshake *hs,
+                                                   int carries_data);
 
 /* Wipe the keys and free everything; NULL is a no-op. */
 void proxy_identity_free(struct proxy_identity *id);

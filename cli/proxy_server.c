@@ -1,8 +1,8 @@
 /*
  * Server proxy handshake: the route prefix, msg1 under any of our keys and
- * either suite, the replay check, then the target connection (with an
- * optional PROXY protocol v2 header) and msg2 at once: a Go initiator
- * holds its second write until msg2 arrives.
+ * either suite, the allowlist and the replay check, then the target
+ * connection (with an optional PROXY protocol v2 header) and msg2 at once:
+ * a Go initiator holds its second write until msg2 arrives.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -172,7 +172,33 @@ static int send_msg2(struct proxy_pair *p)
 	return 1;
 }
 
-/* msg1: who the client is, whether its flight is fresh, and its first bytes. */
+/*
+ * Whether the client of msg1 may enter and its first flight is fresh,
+ * asked in that order: a client that may not enter leaves no trace in the
+ * replay window.  >0 yes, -1 closed.
+ */
+static int admit(struct proxy_pair *p, int carries_data)
+{
+	struct proxy_identity *id = p->cfg->identity;
+	char why[NS_SERVER_KEYS_REFUSAL_MAX];
+
+	if (!proxy_identity_allowed(id, p->hs, why, sizeof why))
+		return proxy_fail(p, "%s", why);
+	switch (proxy_identity_check_replay(id, p->hs, carries_data)) {
+	case NS_REPLAY_REPEAT:
+		return proxy_fail(p, "replayed first flight refused");
+	case NS_REPLAY_FULL:
+		return proxy_fail(p, "replay window full: 0-RTT data refused "
+		                  "(raise NOISESHIM_REPLAY_CAPACITY)");
+	case NS_REPLAY_UNCHECKED:
+		return proxy_fail(p, "replay window or store unavailable: 0-RTT data refused");
+	case NS_REPLAY_FRESH:
+		break;
+	}
+	return 1;
+}
+
+/* msg1: who the client is, whether it may enter, whether its flight is fresh, its first bytes. */
 static int read_msg1(struct proxy_pair *p)
 {
 	const struct proxy_config *cfg = p->cfg;
@@ -193,24 +219,16 @@ static int read_msg1(struct proxy_pair *p)
 		break;
 	}
 	body = proxy_take_frame(p);
+	/* Files changed since the last look are in use for this client already. */
+	proxy_identity_refresh(cfg->identity);
 	n = proxy_identity_read_msg1(cfg->identity, body, len, &payload, &p->hs);
 	if (n < 0) {
 		free(body);
 		return proxy_fail(p, "msg1 does not decrypt: it was made for another server key");
 	}
-	switch (proxy_identity_check_replay(cfg->identity, ns_handshake_remote_ephemeral(p->hs), n > 0,
-	                                    proxy_now_us() / 1000)) {
-	case NS_REPLAY_REPEAT:
+	if (admit(p, n > 0) < 0) {
 		free(body);
-		return proxy_fail(p, "replayed first flight refused");
-	case NS_REPLAY_FULL:
-		free(body);
-		return proxy_fail(p, "replay window full: 0-RTT data refused");
-	case NS_REPLAY_UNCHECKED:
-		free(body);
-		return proxy_fail(p, "replay window unavailable: 0-RTT data refused");
-	case NS_REPLAY_FRESH:
-		break;
+		return -1;
 	}
 	ns_frame_reader_limits(&p->reader, NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY);
 	p->phase = PHASE_RELAY;

@@ -20,7 +20,6 @@
 #include "iov.h"
 #include "load_guard.h"
 #include "log.h"
-#include "nodeurl.h"
 #include "prefix.h"
 #include "real.h"
 #include "record.h"
@@ -63,12 +62,10 @@ refuse(struct ns_conn *c, int fd, enum ns_stat field, const char *why)
 static enum ns_pull
 refuse_client(struct ns_conn *c, int fd)
 {
-	char pub[56];
+	char why[NS_SERVER_KEYS_REFUSAL_MAX];
 
-	if (ns_noise_pub_encode(c->peer_pub, pub, sizeof(pub)) == 0)
-		snprintf(pub, sizeof(pub), "?");
-	ns_log(NS_LOG_ERROR, "fd %d, %s: client %s refused: its key is not in %s (NOISESHIM_ALLOW)",
-	       fd, c->peer, pub, ns_shim.config.allow);
+	ns_server_keys_refusal(&ns_shim.keys, c->peer_pub, why, sizeof(why));
+	ns_log(NS_LOG_ERROR, "fd %d, %s: %s", fd, c->peer, why);
 	return refuse(c, fd, NS_STAT_CLIENTS_REFUSED, "client key not in the allowlist");
 }
 
@@ -162,14 +159,14 @@ read_msg1(struct ns_conn *c, uint8_t *msg, size_t len, const uint8_t **payload)
 	long n = -1;
 
 	pthread_rwlock_rdlock(&ns_shim.keys_lock);
-	nkeys = ns_shim.ring != NULL ? ns_keyring_count(ns_shim.ring) : 0;
+	nkeys = ns_shim.keys.ring != NULL ? ns_keyring_count(ns_shim.keys.ring) : 0;
 	/*
 	 * A wrong key or suite fails on the encrypted static key, which is
 	 * decrypted into the handshake state, so msg1 is still intact for the
 	 * next try.
 	 */
 	for (size_t i = 0; i < nkeys * NSUITES && n < 0; i++) {
-		const struct ns_keypair *key = ns_keyring_key(ns_shim.ring, i / NSUITES);
+		const struct ns_keypair *key = ns_keyring_key(ns_shim.keys.ring, i / NSUITES);
 
 		if (ns_handshake_init_responder(&hs, suites[i % NSUITES], key, NULL, 0))
 			break;

@@ -74,3 +74,10 @@ ns_log(enum ns_log_level level, const char *fmt, ...)
 	if (fd != STDERR_FILENO)
 		REAL(close)(fd);
 }
+
+/* Write a line of a lib/ module (lib/logline.h) as ns_log does, at its level. */
+void
+ns_log_line(enum ns_line_level level, const char *line)
+{
+	ns_log(level == NS_LINE_ERROR ? NS_LOG_ERROR : NS_LOG_INFO, "%s", line);
+}

@@ -5,7 +5,6 @@
 #include "shim.h"
 
 #include <stdio.h>
-#include <string.h>
 
 #include <openssl/crypto.h>
 #include <sodium.h>
@@ -14,17 +13,11 @@
 #include "keys.h"
 #include "log.h"
 #include "real.h"
+#include "replay_guard.h"
 #include "version.h"
 
 struct ns_shim ns_shim = {.cache_lock = PTHREAD_MUTEX_INITIALIZER,
                           .keys_lock = PTHREAD_RWLOCK_INITIALIZER};
-
-enum { REFRESH_INTERVAL_MS = 1000 };
-
-static uint64_t last_refresh_ms;   /* atomic: when the key files were last looked at */
-
-/* The last reload problem logged, per source, so that a lasting one is logged once. */
-static char ring_problem[NS_KEYRING_ERR_MAX], allow_problem[NS_KEYRING_ERR_MAX];
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -42,56 +35,38 @@ keep_problem(const char *where, const char *problem)
 
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
-/* Allowlist problems: the first one is kept in the buffer ctx points to. */
-static void
-keep_allow_problem(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
-                   const char *reason)
-{
-	char *out = ctx;
-
-	if (out[0] != '\0')
-		return;
-	if (line == 0)
-		snprintf(out, NS_KEYRING_ERR_MAX, "NOISESHIM_ALLOW: %.300s: %s", file, reason);
-	else
-		snprintf(out, NS_KEYRING_ERR_MAX, "NOISESHIM_ALLOW: %.300s:%u: %s", file, line, reason);
-}
-
 /*
  * Every file NOISESHIM_KEY lists, and the allowlist.  The client shim dials
  * with the first key; it loads the rest too, because in a process under
  * both shims its wrappers answer the connections the accept shim accepted.
- * An allowlist with any bad line refuses service like a bad key: a typo
- * must not pass unnoticed until the client it meant to let in is refused.
- * A client shim can still dial; what it would answer is refused (no list).
+ * A client shim whose allowlist does not load can still dial; what it
+ * would answer is refused.
  */
 static void
 load_key_files(void)
 {
 	struct ns_config *c = &ns_shim.config;
-	char problem[NS_KEYRING_ERR_MAX] = "";
+	const struct ns_server_keys_config files = {
+		.keys = c->key,
+		.key_setting = "NOISESHIM_KEY",
+		.allow = c->allow,
+		.allow_setting = "NOISESHIM_ALLOW",
+	};
 
-	if ((ns_shim.ring = ns_keyring_load(c->key, ns_shim.key_error, sizeof(ns_shim.key_error))) ==
-	    NULL) {
+	switch (ns_server_keys_load(&ns_shim.keys, &files, ns_shim.key_error,
+	                            sizeof(ns_shim.key_error))) {
+	case -1:
 		ns_log(NS_LOG_ERROR, "NOISESHIM_KEY: %s", ns_shim.key_error);
 		return;
+	case -2:
+		/* The listener's refusal is the one line that says why. */
+		if (ns_shim_role == NS_ROLE_RESPONDER)
+			return;
+		ns_log(NS_LOG_ERROR, "%s: no connection this process answers is let in",
+		       ns_shim.key_error);
+		break;
 	}
-	ns_shim.static_key = *ns_keyring_key(ns_shim.ring, 0);
-	if (c->allow[0] != '\0') {
-		ns_shim.allow = ns_allowlist_load(c->allow, keep_allow_problem, problem);
-		if (ns_shim.allow == NULL || problem[0] != '\0') {
-			snprintf(ns_shim.key_error, sizeof(ns_shim.key_error), "%s",
-			         problem[0] != '\0' ? problem : "NOISESHIM_ALLOW: out of memory");
-			/* The listener's refusal is the one line that says why. */
-			if (ns_shim_role == NS_ROLE_RESPONDER)
-				return;
-			ns_allowlist_free(ns_shim.allow);
-			ns_shim.allow = NULL;
-			ns_log(NS_LOG_ERROR, "%s: no connection this process answers is let in",
-			       ns_shim.key_error);
-		}
-	}
-	__atomic_store_n(&last_refresh_ms, ns_now_ms(), __ATOMIC_RELAXED);
+	ns_shim.static_key = *ns_keyring_key(ns_shim.keys.ring, 0);
 	ns_shim.have_key = 1;
 }
 
@@ -115,6 +90,21 @@ load_key(void)
 	load_key_files();
 }
 
+/* The replay guard's settings: the NOISESHIM_REPLAY_* variables. */
+static void
+configure_replay_guard(const struct ns_config *c)
+{
+	const struct ns_replay_guard_config guard = {
+		.file = c->replay_file,
+		.file_setting = "NOISESHIM_REPLAY_FILE",
+		.store = c->replay_store,
+		.window_s = c->replay_window_s,
+		.capacity = c->replay_capacity,
+	};
+
+	ns_replay_guard_configure(&guard, ns_log_line);
+}
+
 static void
 init(void)
 {
@@ -131,6 +121,7 @@ init(void)
 	       ns_shim_role == NS_ROLE_RESPONDER ? "accept" : "client");
 	for (int i = 0; i < nproblems; i++)
 		ns_log(NS_LOG_ERROR, "%s", problems[i]);
+	configure_replay_guard(&ns_shim.config);
 	if (sodium_init() < 0) {
 		ns_log(NS_LOG_ERROR, "libsodium failed to initialise; no connection will be wrapped");
 		snprintf(ns_shim.key_error, sizeof(ns_shim.key_error), "libsodium failed to initialise");
@@ -151,63 +142,16 @@ ns_shim_load_key(void)
 	return ns_shim.have_key ? 0 : -1;
 }
 
-/* Log a reload problem unless it is the one logged last time; NULL: the source loads again. */
-static void
-note_reload(char last[NS_KEYRING_ERR_MAX], const char *problem)
-{
-	if (problem == NULL) {
-		last[0] = '\0';
-		return;
-	}
-	if (strcmp(last, problem) == 0)
-		return;
-	snprintf(last, NS_KEYRING_ERR_MAX, "%s", problem);
-	ns_log(NS_LOG_ERROR, "%s; still using what was loaded before", problem);
-}
-
-/* Under the write lock: reload the ring, then the allowlist, if their files changed. */
-static void
-reload_key_files(void)
-{
-	char err[NS_KEYRING_ERR_MAX], problem[NS_KEYRING_ERR_MAX] = "";
-	char why[NS_KEYRING_ERR_MAX];
-	int r = ns_keyring_refresh(&ns_shim.ring, err, sizeof(err));
-
-	if (r < 0) {
-		snprintf(why, sizeof(why), "NOISESHIM_KEY: reload failed: %.470s", err);
-		note_reload(ring_problem, why);
-	} else if (r == 1) {
-		/* A client dials with the key it started with: connect reads it without this lock. */
-		if (ns_shim_role == NS_ROLE_RESPONDER)
-			ns_shim.static_key = *ns_keyring_key(ns_shim.ring, 0);
-		note_reload(ring_problem, NULL);
-		ns_log(NS_LOG_INFO, "NOISESHIM_KEY: reloaded, %zu keys", ns_keyring_count(ns_shim.ring));
-	}
-	if (ns_shim.allow == NULL)
-		return;
-	/* A bad line only keeps its client out, so the new list is used all the same. */
-	r = ns_allowlist_refresh(&ns_shim.allow, keep_allow_problem, problem);
-	if (r != 0)
-		note_reload(allow_problem, problem[0] != '\0' ? problem : NULL);
-	if (r == 1)
-		ns_log(NS_LOG_INFO, "NOISESHIM_ALLOW: reloaded, %zu keys",
-		       ns_allowlist_count(ns_shim.allow));
-}
-
 /* Re-read the key files and the allowlist if they changed, at most once a second. */
 void
 ns_shim_refresh_keys(void)
 {
-	uint64_t now = ns_now_ms(), last = __atomic_load_n(&last_refresh_ms, __ATOMIC_RELAXED);
-
-	if (ns_shim.ring == NULL || now - last < REFRESH_INTERVAL_MS)
-		return;
-	/* One thread looks; the others go on with the keys they have. */
-	if (!__atomic_compare_exchange_n(&last_refresh_ms, &last, now, 0, __ATOMIC_RELAXED,
-	                                 __ATOMIC_RELAXED))
+	if (!ns_server_keys_due(&ns_shim.keys))
 		return;
 	pthread_rwlock_wrlock(&ns_shim.keys_lock);
-	reload_key_files();
+	/* A client dials with the key it started with: connect reads it without this lock. */
+	if (ns_server_keys_refresh(&ns_shim.keys, ns_log_line) && ns_shim_role == NS_ROLE_RESPONDER)
+		ns_shim.static_key = *ns_keyring_key(ns_shim.keys.ring, 0);
 	pthread_rwlock_unlock(&ns_shim.keys_lock);
 }
 
@@ -220,7 +164,7 @@ ns_shim_client_allowed(const uint8_t pub[NS_KEY_LEN])
 	if (ns_shim.config.allow[0] == '\0')
 		return 1;
 	pthread_rwlock_rdlock(&ns_shim.keys_lock);
-	allowed = ns_shim.allow != NULL && ns_allowlist_contains(ns_shim.allow, pub);
+	allowed = ns_server_keys_allowed(&ns_shim.keys, pub);
 	pthread_rwlock_unlock(&ns_shim.keys_lock);
 	return allowed;
 }

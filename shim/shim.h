@@ -13,12 +13,11 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "allowlist.h"
 #include "cache.h"
 #include "config.h"
 #include "conn.h"
-#include "keyring.h"
 #include "noise.h"
+#include "server_keys.h"
 #include "wire.h"
 
 struct ns_shim {
@@ -27,9 +26,8 @@ struct ns_shim {
 	int have_key;                  /* static_key is usable */
 	char key_error[NS_KEYRING_ERR_MAX]; /* why not, when a key was required */
 
-	pthread_rwlock_t keys_lock;    /* write: a reload; read: a handshake using ring or allow */
-	struct ns_keyring *ring;       /* every key NOISESHIM_KEY lists; NULL without the variable */
-	struct ns_allowlist *allow;    /* NOISESHIM_ALLOW; NULL lets every client in without it */
+	pthread_rwlock_t keys_lock;    /* write: a reload; read: a handshake using keys */
+	struct ns_server_keys keys;    /* NOISESHIM_KEY and NOISESHIM_ALLOW; no ring without a key file */
 
 	pthread_mutex_t cache_lock;
 	struct ns_cache *cache;        /* client: opened on the first connect() */

@@ -920,6 +920,9 @@ for args in "" "frobnicate" "--frobnicate" "keygen --frobnicate" "keygen a b" "p
 	"proxy server --key $key --listen nope --target 127.0.0.1:1" \
 	"proxy server --key $key --listen 127.0.0.1:0 --target 127.0.0.1:1 --cache $dir/cache" \
 	"proxy client --listen 127.0.0.1:0 --target 127.0.0.1:1 --proxy-protocol" \
+	"proxy client --listen 127.0.0.1:0 --target 127.0.0.1:1 --allow $dir/allow" \
+	"proxy client --listen 127.0.0.1:0 --target 127.0.0.1:1 --replay-file $dir/window" \
+	"proxy server --key $key --listen 127.0.0.1:0 --target 127.0.0.1:1 --allow=" \
 	"proxy client --listen 127.0.0.1:0 --target 127.0.0.1:1 --first-wait-us x"; do
 	# shellcheck disable=SC2086
 	run $args

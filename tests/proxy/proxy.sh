@@ -1,15 +1,17 @@
 #!/bin/bash
 # Tests of `noiseshim proxy`: Go programs (which LD_PRELOAD cannot reach)
 # on both ends of the Noise wire, against the shims, against an
-# independent Go responder, under hostile input, and at 50 ms RTT with TCP
-# Fast Open between two network namespaces.
+# independent Go responder, under hostile input, with the accept shim's
+# allowlist, key reloads and replay window (shared across restarts, a
+# second proxy and the accept shim), and at 50 ms RTT with TCP Fast Open
+# between two network namespaces.
 #
 #   tests/proxy/proxy.sh BUILD_DIR
 #
-# BUILD_DIR holds noiseshim, both shims and tests/gopeer.  The Go test
-# program (tests/proxy/goserver) is built here with Debian's golang in
-# GOPATH mode, without network.  Prints "ok NAME" or "FAIL NAME: reason"
-# per check and a count; exits non-zero if any check failed.
+# BUILD_DIR holds noiseshim, both shims, tests/gopeer and tests/flood_peer.
+# The Go test program (tests/proxy/goserver) is built here with Debian's
+# golang in GOPATH mode, without network.  Prints "ok NAME" or "FAIL NAME:
+# reason" per check and a count; exits non-zero if any check failed.
 set -u
 
 if [ $# -ne 1 ]; then
@@ -22,6 +24,7 @@ root=$(cd "$here/../.." && pwd)
 integration=$root/tests/integration
 cli=$build/noiseshim
 gopeer=$build/tests/gopeer
+flood_peer=$build/tests/flood_peer
 python=${PYTHON:-python3}
 server_priv=0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
 # Its public half, for the Go initiator's --remote-pub.
@@ -29,9 +32,15 @@ server_pub_hex=07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c
 storm_connections=${PROXY_STORM_CONNECTIONS:-1000}
 download_bytes=5242880
 
-unset LD_PRELOAD NOISESHIM_CACHE NOISESHIM_KEY NOISESHIM_LISTEN
+# Nothing of the caller's may leak into the programs under test.
+unset LD_PRELOAD
+for name in $(compgen -e); do
+	case $name in NOISESHIM_*) unset "$name" ;; esac
+done
 
 work=$(mktemp -d) || exit 1
+# The replay windows of the proxies and shims started here stay in the work directory.
+export NOISESHIM_REPLAY_FILE=$work/replay.map
 pids=()
 passed=0 failed=0
 
@@ -165,6 +174,9 @@ test_refusals() {
 		fail refuse-missing-key "exit $rc: $out"
 	"$cli" proxy client --help | grep -q -- "--first-wait-us" && pass help ||
 		fail help "proxy --help lacks the client options"
+	out=$("$cli" proxy server --help)
+	printf '%s' "$out" | grep -q -- "--allow FILE" && printf '%s' "$out" | grep -q -- "--replay-file FILE" &&
+		pass help-server-options || fail help-server-options "proxy server --help lacks --allow or --replay-file"
 }
 
 # --- 2. a Go net/http server behind the server proxy ------------------------
@@ -503,7 +515,285 @@ test_hostile() {
 	kill -0 "$hostile_pid" 2>/dev/null && pass hostile-proxy-alive || fail hostile-proxy-alive "the proxy died"
 }
 
-# --- 8. 50 ms RTT with TCP Fast Open ----------------------------------------
+# --- 8. the accept shim's rules: allowlist, key files re-read, one replay window
+
+# A changed key file or allowlist must be in use for the first connection
+# this long after the change (the files are looked at at most once a second).
+reload_wait_s=1.1
+
+# wait_port PORT: until something listens on 127.0.0.1:PORT, 10 s at most.
+wait_port() {
+	for _ in $(seq 200); do
+		"$python" -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" \
+			"$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "proxy.sh: nothing listens on port $1: $(tail_of "$work/$2")" >&2
+	exit 1
+}
+
+# stop PID: stop a program this script started, and forget it.
+stop() {
+	local kept=() other
+	kill "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	for other in "${pids[@]}"; do
+		[ "$other" = "$1" ] || kept+=("$other")
+	done
+	pids=("${kept[@]}")
+}
+
+# start_echo NAME: a plaintext echo server that appends every byte it is
+# handed to $work/NAME.payloads; sets $echo_port.
+start_echo() {
+	read -r echo_port < <(free_ports 1)
+	"$python" "$integration/echo_server.py" --port "$echo_port" --log "$work/$1.payloads" \
+		>"$work/$1.echo.log" 2>&1 &
+	pids+=($!)
+	wait_port "$echo_port" "$1.echo.log"
+}
+
+# Replace a file by rename, as editors and configuration tools do.
+replace_file() {
+	cp "$2" "$1.next" && chmod 600 "$1.next" && mv "$1.next" "$1"
+}
+
+seen() { grep -a -o -F -- "$1" "$2" 2>/dev/null | wc -l; }
+
+# shim_once NAME PORT CACHE KEYFILE PAYLOAD: one connection under the client
+# shim, with the static key in KEYFILE (a fresh one if empty), that sends
+# PAYLOAD in its first flight; succeeds when the echo came back whole.
+shim_once() {
+	NOISESHIM_CACHE="$3" NOISESHIM_KEY="$4" "${client_shim[@]}" timeout 20 "$python" \
+		"$integration/wrapped_client.py" once --port "$2" --payload "$5" >"$work/$1.out" 2>&1
+}
+
+# expect_served NAME PORT CACHE KEYFILE TARGET: the client gets its echo,
+# and the target (TARGET.payloads) was handed its payload once.
+expect_served() {
+	local name=$1 payload=$1-$RANDOM$RANDOM
+	if ! shim_once "$name" "$2" "$3" "$4" "$payload"; then
+		fail "$name" "the client failed: $(tail_of "$work/$name.out")"
+	elif [ "$(seen "$payload" "$work/$5.payloads")" != 1 ]; then
+		fail "$name" "the target was handed the payload $(seen "$payload" "$work/$5.payloads") times"
+	else
+		pass "$name"
+	fi
+}
+
+# expect_kept_out NAME PORT CACHE KEYFILE TARGET: the client fails, and
+# not one byte of its payload reached the target.
+expect_kept_out() {
+	local name=$1 payload=$1-$RANDOM$RANDOM
+	if shim_once "$name" "$2" "$3" "$4" "$payload"; then
+		fail "$name" "the client was served"
+	elif [ "$(seen "$payload" "$work/$5.payloads")" != 0 ]; then
+		fail "$name" "the target was handed the payload of a client it must not see"
+	else
+		pass "$name"
+	fi
+}
+
+# expect_line NAME LOG FIXED_TEXT [COUNT]: LOG has COUNT (default 1) lines holding FIXED_TEXT.
+expect_line() {
+	local n
+	n=$(grep -c -F -- "$3" "$work/$2" 2>/dev/null)
+	[ "$n" = "${4:-1}" ] && pass "$1" || fail "$1" "$n lines with \"$3\" in $2: $(tail_of "$work/$2")"
+}
+
+test_allowlist() {
+	local listed unlisted out rc
+	"$cli" keygen "$work/listed.key" >/dev/null && "$cli" keygen "$work/unlisted.key" >/dev/null || exit 1
+	listed=$("$cli" pubkey "$work/listed.key")
+	unlisted=$("$cli" pubkey "$work/unlisted.key")
+	printf '# clients let in\n%s   # the listed client\n' "$listed" >"$work/allow.list"
+	printf '%s\n' "$unlisted" >"$work/allow-other.list"
+	start_echo allow
+	start proxy-allow "$cli" proxy server --key "$work/server.key" --allow "$work/allow.list" \
+		--listen 127.0.0.1:0 --target "127.0.0.1:$echo_port"
+	add_cache "$work/allow.cache" "127.0.0.1:$port" "$work/server.key"
+	expect_served allow-listed-client "$port" "$work/allow.cache" "$work/listed.key" allow
+	expect_kept_out allow-unlisted-client-refused "$port" "$work/allow.cache" "$work/unlisted.key" allow
+	expect_kept_out allow-fresh-key-refused "$port" "$work/allow.cache" "" allow
+	expect_line allow-refusal-names-key proxy-allow.log \
+		"client $unlisted refused: its key is not in $work/allow.list (--allow)"
+
+	# The list changes: the client it now names gets in, no restart.
+	printf '%s\n%s\n' "$listed" "$unlisted" >"$work/allow.next-list"
+	replace_file "$work/allow.list" "$work/allow.next-list"
+	sleep "$reload_wait_s"
+	expect_served allow-reloaded-client-served "$port" "$work/allow.cache" "$work/unlisted.key" allow
+	# A list that can no longer be read: the one loaded before stays in use.
+	mv "$work/allow.list" "$work/allow.moved"
+	sleep "$reload_wait_s"
+	expect_served allow-unreadable-keeps-last "$port" "$work/allow.cache" "$work/unlisted.key" allow
+	expect_line allow-unreadable-logged proxy-allow.log \
+		"--allow: $work/allow.list: cannot read the allowlist: No such file or directory; still using what was loaded before"
+
+	# NOISESHIM_ALLOW as the accept shim reads it; --allow wins over it.
+	printf '%s\n' "$listed" >"$work/allow.list"
+	start proxy-allow-env env NOISESHIM_ALLOW="$work/allow.list" "$cli" proxy server \
+		--key "$work/server.key" --listen 127.0.0.1:0 --target "127.0.0.1:$echo_port"
+	add_cache "$work/allow.cache" "127.0.0.1:$port" "$work/server.key"
+	expect_served allow-variable-listed-client "$port" "$work/allow.cache" "$work/listed.key" allow
+	expect_kept_out allow-variable-unlisted-refused "$port" "$work/allow.cache" "$work/unlisted.key" allow
+	expect_line allow-variable-refusal-names-it proxy-allow-env.log \
+		"client $unlisted refused: its key is not in $work/allow.list (NOISESHIM_ALLOW)"
+	start proxy-allow-wins env NOISESHIM_ALLOW="$work/allow-other.list" "$cli" proxy server \
+		--key "$work/server.key" --allow "$work/allow.list" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$echo_port"
+	add_cache "$work/allow.cache" "127.0.0.1:$port" "$work/server.key"
+	expect_served allow-option-wins "$port" "$work/allow.cache" "$work/listed.key" allow
+	expect_kept_out allow-option-wins-refused "$port" "$work/allow.cache" "$work/unlisted.key" allow
+
+	# A list with a bad line refuses to start, naming FILE:LINE.
+	printf '%s\nnot-a-key\n' "$listed" >"$work/bad.list"
+	out=$("$cli" proxy server --key "$work/server.key" --allow "$work/bad.list" \
+		--listen 127.0.0.1:0 --target 127.0.0.1:9 2>&1)
+	rc=$?
+	[ "$rc" = 1 ] && printf '%s' "$out" | grep -qF -- "--allow: $work/bad.list:2: " &&
+		pass allow-bad-line-refuses-start || fail allow-bad-line-refuses-start "exit $rc: $out"
+}
+
+test_key_files() {
+	local key
+	for key in k1 k2 k3 k2-next; do
+		"$cli" keygen "$work/$key.key" >/dev/null || exit 1
+	done
+	start_echo rotate
+	start proxy-rotate "$cli" proxy server --key "$work/k1.key,$work/k2.key" \
+		--listen 127.0.0.1:0 --target "127.0.0.1:$echo_port"
+	# A cache per key, made before any file changes.
+	for key in k1 k2 k3 k2-next; do
+		add_cache "$work/rotate-$key.cache" "127.0.0.1:$port" "$work/$key.key"
+	done
+	expect_served rotate-current-key "$port" "$work/rotate-k1.cache" "" rotate
+	expect_served rotate-second-key "$port" "$work/rotate-k2.cache" "" rotate
+	expect_kept_out rotate-unlisted-key-refused "$port" "$work/rotate-k3.cache" "" rotate
+
+	# The current key's file gets a new key: no restart.
+	replace_file "$work/k1.key" "$work/k3.key"
+	sleep "$reload_wait_s"
+	expect_served rotate-new-current-key "$port" "$work/rotate-k3.cache" "" rotate
+	expect_kept_out rotate-replaced-current-key-refused "$port" "$work/rotate-k1.cache" "" rotate
+	expect_served rotate-second-key-kept "$port" "$work/rotate-k2.cache" "" rotate
+	# And the second's.
+	replace_file "$work/k2.key" "$work/k2-next.key"
+	sleep "$reload_wait_s"
+	expect_served rotate-new-second-key "$port" "$work/rotate-k2-next.cache" "" rotate
+	expect_kept_out rotate-replaced-second-key-refused "$port" "$work/rotate-k2.cache" "" rotate
+
+	# A file that no longer loads: the keys loaded before stay, and the log says why once.
+	printf 'not a key\n' >"$work/broken.key"
+	replace_file "$work/k2.key" "$work/broken.key"
+	sleep "$reload_wait_s"
+	expect_served rotate-bad-reload-keeps-current "$port" "$work/rotate-k3.cache" "" rotate
+	sleep "$reload_wait_s"
+	expect_served rotate-bad-reload-keeps-second "$port" "$work/rotate-k2-next.cache" "" rotate
+	expect_line rotate-bad-reload-logged-once proxy-rotate.log "--key: reload failed: $work/k2.key: "
+}
+
+# flight NAME: a new first flight for server.key whose 0-RTT data is a
+# marker ($work/NAME.marker), in $work/NAME.bin.
+flight() {
+	printf 'marker-%s-%s' "$1" "$RANDOM$RANDOM" >"$work/$1.marker"
+	"$flood_peer" flight --remote-pub "$server_pub_hex" --payload "$(cat "$work/$1.marker")" \
+		--out "$work/$1.bin" || exit 1
+}
+
+# expect_flight CHECK NAME PORT accepted|refused: what the server at PORT does with flight NAME.
+expect_flight() {
+	local out
+	out=$(timeout 30 "$flood_peer" send --connect "127.0.0.1:$3" --from 127.0.0.1 \
+		--remote-pub "$server_pub_hex" --flight "$work/$2.bin" 2>&1)
+	case $4:$out in
+	accepted:"reply 0 "*) fail "$1" "expected an answer, got \"$out\"" ;;
+	accepted:"reply "*) pass "$1" ;;
+	refused:"reply 0 closed") pass "$1" ;;
+	*) fail "$1" "expected the flight $4, got \"$out\"" ;;
+	esac
+}
+
+# expect_delivered CHECK NAME TARGET: the target was handed flight NAME's data once.
+expect_delivered() {
+	local n
+	n=$(seen "$(cat "$work/$2.marker")" "$work/$3.payloads")
+	[ "$n" = 1 ] && pass "$1" || fail "$1" "the target was handed the 0-RTT data $n times"
+}
+
+# refuses_to_start NAME TEXT COMMAND...: COMMAND exits 1 at once, and its error holds TEXT.
+refuses_to_start() {
+	local name=$1 text=$2 out rc
+	shift 2
+	out=$(timeout 10 "$@" 2>&1)
+	rc=$?
+	[ "$rc" = 1 ] && printf '%s' "$out" | grep -qF -- "$text" && pass "$name" || fail "$name" "exit $rc: $out"
+}
+
+# proxy_on_window NAME FILE: a server proxy for server.key with replay window FILE; sets $port, $pid.
+proxy_on_window() {
+	start "$1" "$cli" proxy server --key "$work/server.key" --replay-file "$2" \
+		--listen 127.0.0.1:0 --target "127.0.0.1:$echo_port"
+}
+
+test_replay_window() {
+	local window=$work/shared-replay.map first second shim_port id
+	start_echo window
+	proxy_on_window proxy-window "$window"
+	first=$pid
+	flight restart && flight second && flight to-proxy && flight to-shim
+	expect_flight replay-fresh-accepted restart "$port" accepted
+	stop "$first"
+	proxy_on_window proxy-window-restarted "$window"
+	first=$port
+	expect_flight replay-after-restart-refused restart "$first" refused
+	expect_delivered replay-after-restart-delivered-once restart window
+	expect_line replay-after-restart-logged proxy-window-restarted.log "replayed first flight refused"
+
+	# A second proxy, started on its own with the same key and window.
+	proxy_on_window proxy-window-second "$window"
+	second=$port
+	expect_flight replay-second-process-fresh-accepted second "$first" accepted
+	expect_flight replay-second-process-refused second "$second" refused
+	expect_delivered replay-second-process-delivered-once second window
+
+	# The accept shim with the same key and window, both ways.
+	read -r shim_port < <(free_ports 1)
+	"${server_shim[@]}" NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="$shim_port" \
+		NOISESHIM_REPLAY_FILE="$window" "$python" "$integration/echo_server.py" \
+		--port "$shim_port" --log "$work/window.payloads" >"$work/window-shim.log" 2>&1 &
+	pids+=($!)
+	wait_port "$shim_port" window-shim.log
+	expect_flight replay-proxy-flight-accepted to-proxy "$second" accepted
+	expect_flight replay-accept-shim-refuses-it to-proxy "$shim_port" refused
+	expect_flight replay-shim-flight-accepted to-shim "$shim_port" accepted
+	expect_flight replay-proxy-refuses-shim-flight to-shim "$first" refused
+	expect_delivered replay-shim-and-proxy-delivered-once to-shim window
+
+	# Without a file named, the accept shim's default path, named by the key.
+	id=$("$python" -c 'import hashlib, sys
+print(hashlib.blake2b(bytes.fromhex(sys.argv[1]), digest_size=16).hexdigest())' "$server_pub_hex")
+	start proxy-window-default env -u NOISESHIM_REPLAY_FILE "$cli" proxy server \
+		--key "$work/server.key" --listen 127.0.0.1:0 --target "127.0.0.1:$echo_port"
+	expect_line replay-default-path-is-the-shims proxy-window-default.log \
+		"replay window /run/noiseshim/replay-$id.map: "
+
+	# A window or store that cannot be used, or a bad setting, refuses to start.
+	refuses_to_start replay-bad-file-refuses-start \
+		"--replay-file: \"$work/no-such-dir/window.map\": cannot be created in $work/no-such-dir" \
+		"$cli" proxy server --key "$work/server.key" --replay-file "$work/no-such-dir/window.map" \
+		--listen 127.0.0.1:0 --target 127.0.0.1:9
+	refuses_to_start replay-bad-store-refuses-start \
+		'NOISESHIM_REPLAY_STORE: "redis:/127.0.0.1:6379" is not redis://HOST:PORT' \
+		env NOISESHIM_REPLAY_STORE=redis:/127.0.0.1:6379 "$cli" proxy server --key "$work/server.key" \
+		--listen 127.0.0.1:0 --target 127.0.0.1:9
+	refuses_to_start replay-bad-setting-refuses-start \
+		'refusing to start: NOISESHIM_REPLAY_CAPACITY: bad value "lots"' \
+		env NOISESHIM_REPLAY_CAPACITY=lots "$cli" proxy server --key "$work/server.key" \
+		--listen 127.0.0.1:0 --target 127.0.0.1:9
+}
+
+# --- 9. 50 ms RTT with TCP Fast Open ----------------------------------------
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
@@ -574,6 +864,9 @@ test_stream_features
 test_backpressure
 test_hints
 test_hostile
+test_allowlist
+test_key_files
+test_replay_window
 test_rtt
 
 echo "proxy: $passed passed, $failed failed"

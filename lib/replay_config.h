@@ -27,8 +27,9 @@ int ns_replay_store_parse(const char *url, char host[NS_REPLAY_STORE_HOST_MAX], 
 /*
  * Whether this process can open the window file at path read-write, or
  * create it (and the files of later keys beside it).  0, or -1 with why
- * naming the variable and its value.
+ * naming setting (NOISESHIM_REPLAY_FILE, or an option of the same meaning)
+ * and its value.
  */
-int ns_replay_file_check(const char *path, char *why, size_t why_len);
+int ns_replay_file_check(const char *setting, const char *path, char *why, size_t why_len);
 
 #endif

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,7 @@
 #include <hiredis/hiredis.h>
 #include <sodium.h>
 
-#include "log.h"
 #include "replay_config.h"
-#include "shim.h"
 
 enum {
 	MAX_KEYS = 16,
@@ -37,6 +36,10 @@ enum {
 	/* After a failure the store is not tried again for this long: flights are refused at once. */
 	STORE_RETRY_MS = 500,
 	STORE_KEY_MAX = 160,
+	/* Room for the URL quoted back and what is wrong with it. */
+	STORE_ERROR_MAX = 1024 + 128,
+	/* The servers' logs cut a line there too. */
+	LOG_LINE_MAX = 1024,
 };
 
 #define DEFAULT_DIR "/run/noiseshim"
@@ -49,15 +52,17 @@ struct key_window {
 	struct ns_replay *window;    /* NULL: none could be made */
 };
 
+static struct ns_replay_guard_config settings = {.file = "", .store = ""};
+static ns_line_fn *log_line;
+
 static pthread_mutex_t windows_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct key_window windows[MAX_KEYS];
 static int nwindows;
 
-/* The fleet's store, when NOISESHIM_REPLAY_STORE names one. */
+/* The fleet's store, when the configuration names one. */
 static struct {
 	pthread_mutex_t lock;
-	pthread_once_t parsed;
-	char error[NS_CONFIG_TEXT_MAX + 128]; /* the URL is unusable: why */
+	char error[STORE_ERROR_MAX]; /* the URL is unusable: why */
 	int configured;
 	char host[NS_REPLAY_STORE_HOST_MAX];
 	int port;
@@ -65,7 +70,19 @@ static struct {
 	pid_t conn_pid;              /* the process conn belongs to */
 	int down;                    /* the last attempt failed; logged once */
 	uint64_t retry_at_ms;
-} store = {.lock = PTHREAD_MUTEX_INITIALIZER, .parsed = PTHREAD_ONCE_INIT};
+} store = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+__attribute__((format(printf, 2, 3)))
+static void say(enum ns_line_level level, const char *fmt, ...)
+{
+	char line[LOG_LINE_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	log_line(level, line);
+}
 
 static void key_id(const uint8_t pub[NS_KEY_LEN], char id[KEY_ID_HEX])
 {
@@ -75,10 +92,8 @@ static void key_id(const uint8_t pub[NS_KEY_LEN], char id[KEY_ID_HEX])
 	sodium_bin2hex(id, KEY_ID_HEX, digest, sizeof digest);
 }
 
-static void parse_store(void)
+static void parse_store(const char *url)
 {
-	const char *url = ns_shim.config.replay_store;
-
 	if (url[0] == '\0')
 		return;
 	if (ns_replay_store_parse(url, store.host, &store.port, store.error, sizeof store.error) != 0)
@@ -86,10 +101,17 @@ static void parse_store(void)
 	store.configured = 1;
 }
 
-/* Where the window of key id lives; the first key gets NOISESHIM_REPLAY_FILE itself. */
+void ns_replay_guard_configure(const struct ns_replay_guard_config *cfg, ns_line_fn *log)
+{
+	settings = *cfg;
+	log_line = log;
+	parse_store(settings.store);
+}
+
+/* Where the window of key id lives; the first key gets the configured file itself. */
 static int window_path(const char *id, int first, char *path, size_t cap)
 {
-	const char *file = ns_shim.config.replay_file;
+	const char *file = settings.file;
 	int n;
 
 	if (file[0] != '\0')
@@ -105,18 +127,18 @@ static void log_opened(const char *path, enum ns_replay_opened opened, const cha
 {
 	switch (opened) {
 	case NS_REPLAY_OPENED_REBUILT:
-		ns_log(NS_LOG_ERROR, "replay window %s: %s; rebuilt empty, first flights seen before "
-		       "are forgotten", path, reason);
+		say(NS_LINE_ERROR, "replay window %s: %s; rebuilt empty, first flights seen before "
+		    "are forgotten", path, reason);
 		break;
 	case NS_REPLAY_OPENED_NEW_BOOT:
-		ns_log(NS_LOG_INFO, "replay window %s: written before this boot; emptied", path);
+		say(NS_LINE_INFO, "replay window %s: written before this boot; emptied", path);
 		break;
 	case NS_REPLAY_OPENED_CREATED:
 	case NS_REPLAY_OPENED_EXISTING:
 		break;
 	}
-	ns_log(NS_LOG_INFO, "replay window %s: %u s, %u first flights, %zu bytes", path,
-	       ns_shim.config.replay_window_s, ns_shim.config.replay_capacity, ns_replay_memory(w));
+	say(NS_LINE_INFO, "replay window %s: %u s, %u first flights, %zu bytes", path,
+	    settings.window_s, settings.capacity, ns_replay_memory(w));
 }
 
 /*
@@ -126,34 +148,34 @@ static void log_opened(const char *path, enum ns_replay_opened opened, const cha
  */
 static int open_window(struct key_window *kw, int first, char *why, size_t why_len)
 {
-	const struct ns_config *cfg = &ns_shim.config;
-	uint64_t window_ms = (uint64_t)cfg->replay_window_s * 1000;
+	uint64_t window_ms = (uint64_t)settings.window_s * 1000;
 	char path[PATH_MAX], reason[NS_REPLAY_REASON_MAX];
 	enum ns_replay_opened opened;
 
 	/* The doctor's check, so that both say the same of a path that cannot serve. */
-	if (cfg->replay_file[0] != '\0' && ns_replay_file_check(cfg->replay_file, why, why_len) != 0)
+	if (settings.file[0] != '\0' && ns_replay_file_check(settings.file_setting, settings.file, why, why_len) != 0)
 		return -1;
 	if (window_path(kw->id, first, path, sizeof path) != 0) {
-		snprintf(why, why_len, "NOISESHIM_REPLAY_FILE: path too long");
+		snprintf(why, why_len, "%s: path too long", settings.file_setting);
 		return -1;
 	}
-	if (cfg->replay_file[0] == '\0' && mkdir(DEFAULT_DIR, 0700) != 0 && errno != EEXIST)
+	if (settings.file[0] == '\0' && mkdir(DEFAULT_DIR, 0700) != 0 && errno != EEXIST)
 		snprintf(reason, sizeof reason, DEFAULT_DIR ": cannot create: %s", strerror(errno));
-	else if ((kw->window = ns_replay_open(path, window_ms, cfg->replay_capacity, &opened,
+	else if ((kw->window = ns_replay_open(path, window_ms, settings.capacity, &opened,
 	                                      reason)) != NULL) {
 		log_opened(path, opened, reason, kw->window);
 		return 0;
 	}
-	if (cfg->replay_file[0] != '\0') {
-		snprintf(why, why_len, "NOISESHIM_REPLAY_FILE: replay window %s", reason);
+	if (settings.file[0] != '\0') {
+		snprintf(why, why_len, "%s: replay window %s", settings.file_setting, reason);
 		return -1;
 	}
-	kw->window = ns_replay_new_shared(window_ms, cfg->replay_capacity);
-	ns_log(NS_LOG_ERROR, "replay window %s; %s: restarts and other processes with this key will "
-	       "not share it (set NOISESHIM_REPLAY_FILE to a writable path)", reason,
-	       kw->window != NULL ? "using one in this process and its children"
-	                          : "no memory for one either: 0-RTT data is refused");
+	kw->window = ns_replay_new_shared(window_ms, settings.capacity);
+	say(NS_LINE_ERROR, "replay window %s; %s: restarts and other processes with this key will "
+	    "not share it (set %s to a writable path)", reason,
+	    kw->window != NULL ? "using one in this process and its children"
+	                       : "no memory for one either: 0-RTT data is refused",
+	    settings.file_setting);
 	return 0;
 }
 
@@ -178,16 +200,10 @@ static struct key_window *find_window(const uint8_t pub[NS_KEY_LEN], char *why, 
 	return kw;
 }
 
-/*
- * Open the window of the key server_pub and check the store's URL, before
- * any worker is forked.  0, or -1 with why (why_len bytes) saying what is
- * misconfigured; then no listener may serve.
- */
 int ns_replay_guard_init(const uint8_t server_pub[NS_KEY_LEN], char *why, size_t why_len)
 {
 	struct key_window *kw;
 
-	pthread_once(&store.parsed, parse_store);
 	if (store.error[0] != '\0') {
 		snprintf(why, why_len, "%s", store.error);
 		return -1;
@@ -248,7 +264,7 @@ static enum ns_replay_verdict claim_in_store(const char *id, const uint8_t e[NS_
 	sodium_bin2hex(hex, sizeof hex, e, NS_KEY_LEN);
 	snprintf(name, sizeof name, STORE_KEY_PREFIX ":%s:%s", id, hex);
 	reply = redisCommand(conn, "SET %s 1 NX PX %llu", name,
-	                     (unsigned long long)ns_shim.config.replay_window_s * 1000);
+	                     (unsigned long long)settings.window_s * 1000);
 	if (reply == NULL) {
 		snprintf(why, why_len, "%s", conn->errstr[0] != '\0' ? conn->errstr : "no reply");
 		close_store();
@@ -281,24 +297,19 @@ static enum ns_replay_verdict check_store(const char *id, const uint8_t e[NS_KEY
 	v = claim_in_store(id, e, why, sizeof why);
 	if (v == NS_REPLAY_UNCHECKED) {
 		if (!store.down)
-			ns_log(NS_LOG_ERROR, "replay store redis://%s:%d unreachable: %s; first flights "
-			       "carrying data are refused until it is back", store.host, store.port, why);
+			say(NS_LINE_ERROR, "replay store redis://%s:%d unreachable: %s; first flights "
+			    "carrying data are refused until it is back", store.host, store.port, why);
 		store.down = 1;
 		store.retry_at_ms = now_ms() + STORE_RETRY_MS;
 	} else if (store.down) {
-		ns_log(NS_LOG_ERROR, "replay store redis://%s:%d reachable again; first flights carrying "
-		       "data are accepted", store.host, store.port);
+		say(NS_LINE_ERROR, "replay store redis://%s:%d reachable again; first flights carrying "
+		    "data are accepted", store.host, store.port);
 		store.down = 0;
 	}
 	pthread_mutex_unlock(&store.lock);
 	return v;
 }
 
-/*
- * Check the ephemeral key e of a msg1 that server_pub's key decrypted.  A
- * window that is full or cannot be consulted refuses only a msg1 that
- * carries data: replaying an empty one gains nothing.
- */
 enum ns_replay_verdict ns_replay_guard_check(const uint8_t server_pub[NS_KEY_LEN],
                                              const uint8_t e[NS_KEY_LEN], int carries_data)
 {
@@ -306,12 +317,11 @@ enum ns_replay_verdict ns_replay_guard_check(const uint8_t server_pub[NS_KEY_LEN
 	struct key_window *kw;
 	char why[256];
 
-	pthread_once(&store.parsed, parse_store);
 	pthread_mutex_lock(&windows_lock);
 	kw = find_window(server_pub, why, sizeof why);
 	pthread_mutex_unlock(&windows_lock);
 	if (kw == NULL)
-		ns_log(NS_LOG_ERROR, "replay window: %s", why);
+		say(NS_LINE_ERROR, "replay window: %s", why);
 	else if (kw->window != NULL)
 		v = ns_replay_check(kw->window, e, now_ms());
 	if (!carries_data)

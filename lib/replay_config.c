@@ -62,9 +62,9 @@ ns_replay_store_parse(const char *url, char host[NS_REPLAY_STORE_HOST_MAX], int 
 	return 0;
 }
 
-__attribute__((format(printf, 4, 5)))
+__attribute__((format(printf, 5, 6)))
 static int
-bad_file(const char *path, char *why, size_t why_len, const char *fmt, ...)
+bad_file(const char *setting, const char *path, char *why, size_t why_len, const char *fmt, ...)
 {
 	char problem[PATH_MAX + 128];
 	va_list ap;
@@ -72,7 +72,7 @@ bad_file(const char *path, char *why, size_t why_len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(problem, sizeof(problem), fmt, ap);
 	va_end(ap);
-	snprintf(why, why_len, "NOISESHIM_REPLAY_FILE: \"%s\": %s", path, problem);
+	snprintf(why, why_len, "%s: \"%s\": %s", setting, path, problem);
 	return -1;
 }
 
@@ -92,14 +92,15 @@ directory_of(const char *path, char dir[PATH_MAX])
 
 /* What would stop the window from opening the existing file at path (lstat st): as open would see it. */
 static int
-check_existing(const char *path, const struct stat *st, char *why, size_t why_len)
+check_existing(const char *setting, const char *path, const struct stat *st, char *why,
+               size_t why_len)
 {
 	if (S_ISLNK(st->st_mode))
-		return bad_file(path, why, why_len, "is a symbolic link, which the window never follows");
+		return bad_file(setting, path, why, why_len, "is a symbolic link, which the window never follows");
 	if (!S_ISREG(st->st_mode))
-		return bad_file(path, why, why_len, "is not a regular file");
+		return bad_file(setting, path, why, why_len, "is not a regular file");
 	if (faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) != 0)
-		return bad_file(path, why, why_len, "cannot be opened for reading and writing: %s",
+		return bad_file(setting, path, why, why_len, "cannot be opened for reading and writing: %s",
 		                strerror(errno));
 	return 0;
 }
@@ -107,23 +108,24 @@ check_existing(const char *path, const struct stat *st, char *why, size_t why_le
 /*
  * Whether this process can open the window file at path read-write, or
  * create it (and the files of later keys beside it).  0, or -1 with why
- * naming the variable and its value.
+ * naming the setting (the variable, or an option of the same meaning) and
+ * its value.
  */
 int
-ns_replay_file_check(const char *path, char *why, size_t why_len)
+ns_replay_file_check(const char *setting, const char *path, char *why, size_t why_len)
 {
 	char dir[PATH_MAX];
 	struct stat st;
 
 	if (strlen(path) + sizeof("-") + NS_REPLAY_KEY_ID_HEX > PATH_MAX)
-		return bad_file(path, why, why_len, "too long for the files of later keys");
+		return bad_file(setting, path, why, why_len, "too long for the files of later keys");
 	if (lstat(path, &st) == 0)
-		return check_existing(path, &st, why, why_len);
+		return check_existing(setting, path, &st, why, why_len);
 	if (errno != ENOENT)
-		return bad_file(path, why, why_len, "%s", strerror(errno));
+		return bad_file(setting, path, why, why_len, "%s", strerror(errno));
 	directory_of(path, dir);
 	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0)
-		return bad_file(path, why, why_len, "cannot be created in %s: %s", dir,
+		return bad_file(setting, path, why, why_len, "cannot be created in %s: %s", dir,
 		                strerror(errno));
 	return 0;
 }
