@@ -4,8 +4,6 @@
  */
 #include "symmetric.h"
 
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -112,59 +110,20 @@ ns_symmetric_mix_key(struct ns_symmetric *s, const uint8_t ikm[NS_KEY_LEN])
 	return 0;
 }
 
-/*
- * The handshake's AEAD contexts: one per suite and thread, keyed for each
- * operation and keyed with zeros after it, so that the state stays flat
- * (no context in it) and making a context, the costly part, happens once.
- */
-struct handshake_ciphers {
-	struct ns_cipher *suite[NS_SUITE_AESGCM + 1];
-};
-
-static pthread_key_t ciphers_key;
-static pthread_once_t ciphers_once = PTHREAD_ONCE_INIT;
-
+/* The nonce n as the suite lays it out: 4 zero bytes, then the counter (ChaChaPoly little-endian, AESGCM big-endian). */
 static void
-free_ciphers(void *p)
+nonce_bytes(enum ns_suite suite, uint64_t n, uint8_t iv[NS_NONCE_LEN])
 {
-	struct handshake_ciphers *t = p;
-
-	for (size_t i = 0; i < sizeof(t->suite) / sizeof(t->suite[0]); i++)
-		ns_cipher_free(t->suite[i]);
-	free(t);
+	memset(iv, 0, NS_NONCE_LEN);
+	for (int i = 0; i < 8; i++)
+		iv[suite == NS_SUITE_AESGCM ? NS_NONCE_LEN - 1 - i : 4 + i] = (uint8_t)(n >> (8 * i));
 }
 
-static void
-make_ciphers_key(void)
-{
-	pthread_key_create(&ciphers_key, free_ciphers);
-}
-
-/* This thread's context for suite, keyed with key; NULL on failure. */
-static struct ns_cipher *
-keyed_cipher(enum ns_suite suite, const uint8_t key[NS_KEY_LEN])
-{
-	struct handshake_ciphers *t;
-
-	pthread_once(&ciphers_once, make_ciphers_key);
-	if ((t = pthread_getspecific(ciphers_key)) == NULL) {
-		if ((t = calloc(1, sizeof(*t))) == NULL)
-			return NULL;
-		pthread_setspecific(ciphers_key, t);
-	}
-	if (suite < NS_SUITE_CHACHAPOLY || suite > NS_SUITE_AESGCM)
-		return NULL;
-	if (t->suite[suite] == NULL)
-		return t->suite[suite] = ns_cipher_new(suite, key);
-	return ns_cipher_rekey(t->suite[suite], key) == 0 ? t->suite[suite] : NULL;
-}
-
-/* One AEAD operation with the handshake key at nonce n. */
+/* The same operation through OpenSSL, for AES-GCM where libsodium lacks the CPU instructions. */
 static int
-handshake_aead(struct ns_symmetric *s, int seal, const uint8_t *in, size_t len, uint8_t *out)
+openssl_aead(struct ns_symmetric *s, int seal, const uint8_t *in, size_t len, uint8_t *out)
 {
-	static const uint8_t no_key[NS_KEY_LEN];
-	struct ns_cipher *c = keyed_cipher(s->suite, s->k);
+	struct ns_cipher *c = ns_cipher_new(s->suite, s->k);
 	int ret;
 
 	if (c == NULL)
@@ -173,9 +132,43 @@ handshake_aead(struct ns_symmetric *s, int seal, const uint8_t *in, size_t len, 
 	ret = seal ? ns_cipher_seal(c, s->h, NS_HASH_LEN, in, len, out)
 	           : ns_cipher_open(c, s->h, NS_HASH_LEN, in, len, out);
 	s->n = ns_cipher_nonce(c);
-	/* The handshake key does not stay in the context. */
-	ns_cipher_rekey(c, no_key);
+	ns_cipher_free(c);
 	return ret;
+}
+
+/*
+ * One AEAD operation with the handshake key at nonce n (in may equal out).
+ * Through libsodium: a process's first OpenSSL cipher takes about a
+ * millisecond to set up, which the first message would otherwise wait for;
+ * the records that follow use OpenSSL, faster on bulk, set up meanwhile.
+ * The nonce moves on only when the operation succeeds.
+ */
+static int
+handshake_aead(struct ns_symmetric *s, int seal, const uint8_t *in, size_t len, uint8_t *out)
+{
+	uint8_t iv[NS_NONCE_LEN];
+	unsigned long long done;
+	int ret;
+
+	if (s->n == UINT64_MAX)
+		return -1;
+	nonce_bytes(s->suite, s->n, iv);
+	if (s->suite == NS_SUITE_CHACHAPOLY)
+		ret = seal ? crypto_aead_chacha20poly1305_ietf_encrypt(out, &done, in, len, s->h,
+		                                                       NS_HASH_LEN, NULL, iv, s->k)
+		           : crypto_aead_chacha20poly1305_ietf_decrypt(out, &done, NULL, in, len, s->h,
+		                                                       NS_HASH_LEN, iv, s->k);
+	else if (crypto_aead_aes256gcm_is_available())
+		ret = seal ? crypto_aead_aes256gcm_encrypt(out, &done, in, len, s->h, NS_HASH_LEN, NULL,
+		                                           iv, s->k)
+		           : crypto_aead_aes256gcm_decrypt(out, &done, NULL, in, len, s->h, NS_HASH_LEN,
+		                                           iv, s->k);
+	else
+		return openssl_aead(s, seal, in, len, out);
+	if (ret != 0)
+		return -1;
+	s->n++;
+	return 0;
 }
 
 /* EncryptAndHash: out gets len (+ NS_TAG_LEN once keyed) bytes.  Returns the length or -1. */

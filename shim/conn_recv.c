@@ -66,6 +66,13 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 		int keep_last = header_done && c->reader.body_len - kind->overhead > room && !ns_sandboxed;
 
 		space = ns_frame_reader_space(&c->reader, &want);
+		/*
+		 * A mark an earlier look left (the rest of this record, say) must
+		 * not exceed what a blocking read waits for: the kernel wakes a
+		 * sleeping reader only once the mark is there.
+		 */
+		if (block && c->kernel_lowat > 1 && (size_t)c->kernel_lowat >= want)
+			ns_conn_set_lowat(c, fd, 1);
 		if (keep_last && want == 1)
 			n = ns_sock_recv(fd, space, 1, MSG_PEEK | (block ? 0 : MSG_DONTWAIT));
 		else

@@ -264,6 +264,12 @@ service_main(void *arg)
 	static struct job due[256];
 	struct epoll_event ev[MAX_EVENTS];
 
+	/*
+	 * The thread starts with a process's first wrapped connection: its
+	 * records will need OpenSSL, whose set-up is done here meanwhile (during
+	 * the handshake's round trip), before a fork may copy this thread's state.
+	 */
+	ns_cipher_warm();
 	__atomic_store_n(&svc.running, 1, __ATOMIC_RELEASE);
 	ns_shared_wake(&svc.running);
 	for (;;) {
