@@ -4,7 +4,7 @@
  * handshake that does not come.  Plain sockets only: the first-flight
  * tests run it under the client shim, and it must not know about it.
  *
- * usage: ff_client SHAPE HOST PORT REPEAT      SHAPE: one two more cork
+ * usage: ff_client SHAPE HOST PORT REPEAT      SHAPE: one two more cork eor
  *        ff_client nbwrite|nbwrite-epoll HOST PORT SIZE
  *        ff_client WAIT HOST PORT              WAIT: read write poll epoll
  *        ff_client FILL HOST PORT              FILL: fill-poll fill-select fill-epoll
@@ -16,6 +16,9 @@
  *   two   write(200 bytes), write(300 bytes), then read
  *   more  send(200 bytes, MSG_MORE), send(300 bytes)
  *   cork  TCP_CORK on, write 200, write 300, TCP_CORK off
+ *   eor   write(200 bytes), send(300 bytes, MSG_EOR), 100 ms of something
+ *         else, then read: the answer is there when the program reads only
+ *         if MSG_EOR sent the request
  * Each connection prints "time_ms T" (connect to the answer's last byte);
  * the last line is "median_ms M".
  *
@@ -70,6 +73,7 @@ enum {
 	RUN_SECONDS = 20,       /* bound on a whole run, enforced by alarm() */
 	STALL_MS = 10000,       /* bound on one wait for readiness */
 	REQUEST_FIRST = 200,    /* Storj-shaped: a request, then an order */
+	EOR_PAUSE_MS = 100,     /* eor: how long the program waits after its writes before it reads */
 	REQUEST_SECOND = 300,
 	REQUEST_BYTES = REQUEST_FIRST + REQUEST_SECOND,
 	MAX_REPEAT = 100,
@@ -203,6 +207,12 @@ static void send_request(int fd, const uint8_t *request)
 	} else if (strcmp(mode_name, "more") == 0) {
 		write_all(fd, request, REQUEST_FIRST, MSG_MORE);
 		write_all(fd, second, REQUEST_SECOND, 0);
+	} else if (strcmp(mode_name, "eor") == 0) {
+		struct timespec pause = { .tv_nsec = EOR_PAUSE_MS * 1000000L };
+		write_all(fd, request, REQUEST_FIRST, 0);
+		write_all(fd, second, REQUEST_SECOND, MSG_EOR);
+		while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+			;
 	} else {
 		set_cork(fd, 1);
 		write_all(fd, request, REQUEST_FIRST, 0);
@@ -607,7 +617,7 @@ static int is_one_of(const char *word, const char *const *list)
 
 int main(int argc, char **argv)
 {
-	static const char *const shapes[] = { "one", "two", "more", "cork", NULL };
+	static const char *const shapes[] = { "one", "two", "more", "cork", "eor", NULL };
 	static const char *const waits[] = { "read", "write", "poll", "epoll", NULL };
 	static const char *const fills[] = { "fill-poll", "fill-select", "fill-epoll", NULL };
 

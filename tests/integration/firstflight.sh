@@ -43,6 +43,7 @@
 #     2.5 RTT in all: not one after another;
 #   - what holding a first flight must not do: delay a single write, or
 #     put data into msg1 under NOISESHIM_0RTT=off;
+#   - MSG_EOR on the last write sends the first flight at once;
 #   - the non-blocking first writes of the local part, over 50 ms.
 #
 # Prints "ok NAME" or "FAIL NAME: reason" per check, then
@@ -536,6 +537,18 @@ run_wan() {
 			fail "$what" "$no_0rtt ms, expected 2 to 3 RTT (${two_rtt[0]}..$((rtt * 4)) ms)"
 		fi
 	done
+
+	# MSG_EOR sends the gathered first flight at once, even when the
+	# program does something else for 2 RTT before it reads and the quiet
+	# time is long: the answer is then waiting for it.
+	local eor
+	if ! eor=$(shape_median noise eor "$noise_answer" NOISESHIM_FIRST_FLIGHT_US=1000000 2>"$work/err"); then
+		fail "MSG_EOR releases the first flight" "$(cat "$work/err")"
+	elif within "$eor" 100 $((100 + rtt / 2)); then
+		ok "MSG_EOR releases the first flight: answered in $eor ms, the program read at 100 ms"
+	else
+		fail "MSG_EOR releases the first flight" "answered in $eor ms, expected 100..$((100 + rtt / 2)) ms (a held flight would leave at the read: 100 ms + 1 RTT)"
+	fi
 
 	local out single total
 	out=$(as_client python3 "$ff_pyclient" async "$NETNS_SERVER_ADDR" "$noise_answer" 20 2>&1)
