@@ -175,14 +175,14 @@ ns_cipher_set_nonce(struct ns_cipher *c, uint64_t n)
 	c->nonce = n;
 }
 
-/* Set up OpenSSL's implementations of both suites now. */
+/* Set up OpenSSL's implementation of suite now. */
 void
-ns_cipher_warm(void)
+ns_cipher_warm(enum ns_suite suite)
 {
 	static const uint8_t key[NS_KEY_LEN];
 
-	ns_cipher_free(ns_cipher_new(NS_SUITE_CHACHAPOLY, key));
-	ns_cipher_free(ns_cipher_new(NS_SUITE_AESGCM, key));
+	if (ns_suite_from_proto((int)suite) != 0)
+		ns_cipher_free(ns_cipher_new(suite, key));
 }
 
 /* Free the cipher and wipe its key; NULL is a no-op. */

@@ -63,10 +63,10 @@ uint64_t ns_cipher_nonce(const struct ns_cipher *c);
 void ns_cipher_set_nonce(struct ns_cipher *c, uint64_t n);
 
 /*
- * Set up OpenSSL's implementations of both suites now: a process's first
- * cipher otherwise takes about a millisecond, in whatever call needs it.
+ * Set up OpenSSL's implementation of suite now: a process's first cipher
+ * otherwise takes about a millisecond, in whatever call needs it.
  */
-void ns_cipher_warm(void);
+void ns_cipher_warm(enum ns_suite suite);
 
 /* Free the cipher and wipe its key; NULL is a no-op. */
 void ns_cipher_free(struct ns_cipher *c);

@@ -128,6 +128,10 @@ struct ns_conn {
 	uint8_t nodelay_until_record;  /* msg2 went alone: push the first record without Nagle */
 	uint8_t read_interest;         /* in an epoll set for input only: its next wait releases msg1 */
 	uint8_t write_blocked;         /* the early buffer is full: writable only once it has room */
+	uint8_t ep_suspended;          /* EPOLLOUT taken out of the registration below (poll.c) */
+	int32_t ep_fd1;                /* the program's epoll registration of the socket: epfd + 1 (0: none), */
+	uint32_t ep_events;            /* its events and data as the program asked */
+	uint64_t ep_data;
 };
 
 _Static_assert(sizeof(struct ns_conn) <= NS_ARENA_SLOT, "a connection fits its slot");

@@ -327,8 +327,16 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 	}
 	ret = (ssize_t)copied;
 out:
-	/* All it held was read: the buffer goes back, so a connection that waits costs no buffer. */
-	ns_conn_rx_idle(c);
+	/*
+	 * All it held was read and nothing more has come: the buffer goes back,
+	 * so a connection that waits costs no buffer.  One that is still
+	 * receiving keeps it (giving it back wipes it: a copy of each record).
+	 */
+	if (c->rx_buf != 0 && c->plain_len == 0 && c->reader.header_have == 0 && !ns_sandboxed) {
+		uint8_t byte;
+		if (REAL(recv)(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+			ns_conn_rx_idle(c);
+	}
 	ns_conn_account(c, fd, flags & MSG_PEEK ? 0 : ret, 0);
 	ns_conn_unlock_rx(c);
 	return ret;

@@ -16,7 +16,6 @@
 #include "birth.h"
 #include "conn.h"
 #include "ownfd.h"
-#include "poll.h"
 #include "fdtable.h"
 #include "real.h"
 #include "service.h"
@@ -40,7 +39,6 @@ ns_fd_closing(int fd)
 {
 	struct ns_conn *c = ns_fd_take(fd);
 
-	ns_poll_forget(fd);
 	if (ns_fd_listener(fd) != NS_LISTENER_UNKNOWN)
 		ns_fd_set_listener(fd, NS_LISTENER_UNKNOWN);
 	if (c == NULL)

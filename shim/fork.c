@@ -14,7 +14,6 @@
 #include "conn.h"
 #include "fdtable.h"
 #include "log.h"
-#include "poll.h"
 #include "real.h"
 #include "service.h"
 #include "shim.h"
@@ -70,7 +69,6 @@ fork(void)
 	if (pid == 0) {
 		ns_fd_reset_lock();
 		ns_service_after_fork_child();
-		ns_poll_after_fork_child();
 		pthread_mutex_init(&ns_shim.cache_lock, NULL);
 		return 0;
 	}

@@ -17,8 +17,6 @@
 #include <sys/select.h>
 #include <time.h>
 
-#include <uthash.h>
-
 #include "conn.h"
 #include "fdtable.h"
 #include "poll.h"
@@ -31,118 +29,51 @@
 enum { BLOCKED_SLICE_MS = 10 };
 
 /*
- * The program's epoll registrations of the sockets the shim knows, by fd.
- * A registration asking for EPOLLOUT on a connection whose early buffer is
- * full is changed in the kernel to leave EPOLLOUT out ("suspended"), and
- * changed back when the buffer has room (ns_poll_resume).
+ * The program's epoll registration of a socket the shim knows is kept in
+ * its socket object (the last ADD or MOD, in one epoll set): while the
+ * connection's early buffer is full, the kernel's copy leaves EPOLLOUT out
+ * ("suspended"), and ns_poll_resume gives it back.  No memory beyond the
+ * object's slot.
  */
-struct registration {
-	int epfd;
-	int suspended;
-	struct epoll_event ev;         /* as the program asked */
-};
-
-struct watched {
-	int fd;
-	int count, cap;
-	struct registration *reg;
-	UT_hash_handle hh;
-};
-
-static struct watched *watched;   /* under watch_lock */
-static int nwatched;              /* fds in the table; read without the lock to skip work */
-static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void
-drop_watched(struct watched *w)
-{
-	HASH_DEL(watched, w);
-	free(w->reg);
-	free(w);
-	__atomic_sub_fetch(&nwatched, 1, __ATOMIC_RELEASE);
-}
 
 /* Keep what the program registered for fd in epfd (op as for epoll_ctl). */
 static void
 remember(int epfd, int op, int fd, const struct epoll_event *ev)
 {
-	struct watched *w;
-	int i;
+	struct ns_conn *c = ns_fd_get(fd);
 
-	pthread_mutex_lock(&watch_lock);
-	HASH_FIND_INT(watched, &fd, w);
-	if (w == NULL && op != EPOLL_CTL_DEL) {
-		if ((w = calloc(1, sizeof(*w))) == NULL)
-			goto out;
-		w->fd = fd;
-		HASH_ADD_INT(watched, fd, w);
-		__atomic_add_fetch(&nwatched, 1, __ATOMIC_RELEASE);
-	}
-	if (w == NULL)
-		goto out;
-	for (i = 0; i < w->count && w->reg[i].epfd != epfd; i++)
-		;
-	if (op == EPOLL_CTL_DEL) {
-		if (i < w->count)
-			w->reg[i] = w->reg[--w->count];
-		if (w->count == 0)
-			drop_watched(w);
-		goto out;
-	}
-	if (i == w->count) {
-		if (w->count == w->cap) {
-			int cap = w->cap ? 2 * w->cap : 2;
-			struct registration *grown = realloc(w->reg, (size_t)cap * sizeof(*grown));
-			if (grown == NULL)
-				goto out;
-			w->reg = grown;
-			w->cap = cap;
-		}
-		w->count++;
-	}
-	w->reg[i] = (struct registration){epfd, 0, *ev};
-out:
-	pthread_mutex_unlock(&watch_lock);
-}
-
-/* fd is closed: forget its epoll registrations. */
-void
-ns_poll_forget(int fd)
-{
-	struct watched *w;
-
-	if (__atomic_load_n(&nwatched, __ATOMIC_ACQUIRE) == 0)
+	/* A socket not connected yet becomes an object now, so that the registration has a home. */
+	if (c == NULL && op != EPOLL_CTL_DEL && ns_fd_entry(fd) == NS_FD_FRESH &&
+	    (c = ns_fd_promote(fd)) != NULL)
+		ns_conn_ref(c);
+	if (c == NULL)
 		return;
-	pthread_mutex_lock(&watch_lock);
-	HASH_FIND_INT(watched, &fd, w);
-	if (w != NULL)
-		drop_watched(w);
-	pthread_mutex_unlock(&watch_lock);
+	if (op == EPOLL_CTL_DEL) {
+		if (c->ep_fd1 == epfd + 1)
+			c->ep_fd1 = 0;
+	} else {
+		c->ep_events = ev->events;
+		c->ep_data = ev->data.u64;
+		c->ep_suspended = 0;
+		__atomic_store_n(&c->ep_fd1, epfd + 1, __ATOMIC_RELEASE);
+	}
+	ns_conn_unref(c);
 }
 
-/* fd's early buffer has room again: its epoll registrations get their writability back. */
+/* fd's early buffer has room again: its epoll registration gets its writability back. */
 void
 ns_poll_resume(int fd)
 {
-	struct watched *w;
+	struct ns_conn *c = ns_fd_get(fd);
 
-	if (__atomic_load_n(&nwatched, __ATOMIC_ACQUIRE) == 0)
+	if (c == NULL)
 		return;
-	pthread_mutex_lock(&watch_lock);
-	HASH_FIND_INT(watched, &fd, w);
-	for (int i = 0; w != NULL && i < w->count; i++)
-		if (w->reg[i].suspended) {
-			REAL(epoll_ctl)(w->reg[i].epfd, EPOLL_CTL_MOD, fd, &w->reg[i].ev);
-			w->reg[i].suspended = 0;
-		}
-	pthread_mutex_unlock(&watch_lock);
-}
-
-/* In a fork child: the registrations' lock may belong to a thread that did not come along. */
-void
-ns_poll_after_fork_child(void)
-{
-	pthread_mutex_init(&watch_lock, NULL);
+	if (c->ep_suspended && c->ep_fd1 > 0) {
+		struct epoll_event ev = {.events = c->ep_events, .data.u64 = c->ep_data};
+		c->ep_suspended = 0;
+		REAL(epoll_ctl)(c->ep_fd1 - 1, EPOLL_CTL_MOD, fd, &ev);
+	}
+	ns_conn_unref(c);
 }
 
 /* Whether fd is a connection whose early buffer is full. */
@@ -159,44 +90,37 @@ write_blocked(int fd)
 /*
  * Take EPOLLOUT out of what epoll_wait returned for connections with no
  * room, and out of their registrations until there is.  The events left.
+ * Which fd an event is for is found by its data among the connections
+ * registered in epfd: only on this path, which is rare.
  */
 static int
 leave_out_blocked(int epfd, struct epoll_event *events, int n)
 {
 	int kept = 0;
 
-	pthread_mutex_lock(&watch_lock);
 	for (int i = 0; i < n; i++) {
-		struct watched *w, *tmp;
-		int suspended = 0;
+		int blocked = 0;
 
-		if (!(events[i].events & EPOLLOUT))
-			goto keep;
-		HASH_ITER(hh, watched, w, tmp) {
-			for (int r = 0; r < w->count && !suspended; r++) {
-				struct registration *reg = &w->reg[r];
-				struct epoll_event quiet;
+		for (int fd = (events[i].events & EPOLLOUT) ? ns_fd_next_in_use(0) : -1; fd >= 0;
+		     fd = ns_fd_next_in_use(fd + 1)) {
+			struct ns_conn *c;
 
-				if (reg->epfd != epfd || reg->ev.data.u64 != events[i].data.u64 ||
-				    !write_blocked(w->fd))
-					continue;
-				quiet = reg->ev;
-				quiet.events &= ~(uint32_t)EPOLLOUT;
-				if (!reg->suspended && REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, w->fd, &quiet) == 0)
-					reg->suspended = 1;
-				suspended = 1;
+			if (!write_blocked(fd) || (c = ns_fd_get(fd)) == NULL)
+				continue;
+			if (c->ep_fd1 == epfd + 1 && c->ep_data == events[i].data.u64) {
+				struct epoll_event quiet = {.events = c->ep_events & ~(uint32_t)EPOLLOUT,
+				                            .data.u64 = c->ep_data};
+				if (c->ep_suspended || REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, fd, &quiet) == 0)
+					c->ep_suspended = 1;
+				blocked = 1;
 			}
-			if (suspended)
-				break;
+			ns_conn_unref(c);
 		}
-		if (suspended)
+		if (blocked)
 			events[i].events &= ~(uint32_t)EPOLLOUT;
-		if (events[i].events == 0)
-			continue;
-keep:
-		events[kept++] = events[i];
+		if (events[i].events != 0)
+			events[kept++] = events[i];
 	}
-	pthread_mutex_unlock(&watch_lock);
 	return kept;
 }
 

@@ -50,6 +50,9 @@ static struct {
 
 static int epfd = -1, wakefd = -1;
 
+/* The suite of the connection that started the thread, whose OpenSSL set-up it does first. */
+static uint32_t warm_suite;
+
 /* Milliseconds on the monotonic clock, and microseconds. */
 uint64_t
 ns_now_us(void)
@@ -266,10 +269,11 @@ service_main(void *arg)
 
 	/*
 	 * The thread starts with a process's first wrapped connection: its
-	 * records will need OpenSSL, whose set-up is done here meanwhile (during
-	 * the handshake's round trip), before a fork may copy this thread's state.
+	 * records will need OpenSSL for their suite, whose set-up is done here
+	 * meanwhile (during the handshake's round trip), before a fork may copy
+	 * this thread's state.  Only that suite: the other one's costs memory.
 	 */
-	ns_cipher_warm();
+	ns_cipher_warm((enum ns_suite)warm_suite);
 	__atomic_store_n(&svc.running, 1, __ATOMIC_RELEASE);
 	ns_shared_wake(&svc.running);
 	for (;;) {
@@ -333,9 +337,9 @@ flush_at_exit(void)
 	}
 }
 
-/* Start the thread in this process if it is not running.  0, or -1. */
+/* Start the thread in this process if it is not running (for a connection of suite).  0, or -1. */
 static int
-ensure_running(void)
+ensure_running(uint32_t suite)
 {
 	pid_t me = getpid();
 	sigset_t all, old;
@@ -369,6 +373,7 @@ ensure_running(void)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	__atomic_store_n(&svc.running, 0, __ATOMIC_RELEASE);
+	warm_suite = suite;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	ret = pthread_create(&thread, &attr, service_main, NULL) == 0 ? 0 : -1;
@@ -396,7 +401,7 @@ schedule(int fd, struct ns_conn *c, enum ns_job job, uint64_t due_ms, uint64_t u
 {
 	uint64_t entry = ns_fd_entry(fd);
 
-	if (entry <= NS_FD_FRESH || ns_fd_entry_conn(entry) != c || ensure_running() != 0)
+	if (entry <= NS_FD_FRESH || ns_fd_entry_conn(entry) != c || ensure_running(c->suite) != 0)
 		return -1;
 	pthread_mutex_lock(&svc.lock);
 	if (svc.count == svc.cap) {
@@ -439,7 +444,7 @@ ns_service_linger(int fd, struct ns_conn *c, int timeout_ms)
 	uint64_t now = ns_now_ms();
 	int copy;
 
-	if (ensure_running() != 0 || (copy = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+	if (ensure_running(c->suite) != 0 || (copy = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return -1;
 	copy = ns_own_fd_high(copy);
 	if (ns_own_fd_linger(copy) != 0) {
@@ -465,7 +470,7 @@ ns_service_watch(int fd, struct ns_conn *c)
 {
 	struct epoll_event ev = {.events = ns_conn_service_wants(c), .data.fd = fd};
 
-	if (ensure_running() != 0)
+	if (ensure_running(c->suite) != 0)
 		return -1;
 	if (ev.events == 0)
 		return 0;
