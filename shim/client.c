@@ -118,6 +118,65 @@ describe(const struct sockaddr *addr, char *out, size_t cap)
 	}
 }
 
+/* The address describe() wrote, back as a sockaddr.  0, or -1. */
+static int
+undescribe(const char *peer, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon = strrchr(peer, ':');
+	unsigned long port;
+	char *end;
+
+	if (colon == NULL || (size_t)(colon - peer) >= sizeof(host))
+		return -1;
+	port = strtoul(colon + 1, &end, 10);
+	if (*end != '\0' || port > 65535)
+		return -1;
+	memset(ss, 0, sizeof(*ss));
+	if (peer[0] == '[' && colon[-1] == ']') {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - peer - 2), peer + 1);
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		return inet_pton(AF_INET6, host, &in6->sin6_addr) == 1 ? 0 : -1;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - peer), peer);
+	in->sin_family = AF_INET;
+	in->sin_port = htons((uint16_t)port);
+	*len = sizeof(*in);
+	return inet_pton(AF_INET, host, &in->sin_addr) == 1 ? 0 : -1;
+}
+
+/*
+ * TCP Fast Open holds the SYN back until the first write, and until then
+ * the kernel calls the socket not connected, though the program's connect
+ * succeeded (and, without the shim, it may never have asked for TFO): the
+ * peer is the one it connected to.
+ */
+NS_EXPORT int
+getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	struct sockaddr_storage ss;
+	socklen_t have;
+	struct ns_conn *c;
+	int ret = REAL(getpeername)(fd, addr, len);
+
+	if (ret == 0 || errno != ENOTCONN || (c = ns_fd_wrapped(fd)) == NULL)
+		return ret;
+	if (c->role == NS_ROLE_INITIATOR && c->tfo && ns_conn_phase(c) != NS_PHASE_FAILED &&
+	    undescribe(c->peer, &ss, &have) == 0) {
+		memcpy(addr, &ss, *len < have ? *len : have);
+		*len = have;
+		ret = 0;
+	} else {
+		errno = ENOTCONN;
+	}
+	ns_conn_unref(c);
+	return ret;
+}
+
 static int
 is_stream_socket(int fd)
 {

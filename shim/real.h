@@ -19,6 +19,7 @@
 /* X(name, return type, parameter list) for every wrapped function. */
 #define NS_REAL_FUNCTIONS(X)                                                                  \
 	X(connect, int, (int, const struct sockaddr *, socklen_t))                            \
+	X(getpeername, int, (int, struct sockaddr *, socklen_t *))                            \
 	X(listen, int, (int, int))                                                            \
 	X(accept, int, (int, struct sockaddr *, socklen_t *))                                 \
 	X(accept4, int, (int, struct sockaddr *, socklen_t *, int))                           \

@@ -91,6 +91,16 @@ passive=$(( $(counter "$NETNS_SERVER" TcpExtTCPFastOpenPassive) - passive_before
 	|| fail "TcpExtTCPFastOpenActive moved by $active, expected 2"
 [ "$passive" -ge 2 ] && ok "server kernel took data from 2 SYNs (TcpExtTCPFastOpenPassive +$passive)" \
 	|| fail "TcpExtTCPFastOpenPassive moved by $passive, expected 2"
+# TFO holds the SYN back until the first write, and the kernel then calls the
+# socket unconnected; a program that asks for its peer right after connect
+# (iperf3 does) must still get it.
+peer=$(in_client env NOISESHIM_CACHE="$work/cache" ASAN_OPTIONS=detect_leaks=0 \
+	LD_PRELOAD="$(preload "$build/libnoiseshim.so")" timeout 20 python3 -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+print("%s:%d" % s.getpeername())' "$NETNS_SERVER_ADDR" "$port" 2>&1)
+[ "$peer" = "$NETNS_SERVER_ADDR:$port" ] && ok "getpeername() before the first write gives the server: $peer" \
+	|| fail "getpeername() before the first write: '$peer', expected $NETNS_SERVER_ADDR:$port"
 grep -q "Noise_IK_25519_ChaChaPoly_BLAKE2b, TCP Fast Open on" "$work/client-shim.log" 2>/dev/null &&
 	ok "client shim wrapped the connections with TFO" ||
 	fail "client shim log lacks the wrapped connection: $(cat "$work/client-shim.log" 2>/dev/null)"
