@@ -47,25 +47,29 @@ static const char *const error_text[] = {
 	[ERR_MSG2_PAYLOAD] = "msg2 does not decrypt: the peer does not hold the expected key",
 };
 
-/* ikm = DH(priv, pub), mixed into the chaining key; an all-zero result (low-order point) fails. */
+/* ikm = a DH result (dh_failed: it was all zeros, a low-order point), mixed into the chaining key, then wiped. */
+static int
+mix_shared(struct ns_handshake *hs, int dh_failed, uint8_t shared[NS_KEY_LEN])
+{
+	int ret = -1;
+
+	if (dh_failed)
+		hs->error = ERR_LOW_ORDER;
+	else if (ns_symmetric_mix_key(&hs->ss, shared))
+		hs->error = ERR_CIPHER;
+	else
+		ret = 0;
+	sodium_memzero(shared, NS_KEY_LEN);
+	return ret;
+}
+
+/* ikm = DH(priv, pub). */
 static int
 mix_dh(struct ns_handshake *hs, const uint8_t priv[NS_KEY_LEN], const uint8_t pub[NS_KEY_LEN])
 {
 	uint8_t shared[NS_KEY_LEN];
-	int ret = -1;
 
-	if (crypto_scalarmult(shared, priv, pub) != 0) {
-		hs->error = ERR_LOW_ORDER;
-		goto out;
-	}
-	if (ns_symmetric_mix_key(&hs->ss, shared)) {
-		hs->error = ERR_CIPHER;
-		goto out;
-	}
-	ret = 0;
-out:
-	sodium_memzero(shared, sizeof(shared));
-	return ret;
+	return mix_shared(hs, crypto_scalarmult(shared, priv, pub) != 0, shared);
 }
 
 /* The ss token: DH(s, rs), which two static keys seen together before need not compute again. */
@@ -73,20 +77,8 @@ static int
 mix_static_dh(struct ns_handshake *hs)
 {
 	uint8_t shared[NS_KEY_LEN];
-	int ret = -1;
 
-	if (ns_dh_static(shared, hs->s_priv, hs->s_pub, hs->rs) != 0) {
-		hs->error = ERR_LOW_ORDER;
-		goto out;
-	}
-	if (ns_symmetric_mix_key(&hs->ss, shared)) {
-		hs->error = ERR_CIPHER;
-		goto out;
-	}
-	ret = 0;
-out:
-	sodium_memzero(shared, sizeof(shared));
-	return ret;
+	return mix_shared(hs, ns_dh_static(shared, hs->s_priv, hs->s_pub, hs->rs) != 0, shared);
 }
 
 static int
