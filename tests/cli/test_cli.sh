@@ -568,15 +568,20 @@ expect_err "--addr 'no-such-host.invalid' does not resolve" "serve says the name
 stats_dir=$dir/stats
 mkdir "$stats_dir"
 mkfifo "$dir/hold" "$dir/hold-listen"
-NOISESHIM_STATS_DIR=$stats_dir "$stats_writer" <"$dir/hold" >"$dir/writer.out" 2>"$dir/writer.err" &
-writer=$!
-exec 3>"$dir/hold"
-tries=100
-until [ -s "$dir/writer.out" ] || [ "$tries" -eq 0 ]; do
-	sleep 0.05
-	tries=$((tries - 1))
-done
-read -r parent_pid worker_pid <"$dir/writer.out"
+# start_writer: a stats_writer holding its counters until fd 3 closes; sets writer, parent_pid, worker_pid.
+start_writer() {
+	: >"$dir/writer.out"
+	NOISESHIM_STATS_DIR=$stats_dir "$stats_writer" <"$dir/hold" >"$dir/writer.out" 2>"$dir/writer.err" &
+	writer=$!
+	exec 3>"$dir/hold"
+	tries=100
+	until [ -s "$dir/writer.out" ] || [ "$tries" -eq 0 ]; do
+		sleep 0.05
+		tries=$((tries - 1))
+	done
+	read -r parent_pid worker_pid <"$dir/writer.out"
+}
+start_writer
 NOISESHIM_STATS_DIR=$stats_dir run stats "$parent_pid"
 expect_rc 0 "stats PID"
 cat >"$dir/want.txt" <<-EOF_TEXT
@@ -654,19 +659,6 @@ expect_rc 1 "stats of a process without counters"
 expect_err "no counters for pid $$" "stats says a pid has no counters"
 
 # Processes killed before their exit handlers ran leave their files until the next one attaches.
-# start_writer: a stats_writer holding its counters until fd 3 closes; sets writer, parent_pid, worker_pid.
-start_writer() {
-	: >"$dir/writer.out"
-	NOISESHIM_STATS_DIR=$stats_dir "$stats_writer" <"$dir/hold" >"$dir/writer.out" 2>"$dir/writer.err" &
-	writer=$!
-	exec 3>"$dir/hold"
-	tries=100
-	until [ -s "$dir/writer.out" ] || [ "$tries" -eq 0 ]; do
-		sleep 0.05
-		tries=$((tries - 1))
-	done
-	read -r parent_pid worker_pid <"$dir/writer.out"
-}
 start_writer
 kill -KILL "$worker_pid" "$parent_pid"
 wait "$writer" 2>/dev/null
