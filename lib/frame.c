@@ -55,6 +55,17 @@ check_header(struct ns_frame_reader *r)
 	return r->error == NS_FRAME_OK ? 0 : -1;
 }
 
+/* The rest of the frame and the next header: one read can finish a frame and learn the next. */
+uint8_t *
+ns_frame_reader_space_ahead(struct ns_frame_reader *r, size_t *want)
+{
+	uint8_t *space = ns_frame_reader_space(r, want);
+
+	if (r->header_have == NS_FRAME_HEADER_LEN)
+		*want += NS_FRAME_HEADER_LEN;
+	return space;
+}
+
 /* Account for n bytes written at the space; checks the header once it is whole.  0 or -1. */
 int
 ns_frame_reader_commit(struct ns_frame_reader *r, size_t n)
@@ -66,6 +77,10 @@ ns_frame_reader_commit(struct ns_frame_reader *r, size_t n)
 		return r->header_have == NS_FRAME_HEADER_LEN ? check_header(r) : 0;
 	}
 	r->body_have += n;
+	if (r->body_have > r->body_len) {
+		r->ahead = r->body_have - r->body_len;
+		r->body_have = r->body_len;
+	}
 	return 0;
 }
 
@@ -109,13 +124,20 @@ ns_frame_reader_ready(const struct ns_frame_reader *r, size_t *len)
 	return 1;
 }
 
-/* Drop the ready frame and start on the next. */
+/* Drop the ready frame and start on the next, with any of its header read ahead (checked). */
 void
 ns_frame_reader_next(struct ns_frame_reader *r)
 {
-	r->header_have = 0;
+	size_t ahead = r->ahead;
+
+	if (ahead > 0)
+		memmove(r->header, r->body + r->body_len, ahead);
+	r->header_have = ahead;
 	r->body_have = 0;
 	r->body_len = 0;
+	r->ahead = 0;
+	if (ahead == NS_FRAME_HEADER_LEN)
+		check_header(r);
 }
 
 /* At end of stream: -1 with NS_FRAME_TRUNCATED if a frame was begun, else 0. */

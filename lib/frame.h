@@ -24,6 +24,7 @@ struct ns_frame_reader {
 	size_t header_have;
 	size_t body_len;
 	size_t body_have;
+	size_t ahead;            /* bytes of the next frame's header read behind this body */
 	size_t min_body, max_body;
 	uint8_t *body;           /* caller's buffer, at least max_body bytes */
 	enum ns_frame_error error;
@@ -42,7 +43,19 @@ void ns_frame_reader_limits(struct ns_frame_reader *r, size_t min_body, size_t m
 /* Where the next bytes of the stream go, and how many the current frame still lacks. */
 uint8_t *ns_frame_reader_space(struct ns_frame_reader *r, size_t *want);
 
-/* Account for n bytes written at the space; checks the header once it is whole.  0 or -1. */
+/*
+ * Once the header is whole: the space for the rest of the frame, which may
+ * take the next frame's header too (*want counts it), so that one read can
+ * finish a frame and learn the next one's length.  The body buffer needs
+ * NS_FRAME_HEADER_LEN bytes beyond max_body.
+ */
+uint8_t *ns_frame_reader_space_ahead(struct ns_frame_reader *r, size_t *want);
+
+/*
+ * Account for n bytes written at the space; checks the header once it is
+ * whole.  Bytes beyond the frame (after ns_frame_reader_space_ahead) are
+ * the next header's.  0 or -1.
+ */
 int ns_frame_reader_commit(struct ns_frame_reader *r, size_t n);
 
 /* Copy up to len bytes of the stream in, stopping at the end of a frame.  Bytes taken, or -1. */
@@ -54,7 +67,7 @@ size_t ns_frame_reader_missing(const struct ns_frame_reader *r);
 /* Whether a whole frame is in the body buffer; *len gets its length. */
 int ns_frame_reader_ready(const struct ns_frame_reader *r, size_t *len);
 
-/* Drop the ready frame and start on the next. */
+/* Drop the ready frame and start on the next, with any of its header read ahead (checked). */
 void ns_frame_reader_next(struct ns_frame_reader *r);
 
 /* At end of stream: -1 with NS_FRAME_TRUNCATED if a frame was begun, else 0. */

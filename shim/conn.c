@@ -232,6 +232,16 @@ ns_conn_ref(struct ns_conn *c)
 	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
 }
 
+
+/* Bytes of the receive buffer that held anything: a record's body, or plaintext held from earlier ones. */
+static size_t
+rx_written(const struct ns_conn *c)
+{
+	size_t record = c->reader.body_have + c->reader.ahead;
+
+	return record > c->plain_end ? record : c->plain_end;
+}
+
 /* The last fd of a wrapped connection is gone: its byte counts, and why it ended. */
 static void
 report_end(const struct ns_conn *c)
@@ -265,7 +275,7 @@ ns_conn_unref(struct ns_conn *c)
 	if (c->kind == NS_SOCK_WRAPPED)
 		report_end(c);
 	/* Wipe only what was written: touching a whole buffer would make its pages resident. */
-	ns_arena_buf_free(c->rx_buf, c->reader.header_have + c->reader.body_len);
+	ns_arena_buf_free(c->rx_buf, rx_written(c));
 	if (c->tx_buf != 0)
 		sodium_memzero((uint8_t *)ns_arena_ptr(c->tx_buf) + NS_ARENA_BUF_PLAIN,
 		               c->tail_plain_len);
@@ -476,9 +486,10 @@ ns_conn_rx_idle(struct ns_conn *c)
 {
 	if (c->rx_buf == 0 || c->plain_len > 0 || c->reader.header_have > 0)
 		return;
-	ns_arena_buf_free(c->rx_buf, c->reader.body_len + NS_FRAME_HEADER_LEN);
+	ns_arena_buf_free(c->rx_buf, rx_written(c));
 	c->rx_buf = 0;
 	c->reader.body = NULL;
+	c->plain_end = 0;
 }
 
 /* Milliseconds left before the handshake deadline (0 when it has passed). */

@@ -110,6 +110,7 @@ struct ns_conn {
 	struct ns_frame_reader reader; /* its body pointer is set again before each use */
 	ns_off rx_buf;                 /* lent while a record is partial or plaintext held */
 	uint32_t plain_off, plain_len; /* held plaintext, inside rx_buf */
+	uint32_t plain_end;            /* rx_buf bytes plaintext was ever held in: wiped on return */
 	uint32_t prefix_have;          /* responder: route prefix bytes consumed */
 	int32_t kernel_lowat;          /* SO_RCVLOWAT as set in the kernel */
 	int32_t user_lowat;            /* SO_RCVLOWAT as the program set it */
@@ -150,6 +151,7 @@ struct ns_record_kind {
 	size_t min_body, max_body;
 	size_t overhead;               /* body bytes that are not plaintext */
 	size_t wake;                   /* bytes of the smallest frame worth waking the program for */
+	int read_ahead;                /* the next frame's header may come in with this one's end */
 };
 
 /*

@@ -2,7 +2,9 @@
  * Receive path.  Records are pulled from the kernel one at a time and at
  * most one record's plaintext is held, so readiness stays in the kernel:
  * SO_RCVLOWAT covers a partial record, and a kept-back last byte covers
- * held plaintext.
+ * held plaintext.  A record whose plaintext fits the program's buffer is
+ * decrypted straight into it, and the read that ends a record also takes
+ * the next record's header, so a stream of records costs one call each.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -11,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include <sodium.h>
 
 #include "conn.h"
 #include "iov.h"
@@ -21,9 +25,19 @@
 #include "shim.h"
 
 static const struct ns_record_kind msg2_kind = {NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY,
-                                                NS_MSG2_OVERHEAD, NS_MSG2_LOWAT};
+                                                NS_MSG2_OVERHEAD, NS_MSG2_LOWAT, 0};
+/* Records follow records: a header read ahead is checked with the same limits. */
 static const struct ns_record_kind transport_kind = {NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY,
-                                                     NS_TAG_LEN, NS_RECORD_LOWAT};
+                                                     NS_TAG_LEN, NS_RECORD_LOWAT, 1};
+
+/* The part of the program's buffer a read has not filled yet. */
+struct ns_dest {
+	const struct iovec *iov;
+	int iovcnt;
+	size_t offset;     /* bytes of iov already filled */
+	size_t room;       /* bytes after offset that may be filled (0: hold all plaintext) */
+	size_t delivered;  /* plaintext decrypted straight into iov at offset */
+};
 
 /*
  * The highest mark the shim sets.  Linux clamps the receive window to a
@@ -60,12 +74,22 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 	if (ns_conn_rx_body(c) == NULL)
 		return NS_PULL_ERROR;
 	ns_frame_reader_limits(&c->reader, kind->min_body, kind->max_body);
+	if (c->reader.error != NS_FRAME_OK) {
+		/* A header read ahead with the last record was bad. */
+		ns_conn_fail(c, fd, EPROTO, ns_frame_strerror(c->reader.error));
+		errno = c->error;
+		return NS_PULL_ERROR;
+	}
 	while (!ns_frame_reader_ready(&c->reader, &len)) {
 		int header_done = c->reader.header_have == NS_FRAME_HEADER_LEN;
 		/* In a sandbox no byte can be peeked: poll reports held plaintext instead. */
 		int keep_last = header_done && c->reader.body_len - kind->overhead > room && !ns_sandboxed;
 
-		space = ns_frame_reader_space(&c->reader, &want);
+		/* A record that will be used up at once may bring the next one's header with it. */
+		if (header_done && kind->read_ahead && !keep_last)
+			space = ns_frame_reader_space_ahead(&c->reader, &want);
+		else
+			space = ns_frame_reader_space(&c->reader, &want);
 		/*
 		 * A mark an earlier look left (the rest of this record, say) must
 		 * not exceed what a blocking read waits for: the kernel wakes a
@@ -116,14 +140,27 @@ ns_conn_pull(struct ns_conn *c, int fd, const struct ns_record_kind *kind, size_
 	return NS_PULL_READY;
 }
 
-/* The held plaintext is used up: take the kept-back byte out of the kernel. */
+/*
+ * The held plaintext is used up: take the kept-back byte out of the
+ * kernel, and as much of the next record's header as is there with it.
+ */
 static void
 release_kernel_byte(struct ns_conn *c, int fd)
 {
-	uint8_t byte;
+	uint8_t in[1 + NS_FRAME_HEADER_LEN];
+	size_t ask = c->reader.header_have == 0 ? sizeof(in) : 1;
+	ssize_t n;
 
-	if (c->kernel_byte_held && REAL(recv)(fd, &byte, 1, MSG_DONTWAIT) == 1)
-		c->kernel_byte_held = 0;
+	if (!c->kernel_byte_held || (n = REAL(recv)(fd, in, ask, MSG_DONTWAIT)) < 1)
+		return;
+	c->kernel_byte_held = 0;
+	if (n == 1)
+		return;
+	/* Whatever record was held, only transport records follow it. */
+	ns_frame_reader_limits(&c->reader, NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY);
+	memcpy(c->reader.header, in + 1, (size_t)n - 1);
+	if (ns_frame_reader_commit(&c->reader, (size_t)n - 1))
+		ns_conn_fail(c, fd, EPROTO, ns_frame_strerror(c->reader.error));
 }
 
 /* Make len bytes at offset in the receive buffer the held plaintext, and start on the next record. */
@@ -132,29 +169,49 @@ ns_conn_hold(struct ns_conn *c, size_t offset, size_t len)
 {
 	c->plain_off = (uint32_t)offset;
 	c->plain_len = (uint32_t)len;
+	if (c->plain_end < offset + len)
+		c->plain_end = (uint32_t)(offset + len);
 	ns_frame_reader_next(&c->reader);
 }
 
-/* A transport record is whole in the receive buffer: decrypt it into held plaintext. */
+/*
+ * A transport record is whole in the receive buffer: decrypt it straight
+ * into the program's buffer when its plaintext fits in one piece there
+ * (dest->delivered says how much), else into held plaintext.
+ */
 static int
-open_record(struct ns_conn *c, int fd, size_t len)
+open_record(struct ns_conn *c, int fd, size_t len, struct ns_dest *dest)
 {
 	struct ns_cipher *rx = ns_conn_cipher(c, 0);
-	uint8_t *body = c->reader.body;
+	size_t plain_len = len - NS_TAG_LEN;
+	uint8_t *body = c->reader.body, *out = NULL;
 
 	if (rx == NULL) {
 		ns_conn_fail(c, fd, ENOMEM, "no memory for a cipher context");
 		errno = ENOMEM;
 		return -1;
 	}
+	if (plain_len > 0 && plain_len <= dest->room)
+		out = (uint8_t *)ns_iov_contiguous(dest->iov, dest->iovcnt, dest->offset, plain_len);
 	ns_cipher_set_nonce(rx, c->rx_nonce);
-	if (ns_cipher_open(rx, NULL, 0, body, len, body)) {
+	if (ns_cipher_open(rx, NULL, 0, body, len, out != NULL ? out : body)) {
+		/* The program must not find unauthenticated bytes past what it is told it got. */
+		if (out != NULL)
+			sodium_memzero(out, plain_len);
 		ns_conn_fail(c, fd, EPROTO, "a record fails authentication");
 		errno = EPROTO;
 		return -1;
 	}
 	c->rx_nonce = ns_cipher_nonce(rx);
-	ns_conn_hold(c, 0, len - NS_TAG_LEN);
+	if (out == NULL) {
+		ns_conn_hold(c, 0, plain_len);
+	} else {
+		dest->delivered = plain_len;
+		ns_frame_reader_next(&c->reader);
+	}
+	/* A bad header that came in with this record fails the connection now, not at a later wait. */
+	if (c->reader.error != NS_FRAME_OK)
+		ns_conn_fail(c, fd, EPROTO, ns_frame_strerror(c->reader.error));
 	return 0;
 }
 
@@ -232,8 +289,9 @@ await_msg2_sent(struct ns_conn *c, int fd, int block)
  * Returns NS_PULL_READY when that happened.
  */
 static enum ns_pull
-next_record(struct ns_conn *c, int fd, size_t room, int block)
+next_record(struct ns_conn *c, int fd, struct ns_dest *dest, int block)
 {
+	size_t room = dest->room;
 	enum ns_pull r;
 	size_t len;
 
@@ -253,7 +311,7 @@ next_record(struct ns_conn *c, int fd, size_t room, int block)
 		/* The client cannot send records before it has msg2. */
 		if ((r = await_msg2_sent(c, fd, block)) != NS_PULL_READY)
 			return r;
-		return next_record(c, fd, room, block);
+		return next_record(c, fd, dest, block);
 	case NS_PHASE_AWAIT_MSG2:
 		while ((r = ns_conn_pull(c, fd, &msg2_kind, room, 0)) == NS_PULL_AGAIN && block)
 			if (await_handshake_bytes(c, fd) != 0)
@@ -266,7 +324,7 @@ next_record(struct ns_conn *c, int fd, size_t room, int block)
 		if ((r = ns_conn_pull(c, fd, &transport_kind, room, block)) != NS_PULL_READY)
 			return r;
 		ns_frame_reader_ready(&c->reader, &len);
-		return open_record(c, fd, len) ? NS_PULL_ERROR : NS_PULL_READY;
+		return open_record(c, fd, len, dest) ? NS_PULL_ERROR : NS_PULL_READY;
 	}
 	return NS_PULL_ERROR;
 }
@@ -308,11 +366,15 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 				break;
 		}
 		int wait = block && (copied == 0 || ((flags & MSG_WAITALL) && copied < len));
-		size_t room = flags & MSG_PEEK ? 0 : len - copied;
-		enum ns_pull r = next_record(c, fd, room, wait);
+		struct ns_dest dest = {iov, iovcnt, copied, flags & MSG_PEEK ? 0 : len - copied, 0};
+		enum ns_pull r = next_record(c, fd, &dest, wait);
 
-		if (r == NS_PULL_READY)
+		if (r == NS_PULL_READY) {
+			copied += dest.delivered;
+			if (copied == len)
+				break;
 			continue;
+		}
 		if (r == NS_PULL_PLAINTEXT) {
 			/* Mixed mode, plaintext client: from now on the program has the bare socket. */
 			struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
@@ -372,7 +434,7 @@ ns_conn_await_peer(struct ns_conn *c, int fd)
 			return;
 		}
 		if (locked == 0) {
-			enum ns_pull r = next_record(c, fd, 0, 0);
+			enum ns_pull r = next_record(c, fd, &(struct ns_dest){0}, 0);
 			/* The poll below must see msg2 even when it is empty. */
 			if (r == NS_PULL_AGAIN)
 				ns_conn_set_lowat(c, fd, 1);
@@ -403,7 +465,7 @@ ns_conn_read_handshake(struct ns_conn *c, int fd)
 
 	if (ns_conn_phase(c) != NS_PHASE_AWAIT_MSG2)
 		return NS_PULL_READY;
-	r = next_record(c, fd, 0, 0);
+	r = next_record(c, fd, &(struct ns_dest){0}, 0);
 	if (r == NS_PULL_AGAIN && c->early_len > 0)
 		ns_conn_set_lowat(c, fd, (int)ns_frame_reader_missing(&c->reader));
 	return r;
@@ -420,7 +482,7 @@ ns_conn_readable(struct ns_conn *c, int fd)
 	total = c->plain_len;
 	/* Decrypt the next whole record, if any, so its plaintext counts too. */
 	while (total == 0 && ns_conn_phase(c) != NS_PHASE_START &&
-	       next_record(c, fd, 0, 0) == NS_PULL_READY)
+	       next_record(c, fd, &(struct ns_dest){0}, 0) == NS_PULL_READY)
 		total = c->plain_len;
 	ns_conn_unlock_rx(c);
 	return total > INT32_MAX ? INT32_MAX : (int)total;

@@ -33,7 +33,7 @@
 /* Even an empty msg1 must wake the server: msg2 has to go out at once. */
 static const struct ns_record_kind msg1_kind = {NS_MSG1_OVERHEAD, NS_MAX_MSG1_BODY,
                                                 NS_MSG1_OVERHEAD,
-                                                NS_FRAME_HEADER_LEN + NS_MSG1_OVERHEAD};
+                                                NS_FRAME_HEADER_LEN + NS_MSG1_OVERHEAD, 0};
 
 /* Hostile or broken input from the network: close this connection, tell the log. */
 static enum ns_pull

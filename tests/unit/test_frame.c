@@ -1,7 +1,8 @@
 /*
  * Frame reader: the same stream fed at every split point gives the same
- * frames; bad marker, oversize, undersize and truncated input are rejected
- * with the right reason.
+ * frames, also when reads take the next header with a frame's end; bad
+ * marker, oversize, undersize and truncated input are rejected with the
+ * right reason.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -120,6 +121,76 @@ test_space_commit(void **state)
 	assert_int_equal(seen, NFRAMES);
 }
 
+/*
+ * Reads that ask for the rest of a frame and the next header, of every
+ * size up to that: each frame comes out whole, and each header that came
+ * early is the next frame's.
+ */
+static void
+test_read_ahead(void **state)
+{
+	uint8_t stream[STREAM_MAX], body[NS_MAX_TRANSPORT_BODY + NS_FRAME_HEADER_LEN];
+	size_t len = make_stream(stream), want, blen;
+
+	for (size_t step = 1; step <= 300 + NS_FRAME_HEADER_LEN; step++) {
+		struct ns_frame_reader r;
+		size_t off = 0;
+		int seen = 0;
+
+		ns_frame_reader_init(&r, body, NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY);
+		while (off < len) {
+			uint8_t *space = r.header_have == NS_FRAME_HEADER_LEN
+			                         ? ns_frame_reader_space_ahead(&r, &want)
+			                         : ns_frame_reader_space(&r, &want);
+			size_t n = want < step ? want : step;
+
+			if (n > len - off)
+				n = len - off;
+			memcpy(space, stream + off, n);
+			off += n;
+			assert_int_equal(ns_frame_reader_commit(&r, n), 0);
+			assert_true(r.ahead <= NS_FRAME_HEADER_LEN);
+			if (ns_frame_reader_ready(&r, &blen)) {
+				assert_int_equal(blen, body_lens[seen]);
+				for (size_t i = 0; i < blen; i++)
+					assert_int_equal(body[i], 'a' + seen);
+				seen++;
+				ns_frame_reader_next(&r);
+			}
+		}
+		assert_int_equal(seen, NFRAMES);
+		assert_int_equal(r.header_have, 0);
+	}
+}
+
+/* A bad header that came in with the frame before it is found when that frame is done. */
+static void
+test_read_ahead_bad_header(void **state)
+{
+	uint8_t stream[NS_FRAME_HEADER_LEN + 16 + NS_FRAME_HEADER_LEN];
+	uint8_t body[64];
+	struct ns_frame_reader r;
+	size_t want, blen;
+	uint8_t *space;
+
+	ns_frame_header_put(stream, 16);
+	memset(stream + NS_FRAME_HEADER_LEN, 'x', 16);
+	memcpy(stream + NS_FRAME_HEADER_LEN + 16, (const uint8_t[]){0x80, 0x00, 0x00, 0x05}, 4);
+	ns_frame_reader_init(&r, body, 16, 48);
+	space = ns_frame_reader_space(&r, &want);
+	memcpy(space, stream, want);
+	assert_int_equal(ns_frame_reader_commit(&r, want), 0);
+	space = ns_frame_reader_space_ahead(&r, &want);
+	assert_int_equal(want, 16 + NS_FRAME_HEADER_LEN);
+	memcpy(space, stream + NS_FRAME_HEADER_LEN, want);
+	assert_int_equal(ns_frame_reader_commit(&r, want), 0);
+	assert_true(ns_frame_reader_ready(&r, &blen));
+	assert_int_equal(blen, 16);
+	ns_frame_reader_next(&r);
+	assert_int_equal(r.error, NS_FRAME_TOO_SMALL);
+	assert_int_equal(ns_frame_reader_commit(&r, 1), -1);
+}
+
 static enum ns_frame_error
 error_for(const uint8_t *in, size_t len, size_t min_body, size_t max_body, int at_eof)
 {
@@ -199,6 +270,8 @@ main(void)
 		cmocka_unit_test(test_every_split_point),
 		cmocka_unit_test(test_byte_at_a_time_reports_missing),
 		cmocka_unit_test(test_space_commit),
+		cmocka_unit_test(test_read_ahead),
+		cmocka_unit_test(test_read_ahead_bad_header),
 		cmocka_unit_test(test_rejections),
 		cmocka_unit_test(test_error_is_sticky),
 		cmocka_unit_test(test_prefix),
