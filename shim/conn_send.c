@@ -1,9 +1,11 @@
 /*
- * Send path.  Each record is sealed and handed to the kernel whole; the
- * program is told about a record's plaintext only once all of it has left.
- * A record the kernel took part of stays as the tail (in an arena buffer,
- * so that any process holding the socket can finish it), and the
- * program's retry (which starts with the same plaintext) pushes it out.
+ * Send path.  A write is cut into records of even size, sealed in batches
+ * that go to the kernel in one call each; the program is told about a
+ * record's plaintext only once all of it has left.  A record the kernel
+ * took part of stays as the tail (in an arena buffer, so that any process
+ * holding the socket can finish it), and the program's retry (which starts
+ * with the same plaintext) pushes it out.  Records of a batch the kernel
+ * took nothing of are dropped, and their nonces used again.
  */
 #include <errno.h>
 #include <poll.h>
@@ -12,7 +14,9 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 
 #include <sodium.h>
 
@@ -32,7 +36,8 @@ static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
 static void
 free_buffer(void *buf)
 {
-	sodium_memzero(buf, sizeof(struct ns_record_buffer));
+	/* Only the plaintext is secret; wiping the rest would make all its pages resident. */
+	sodium_memzero(((struct ns_record_buffer *)buf)->plain, NS_MAX_PLAINTEXT);
 	free(buf);
 }
 
@@ -271,11 +276,15 @@ seal(struct ns_conn *c, const uint8_t *plain, size_t len, uint8_t *out)
 {
 	struct ns_cipher *tx = ns_conn_cipher(c, 1);
 
-	if (tx == NULL)
+	if (tx == NULL) {
+		errno = ENOMEM;
 		return -1;
+	}
 	ns_cipher_set_nonce(tx, c->tx_nonce);
-	if (ns_cipher_seal(tx, NULL, 0, plain, len, out))
+	if (ns_cipher_seal(tx, NULL, 0, plain, len, out)) {
+		errno = EPROTO;
 		return -1;
+	}
 	c->tx_nonce = ns_cipher_nonce(tx);
 	return 0;
 }
@@ -304,44 +313,151 @@ nagle_again(struct ns_conn *c, int fd)
 	}
 }
 
-/* Seal and send records of the len bytes in iov.  Bytes reported as sent, or -1. */
+/*
+ * How many records a non-blocking write seals at once: as many as the
+ * send buffer has room for, and one more for the kernel to take part of.
+ * Records it takes nothing of were sealed for nothing.
+ */
+static size_t
+batch_for_room(int fd)
+{
+	int queued, sndbuf;
+	socklen_t len = sizeof(sndbuf);
+	size_t records;
+
+	if (ns_sandboxed || ioctl(fd, SIOCOUTQ, &queued) != 0 ||
+	    REAL(getsockopt)(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0)
+		return 1;
+	records = sndbuf > queued ? (size_t)(sndbuf - queued) / NS_MAX_RECORD + 1 : 1;
+	return records < NS_SEND_BATCH ? records : NS_SEND_BATCH;
+}
+
+/* Hand len bytes of buf to the kernel, retrying while it takes part.  Bytes it took. */
+static size_t
+send_all(int fd, const uint8_t *buf, size_t len, int flags)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < len && (n = ns_sock_send(fd, buf + off, len - off, kernel_flags(flags))) > 0)
+		off += (size_t)n;
+	return off;
+}
+
+/* One batch of sealed records, back to back in the thread's wire buffer. */
+struct batch {
+	size_t records;
+	size_t plain[NS_SEND_BATCH];    /* each record's plaintext length */
+	size_t wire_len;
+	uint64_t first_nonce;
+};
+
+/* Seal up to max records of size chunk (the last shorter) from iov at offset.  0, or -1. */
+static int
+seal_batch(struct ns_conn *c, struct ns_record_buffer *rb, const struct iovec *iov, int iovcnt,
+           size_t offset, size_t len, size_t chunk, size_t max, struct batch *b)
+{
+	b->records = b->wire_len = 0;
+	b->first_nonce = c->tx_nonce;
+	while (b->records < max && offset < len) {
+		size_t n = len - offset < chunk ? len - offset : chunk;
+		const uint8_t *plain = ns_iov_contiguous(iov, iovcnt, offset, n);
+		uint8_t *wire = rb->wire + b->wire_len;
+
+		/* Seal straight from the program's buffer when the record lies in one piece. */
+		if (plain == NULL) {
+			ns_iov_gather(iov, iovcnt, offset, rb->plain, n);
+			plain = rb->plain;
+		}
+		ns_frame_header_put(wire, n + NS_TAG_LEN);
+		if (seal(c, plain, n, wire + NS_FRAME_HEADER_LEN))
+			return -1;
+		b->plain[b->records++] = n;
+		b->wire_len += NS_FRAME_HEADER_LEN + n + NS_TAG_LEN;
+		offset += n;
+	}
+	return 0;
+}
+
+/*
+ * The kernel took `took` bytes of the batch sealed from iov at offset: the
+ * plaintext of the whole records among them counts as sent, a record it
+ * took part of becomes the tail with its plaintext, and the nonces of
+ * records it took nothing of are used again.  Plaintext bytes sent, or -1
+ * (no memory for the tail: the connection failed).
+ */
+static ssize_t
+settle_batch(struct ns_conn *c, int fd, struct ns_record_buffer *rb, const struct iovec *iov,
+             int iovcnt, size_t offset, const struct batch *b, size_t took)
+{
+	size_t i, wire_at = 0, plain_sent = 0;
+
+	for (i = 0; i < b->records; i++) {
+		size_t wire_len = NS_FRAME_HEADER_LEN + b->plain[i] + NS_TAG_LEN;
+
+		if (took < wire_at + wire_len)
+			break;
+		wire_at += wire_len;
+		plain_sent += b->plain[i];
+	}
+	c->tx_nonce = b->first_nonce + i;
+	if (i == b->records || took == wire_at)
+		return (ssize_t)plain_sent;
+	/* Record i went in part: the rest is the tail, and the program's retry starts with its plaintext. */
+	c->tx_nonce++;
+	if (ns_keep_tail(c, rb->wire + took, wire_at + NS_FRAME_HEADER_LEN + b->plain[i] + NS_TAG_LEN - took,
+	                 NULL, 0)) {
+		/* Part of a record is on the wire and the rest cannot be kept: the stream is lost. */
+		ns_conn_fail(c, fd, ENOMEM, "out of memory holding a partly sent record");
+		errno = ENOMEM;
+		return -1;
+	}
+	ns_iov_gather(iov, iovcnt, offset + plain_sent, tail_plain(c), b->plain[i]);
+	c->tail_plain_len = (uint32_t)b->plain[i];
+	return (ssize_t)plain_sent;
+}
+
+/*
+ * Seal and send records of the len bytes in iov, in batches.  Bytes
+ * reported as sent, or -1.
+ */
 static ssize_t
 send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t len,
-             int flags)
+             int flags, int nonblock)
 {
 	struct ns_record_buffer *rb = ns_record_buffer();
-	size_t sent = 0;
+	size_t records = (len + NS_MAX_PLAINTEXT - 1) / NS_MAX_PLAINTEXT;
+	/* Even records: 128 KiB as three of 43,691 bytes, not two full ones and a 2-byte one. */
+	size_t chunk = (len + records - 1) / records;
+	size_t max = records == 1 ? 1 : nonblock ? batch_for_room(fd) : NS_SEND_BATCH;
+	size_t sent = 0, took;
+	struct batch b;
+	ssize_t settled;
 
 	if (rb == NULL)
 		return -1;
 	while (sent < len) {
-		size_t chunk = len - sent < NS_MAX_PLAINTEXT ? len - sent : NS_MAX_PLAINTEXT;
-		const uint8_t *plain = ns_iov_contiguous(iov, iovcnt, sent, chunk);
-		int r;
+		if (seal_batch(c, rb, iov, iovcnt, sent, len, chunk, max, &b)) {
+			int err = errno;
 
-		/* Seal straight from the program's buffer when the record lies in one piece. */
-		if (plain == NULL) {
-			ns_iov_gather(iov, iovcnt, sent, rb->plain, chunk);
-			plain = rb->plain;
-		}
-		ns_frame_header_put(rb->wire, chunk + NS_TAG_LEN);
-		if (seal(c, plain, chunk, rb->wire + NS_FRAME_HEADER_LEN)) {
-			ns_conn_fail(c, fd, EPROTO, "nonces exhausted");
-			errno = EPROTO;
+			c->tx_nonce = b.first_nonce;
+			ns_conn_fail(c, fd, err, err == ENOMEM ? "no memory for a cipher context"
+			                                       : "nonces exhausted");
+			errno = err;
 			break;
 		}
-		r = ns_send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + chunk + NS_TAG_LEN, plain, chunk,
-		                flags);
-		if (r >= 0)
-			nagle_again(c, fd);
-		if (r == 1) {
-			sent += chunk;
-			continue;
+		took = send_all(fd, rb->wire, b.wire_len, flags);
+		if (took == 0) {
+			/* The kernel took none of it (errno from it): the nonces can be used again. */
+			c->tx_nonce = b.first_nonce;
+			break;
 		}
-		if (r < 0 && ns_conn_phase(c) != NS_PHASE_FAILED)
-			/* The kernel took none of it: the nonce can be used again. */
-			c->tx_nonce--;
-		break;
+		nagle_again(c, fd);
+		if ((settled = settle_batch(c, fd, rb, iov, iovcnt, sent, &b, took)) < 0)
+			break;
+		sent += (size_t)settled;
+		if (took < b.wire_len)
+			break;
 	}
 	return sent > 0 ? (ssize_t)sent : -1;
 }
@@ -375,7 +491,7 @@ ns_conn_flush_pending(struct ns_conn *c, int fd)
 	/* Whole records only; a record the kernel took part of becomes a tail the shim owns. */
 	while (off < c->early_len) {
 		iov = (struct iovec){ns_conn_early(c) + off, c->early_len - off};
-		n = send_records(c, fd, &iov, 1, iov.iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		n = send_records(c, fd, &iov, 1, iov.iov_len, MSG_DONTWAIT | MSG_NOSIGNAL, 1);
 		if (n <= 0)
 			break;
 		off += (size_t)n;
@@ -540,7 +656,7 @@ ns_conn_send(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 		if (drain_blocking(c, fd) != 0)
 			goto failed;
 	}
-	ret = send_records(c, fd, iov, iovcnt, len, flags);
+	ret = send_records(c, fd, iov, iovcnt, len, flags, nonblock);
 	goto out;
 failed:
 	errno = c->error ? c->error : EPIPE;

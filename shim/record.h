@@ -12,11 +12,28 @@
 #include "conn.h"
 #include "wire.h"
 
-/* Room for one outgoing record: its plaintext, and its wire form (or the first flight). */
+enum {
+	/* A transport record on the wire, at its largest. */
+	NS_MAX_RECORD = NS_FRAME_HEADER_LEN + NS_MAX_TRANSPORT_BODY,
+	/*
+	 * Records sealed for one write go to the kernel together, up to this
+	 * many (a 128 KiB write is three): one call instead of one per record.
+	 */
+	NS_SEND_BATCH = 4,
+};
+
+/*
+ * Room for outgoing records: one record's plaintext when the program's
+ * buffer does not hold it in one piece, and the wire form of a batch of
+ * records (or of the first flight).  Only the pages a thread uses become
+ * resident.
+ */
 struct ns_record_buffer {
 	uint8_t plain[NS_MAX_PLAINTEXT];
-	uint8_t wire[NS_MAX_FIRST_FLIGHT];
+	uint8_t wire[NS_SEND_BATCH * NS_MAX_RECORD];
 };
+
+_Static_assert(NS_SEND_BATCH * NS_MAX_RECORD >= NS_MAX_FIRST_FLIGHT, "the batch room holds a first flight");
 
 /* This thread's record buffer, or NULL (errno ENOMEM). */
 struct ns_record_buffer *ns_record_buffer(void);
