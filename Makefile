@@ -69,9 +69,10 @@ FLOOD_PEER   := $(BUILD)/tests/flood_peer
 HOSTILE_PEER := $(BUILD)/tests/hostile_peer
 HOSTILE_IDLE := $(BUILD)/tests/hostile_idle
 FF_CLIENT    := $(BUILD)/tests/ff_client
+RECV_PROBE   := $(BUILD)/tests/recv_probe
 
 .PHONY: all demo test test-deps test-suites test-unit test-cli test-install test-interop test-netns \
-        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops test-proxy test-hostile test-firstflight test-firstflight-local sanitize install uninstall \
+        test-client test-cache test-server test-tfo test-failclosed test-handoff test-replay test-flood test-ops test-proxy test-hostile test-firstflight test-firstflight-local test-records sanitize install uninstall \
         bench bench-rtt bench-throughput bench-handshake bench-overhead bench-cache bench-proxy bench-memory test-bench-smoke clean
 all: $(CORE) $(CLI) $(CLIENT_SO) $(SERVER_SO) $(MAN_PAGE)
 
@@ -151,6 +152,11 @@ $(HOSTILE_IDLE): tests/integration/hostile_idle.c
 $(FF_CLIENT): tests/integration/ff_client.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# The record tests' reader: plain sockets.
+$(RECV_PROBE): tests/integration/recv_probe.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(CORE) $(CRYPTO_LIBS) -lm
@@ -172,7 +178,8 @@ test-deps:
 	$(TEST_DEPS)
 
 test-suites: test-unit test-cli test-install test-interop test-client test-cache test-server test-replay test-flood test-netns \
-             test-tfo test-bench-smoke test-failclosed test-handoff test-ops test-proxy test-hostile test-firstflight
+             test-tfo test-bench-smoke test-failclosed test-handoff test-ops test-proxy test-hostile test-firstflight \
+             test-records
 
 test-unit: $(UNIT_BIN)
 	tests/run-unit.sh $(UNIT_BIN)
@@ -228,6 +235,11 @@ test-ops: all
 test-hostile: all $(HOSTILE_PEER)
 	tests/integration/hostile.sh $(BUILD)
 
+# Forged records, streams through every read shape, and the calls a
+# stream costs (strace).
+test-records: all $(HOSTILE_PEER) $(RECV_PROBE)
+	tests/integration/records.sh $(BUILD)
+
 # Needs root: network namespaces, and nfq_delay where the kernel lacks netem.
 test-netns: $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/netns/test_netns.sh
@@ -258,7 +270,7 @@ test-proxy: all $(GOPEER) $(FLOOD_PEER) $(NFQ_DELAY)
 sanitize: test-deps
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops test-proxy test-hostile test-firstflight-local
+	    test-unit test-cli test-interop test-client test-cache test-server test-replay test-tfo test-failclosed test-handoff test-ops test-proxy test-hostile test-firstflight-local test-records
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do taskset -c 0 $$b || exit 1; done

@@ -16,7 +16,7 @@ build="build-essential pkg-config ca-certificates libsodium-dev libssl-dev uthas
 suite="golang-go golang-github-flynn-noise-dev procps iproute2 iptables iputils-ping
 	nginx redis-server redis-tools libnetfilter-queue-dev libmnl-dev iperf3 stunnel4 wrk
 	openssl openssh-server openssh-client git socat netcat-openbsd
-	default-jre-headless default-jdk-headless man-db groff-base"
+	default-jre-headless default-jdk-headless man-db groff-base strace"
 
 case "${1:-}" in
 '') needed=$build ;;

@@ -7,6 +7,8 @@
  *   hostile_peer partial-record --connect HOST:PORT --remote-pub KEY --send N --end fin|rst
  *   hostile_peer slow --connect HOST:PORT --remote-pub KEY --payload TEXT --expect TEXT
  *                     --pieces K --gap-ms MS
+ *   hostile_peer forged-record --connect HOST:PORT --remote-pub KEY --marker TEXT
+ *                              [--valid N] [--size M] [--bad-header]
  *
  * flight          writes a valid first flight (route prefix, frame header,
  *                 msg1 with N random payload bytes, default 0) to stdout.
@@ -19,6 +21,13 @@
  * slow            sends a first flight carrying TEXT in K pieces MS apart,
  *                 then reads until the plaintext starts with the expected
  *                 TEXT: "ok slow" if it does, a reason and exit 1 if not.
+ * forged-record   completes a handshake with an empty msg1, sends a record
+ *                 of N bytes 'v' (default 0: none), then a record of M
+ *                 bytes (default 60000) of TEXT repeated with one bit of
+ *                 its ciphertext flipped, and a FIN; prints the server's
+ *                 verdict as partial-record does.  --bad-header: the good
+ *                 record and a frame header with a wrong marker leave in
+ *                 one write instead, and no FIN follows.
  *
  * KEY is 64 hex digits or a noise_pub string.  Exit 2 for a failed
  * handshake or bad usage.
@@ -281,6 +290,81 @@ partial_record(int argc, char **argv)
 	return strcmp(verdict, "closed") == 0 || strcmp(verdict, "reset") == 0 ? 0 : 1;
 }
 
+static int
+has_flag(int argc, char **argv, const char *name)
+{
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Seal plaintext as the next record and write it: with one ciphertext bit
+ * flipped if forge, followed in the same write by a header with a wrong
+ * marker if bad_header.
+ */
+static void
+send_record(struct peer *p, const uint8_t *plaintext, size_t len, int forge, int bad_header)
+{
+	size_t record_len = NS_FRAME_HEADER_LEN + len + NS_TAG_LEN;
+	uint8_t *record = malloc(record_len + NS_FRAME_HEADER_LEN);
+
+	if (record == NULL)
+		die(2, "out of memory", NULL);
+	ns_frame_header_put(record, len + NS_TAG_LEN);
+	if (ns_cipher_seal(p->send, NULL, 0, plaintext, len, record + NS_FRAME_HEADER_LEN))
+		die(2, "seal failed", NULL);
+	if (forge)
+		record[NS_FRAME_HEADER_LEN + len / 2] ^= 0x01;
+	if (bad_header)
+		memcpy(record + record_len, (const uint8_t[]){0x81, 0x00, 0x00, 0x20}, NS_FRAME_HEADER_LEN);
+	write_all(p->fd, record, record_len + (bad_header ? NS_FRAME_HEADER_LEN : 0));
+	free(record);
+}
+
+static int
+forged_record(int argc, char **argv)
+{
+	static struct peer p;
+	const char *marker = required(argc, argv, "--marker");
+	const char *valid_text = option(argc, argv, "--valid"), *size_text = option(argc, argv, "--size");
+	size_t valid = valid_text ? strtoul(valid_text, NULL, 10) : 0;
+	size_t size = size_text ? strtoul(size_text, NULL, 10) : 60000;
+	size_t marker_len = strlen(marker);
+	uint8_t rs[NS_KEY_LEN], *plaintext;
+	const char *verdict;
+
+	parse_key(required(argc, argv, "--remote-pub"), rs);
+	if (valid > NS_MAX_PLAINTEXT || size > NS_MAX_PLAINTEXT || size < marker_len || marker_len == 0)
+		die(2, "--valid and --size are at most 65535, and --size holds the marker", NULL);
+	if ((plaintext = malloc(NS_MAX_PLAINTEXT)) == NULL)
+		die(2, "out of memory", NULL);
+	p.fd = connect_to(required(argc, argv, "--connect"));
+	ns_frame_reader_init(&p.reader, p.body, 0, 0);
+	make_flight(&p, rs, NULL, 0);
+	write_all(p.fd, p.out, p.out_len);
+	finish_handshake(&p);
+	memset(plaintext, 'v', valid);
+	if (has_flag(argc, argv, "--bad-header")) {
+		/* The server must drop the connection on its own: no FIN tells it to. */
+		send_record(&p, plaintext, valid, 0, 1);
+		verdict = server_verdict(p.fd);
+	} else {
+		if (valid > 0)
+			send_record(&p, plaintext, valid, 0, 0);
+		for (size_t i = 0; i < size; i++)
+			plaintext[i] = (uint8_t)marker[i % marker_len];
+		send_record(&p, plaintext, size, 1, 0);
+		shutdown(p.fd, SHUT_WR);
+		verdict = server_verdict(p.fd);
+	}
+	printf("%s\n", verdict);
+	free(plaintext);
+	free_peer(&p);
+	return strcmp(verdict, "closed") == 0 ? 0 : 1;
+}
+
 static void
 sleep_ms(long ms)
 {
@@ -355,13 +439,15 @@ int
 main(int argc, char **argv)
 {
 	if (argc < 2 || sodium_init() < 0)
-		die(2, "usage: hostile_peer flight|partial-record|slow OPTIONS", NULL);
+		die(2, "usage: hostile_peer flight|partial-record|slow|forged-record OPTIONS", NULL);
 	if (strcmp(argv[1], "flight") == 0)
 		return write_flight(argc, argv);
 	if (strcmp(argv[1], "partial-record") == 0)
 		return partial_record(argc, argv);
 	if (strcmp(argv[1], "slow") == 0)
 		return slow(argc, argv);
-	die(2, "usage: hostile_peer flight|partial-record|slow OPTIONS", argv[1]);
+	if (strcmp(argv[1], "forged-record") == 0)
+		return forged_record(argc, argv);
+	die(2, "usage: hostile_peer flight|partial-record|slow|forged-record OPTIONS", argv[1]);
 	return 2;
 }
