@@ -429,14 +429,14 @@ send_records(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, siz
 	size_t records = (len + NS_MAX_PLAINTEXT - 1) / NS_MAX_PLAINTEXT;
 	/* Even records: 128 KiB as three of 43,691 bytes, not two full ones and a 2-byte one. */
 	size_t chunk = (len + records - 1) / records;
-	size_t max = records == 1 ? 1 : nonblock ? batch_for_room(fd) : NS_SEND_BATCH;
-	size_t sent = 0, took;
+	size_t sent = 0, took, max;
 	struct batch b;
 	ssize_t settled;
 
 	if (rb == NULL)
 		return -1;
 	while (sent < len) {
+		max = len - sent <= chunk ? 1 : nonblock ? batch_for_room(fd) : NS_SEND_BATCH;
 		if (seal_batch(c, rb, iov, iovcnt, sent, len, chunk, max, &b)) {
 			int err = errno;
 
