@@ -15,9 +15,8 @@
 #              whole and in order.
 #   batch-*    the same stream under strace: each 128 KiB write (after the
 #              first, which starts in msg1) leaves in one call as three even
-#              records, and the reader takes fewer than two calls per
-#              record (the header of the next comes with the end of the
-#              last).
+#              records, and the reader does not spend a call on a record
+#              header (it comes with the end of the record before).
 #
 #   tests/integration/records.sh BUILD_DIR
 #
@@ -100,7 +99,7 @@ fi
 probe() {
 	local name=$1 port=$2 tracer=()
 	shift 2
-	[ -n "${STRACE_PROBE:-}" ] && tracer=(strace -f -qq -e trace=recvfrom,recvmsg,read,readv -o "$work/$name.probe.strace")
+	[ -n "${STRACE_PROBE:-}" ] && tracer=(strace -f -qq -e trace=recvfrom,recvmsg -o "$work/$name.probe.strace")
 	start_background "$work/$name.probe" "${tracer[@]}" env \
 		LD_PRELOAD="${asan_runtime:+$asan_runtime }$server_shim" NOISESHIM_KEY="$work/server.key" \
 		NOISESHIM_LISTEN="$port" NOISESHIM_LOG=info NOISESHIM_LOG_FILE="$work/$name.server-log" "${sanitizer_env[@]}" \
@@ -200,7 +199,7 @@ stream() {
 	port=$(free_ports 1)
 	"$cli" nodeurl --key "$work/server.key" --addr "127.0.0.1:$port" >"$work/$name.cache" || return 1
 	probe "$name" "$port" --pattern "$@" || { echo "recv_probe did not start"; return 1; }
-	[ -n "${STRACE_WRITER:-}" ] && tracer=(strace -f -qq -e trace=sendto,sendmsg,write,writev -o "$work/$name.writer.strace")
+	[ -n "${STRACE_WRITER:-}" ] && tracer=(strace -f -qq -e trace=sendto,sendmsg -o "$work/$name.writer.strace")
 	if ! timeout 60 "${tracer[@]}" env LD_PRELOAD="${asan_runtime:+$asan_runtime }$client_shim" \
 		NOISESHIM_CACHE="$work/$name.cache" NOISESHIM_LOG_FILE="$work/$name.client-log" "${sanitizer_env[@]}" \
 		"$python" "$work/writer.py" "$port" "$stream_bytes" "$write_size" >"$work/$name.writer" 2>&1; then
@@ -226,24 +225,28 @@ for shape in "one-buffer:" "pieces:--iov 3" "small-buffer:--buf 1000"; do
 done
 
 # The batch checks count the shims' own system calls.
-if why=$(STRACE_WRITER=1 STRACE_PROBE=1 stream batch); then
-	writes=$(grep -cE '^[0-9]+ +(sendto|sendmsg|write|writev)\(' "$work/batch.writer.strace")
+# The reader pauses before each read, so that the writer stays ahead.
+if why=$(STRACE_WRITER=1 STRACE_PROBE=1 stream batch --pause-ms 2); then
+	# Socket calls only: the interpreter and a sanitizer runtime read and write files too.
+	writes=$(grep -cE '^[0-9]+ +(sendto|sendmsg)\(' "$work/batch.writer.strace")
 	batched=$(grep -cE "^[0-9]+ +sendto\(.*, $batch_wire, [^,]*, NULL, 0\) = $batch_wire\$" "$work/batch.writer.strace")
-	reads=$(grep -cE '^[0-9]+ +(recvfrom|recvmsg|read|readv)\(' "$work/batch.probe.strace")
+	reads=$(grep -cE '^[0-9]+ +(recvfrom|recvmsg)\(' "$work/batch.probe.strace")
+	header_reads=$(grep -cE '^[0-9]+ +recvfrom\(.*, 4, MSG_DONTWAIT, NULL, NULL\)' "$work/batch.probe.strace")
 	note "writer: $writes send calls for $((stream_bytes / write_size)) writes of 128 KiB," \
 		"$batched of them one call of $batch_wire bytes; reader: $reads receive calls for" \
-		"$records_in_stream records"
+		"$records_in_stream records, $header_reads of them for a header alone"
 	# The first write's first 64 KiB ride in msg1; every later write is one call.
 	if [ "$batched" -ne $((stream_bytes / write_size - 1)) ]; then
 		fail batch-send "expected every 128 KiB write after the first as one call of $batch_wire bytes (three even records): $batched of $((stream_bytes / write_size - 1))"
 	else
 		pass batch-send
 	fi
-	# One call per record that fits the read, three for the one that does
-	# not (its last byte is peeked and kept in the kernel while the shim
-	# holds its plaintext); reading headers apart took two or more per record.
-	if [ "$reads" -ge $((records_in_stream * 2)) ]; then
-		fail batch-receive "$reads receive calls for $records_in_stream records (fewer than $((records_in_stream * 2)) expected)"
+	# A header comes with the end of the record before it (or with the
+	# kept-back byte of held plaintext), not in a call of its own; how many
+	# calls a record takes besides depends on how the reader's timing cuts
+	# the stream.
+	if [ "$header_reads" -ge $((records_in_stream / 10)) ]; then
+		fail batch-receive "$header_reads of $reads receive calls read a header alone, for $records_in_stream records (fewer than $((records_in_stream / 10)) expected)"
 	else
 		pass batch-receive
 	fi

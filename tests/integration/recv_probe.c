@@ -5,13 +5,15 @@
  * program, and whether a stream arrived whole.
  *
  *   recv_probe --port P [--buf N] [--iov K] [--marker TEXT] [--pattern] [--poll]
+ *              [--pause-ms MS]
  *
  * Listens on 127.0.0.1:P, prints "listening", accepts one connection and
  * reads it to its end with recv (K = 1, the default) or readv over K equal
  * pieces of an N-byte buffer (default 131072).  The buffer is zeroed
  * before every read and searched whole for TEXT after it.  --pattern: the
  * stream must be the bytes i % 251.  --poll: each read waits in poll()
- * first, at most POLL_SECONDS.  Prints at the end:
+ * first, at most POLL_SECONDS.  --pause-ms: sleep that long before each
+ * read, so that the writer stays ahead.  Prints at the end:
  *
  *   bytes B            plaintext read in all
  *   end eof|ERRNO|poll-timeout  how the stream ended (ERRNO: EPROTO, ...)
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { MAX_PIECES = 16, POLL_SECONDS = 10 };
@@ -38,6 +41,7 @@ struct probe {
 	const char *marker;
 	int pattern;
 	int poll_first;
+	long pause_ms;
 	unsigned long long bytes;
 	long long pattern_bad_at;
 	int marker_seen;
@@ -46,7 +50,8 @@ struct probe {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: recv_probe --port P [--buf N] [--iov K] [--marker TEXT] [--pattern] [--poll]\n");
+	fprintf(stderr, "usage: recv_probe --port P [--buf N] [--iov K] [--marker TEXT] [--pattern] [--poll]"
+	                " [--pause-ms MS]\n");
 	exit(2);
 }
 
@@ -88,6 +93,8 @@ read_once(const struct probe *p, int fd, unsigned char *buf)
 	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 
 	memset(buf, 0, p->buf_len);
+	if (p->pause_ms > 0)
+		nanosleep(&(struct timespec){p->pause_ms / 1000, p->pause_ms % 1000 * 1000000L}, NULL);
 	if (p->poll_first && poll(&pfd, 1, POLL_SECONDS * 1000) == 0) {
 		errno = ETIME;
 		return -1;
@@ -131,6 +138,8 @@ main(int argc, char **argv)
 			p.buf_len = strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--iov") == 0)
 			p.pieces = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--pause-ms") == 0)
+			p.pause_ms = strtol(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--marker") == 0)
 			p.marker = argv[++i];
 		else
