@@ -488,8 +488,12 @@ ns_conn_flush_pending(struct ns_conn *c, int fd)
 		}
 		return 0;
 	}
-	/* Whole records only; a record the kernel took part of becomes a tail the shim owns. */
-	while (off < c->early_len) {
+	/*
+	 * Whole records only; a record the kernel took part of becomes a tail
+	 * the shim owns, and nothing may follow it before the rest of it has
+	 * gone (room can appear in the kernel between two calls).
+	 */
+	while (off < c->early_len && c->tail_len <= c->tail_off) {
 		iov = (struct iovec){ns_conn_early(c) + off, c->early_len - off};
 		n = send_records(c, fd, &iov, 1, iov.iov_len, MSG_DONTWAIT | MSG_NOSIGNAL, 1);
 		if (n <= 0)
