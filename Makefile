@@ -255,10 +255,10 @@ test-tfo: all $(NFQ_DELAY)
 
 # Request shapes and handshake waits (DESIGN 4.4).  The local part runs on
 # loopback in a private namespace; the wan part needs the 50 ms namespaces.
-test-firstflight: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
+test-firstflight: all $(GOPEER) $(FF_CLIENT) $(HOSTILE_PEER) $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/firstflight.sh $(BUILD)
 
-test-firstflight-local: all $(GOPEER) $(FF_CLIENT) $(NFQ_DELAY)
+test-firstflight-local: all $(GOPEER) $(FF_CLIENT) $(HOSTILE_PEER) $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/integration/firstflight.sh --part local $(BUILD)
 
 # noiseshim proxy between Go programs, the shims and gopeer; hostile input; the

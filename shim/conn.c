@@ -27,6 +27,7 @@
 #include "stats.h"
 
 int ns_conn_unstarted;
+int ns_conn_msg2_due;
 int ns_conn_write_blocked;
 
 /* Under tx_lock: the early buffer has room again (or the connection failed): writers may wake. */
@@ -272,6 +273,8 @@ ns_conn_unref(struct ns_conn *c)
 		__atomic_store_n(&ns_conn_write_blocked, 0, __ATOMIC_RELEASE);
 	if (c->kind == NS_SOCK_WRAPPED && ns_conn_phase(c) == NS_PHASE_START)
 		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	if (c->kind == NS_SOCK_WRAPPED && ns_conn_phase(c) == NS_PHASE_MSG2_DUE)
+		__atomic_sub_fetch(&ns_conn_msg2_due, 1, __ATOMIC_RELAXED);
 	if (c->kind == NS_SOCK_WRAPPED)
 		report_end(c);
 	/* Wipe only what was written: touching a whole buffer would make its pages resident. */
@@ -351,6 +354,8 @@ ns_conn_fail(struct ns_conn *c, int fd, int err, const char *why)
 	                                      __ATOMIC_ACQUIRE));
 	if (phase == NS_PHASE_START)
 		__atomic_sub_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+	if (phase == NS_PHASE_MSG2_DUE)
+		__atomic_sub_fetch(&ns_conn_msg2_due, 1, __ATOMIC_RELAXED);
 	/* A client turned away by policy has its own counter. */
 	if (phase != NS_PHASE_OPEN && !c->refused)
 		count(NS_STAT_HANDSHAKES_FAILED, 1);

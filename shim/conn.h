@@ -350,6 +350,9 @@ void ns_conn_prepare_thread(void);
 /* Number of initiators that have not sent msg1, so poll hooks can skip their scan. */
 extern int ns_conn_unstarted;
 
+/* Number of responders holding msg2 back for the program's answer (poll hooks, likewise). */
+extern int ns_conn_msg2_due;
+
 /*
  * Connections whose writes before the handshake filled the early buffer:
  * the kernel calls them writable, the shim would answer EAGAIN, so the

@@ -366,6 +366,16 @@ ns_conn_recv(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt, int
 				break;
 		}
 		int wait = block && (copied == 0 || ((flags & MSG_WAITALL) && copied < len));
+		/*
+		 * msg1's payload is read, and the client sends nothing more
+		 * before it has msg2: the read ends here.  Going on would send
+		 * msg2 empty at once, and the answer the program is about to
+		 * write would follow as a record of its own, one more packet out
+		 * of the first round trip's congestion window.  msg2 waits for
+		 * that answer instead; reading again sends it at once.
+		 */
+		if (copied > 0 && !wait && ns_conn_phase(c) == NS_PHASE_MSG2_DUE)
+			break;
 		struct ns_dest dest = {iov, iovcnt, copied, flags & MSG_PEEK ? 0 : len - copied, 0};
 		enum ns_pull r = next_record(c, fd, &dest, wait);
 

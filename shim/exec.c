@@ -903,6 +903,8 @@ ns_exec_adopt(void)
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].conn->kind == NS_SOCK_WRAPPED && ns_conn_phase(items[i].conn) == NS_PHASE_START)
 			__atomic_add_fetch(&ns_conn_unstarted, 1, __ATOMIC_RELAXED);
+		if (items[i].conn->kind == NS_SOCK_WRAPPED && ns_conn_phase(items[i].conn) == NS_PHASE_MSG2_DUE)
+			__atomic_add_fetch(&ns_conn_msg2_due, 1, __ATOMIC_RELAXED);
 		while (items[i].drop-- > 0)
 			ns_conn_unref(items[i].conn);
 	}

@@ -243,6 +243,7 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 		break;
 	}
 	ns_conn_hold(c, (size_t)(payload - c->reader.body), (size_t)n);
+	__atomic_add_fetch(&ns_conn_msg2_due, 1, __ATOMIC_RELAXED);
 	ns_conn_set_phase(c, NS_PHASE_MSG2_DUE);
 	/*
 	 * msg2 carries the answer when the program writes one soon after it
@@ -405,6 +406,7 @@ ns_conn_send_msg2(struct ns_conn *c, int fd, const struct iovec *iov, int iovcnt
 	ns_frame_header_put(rb->wire, (size_t)n);
 	if (ns_conn_open(c, fd) != 0)
 		return -1;
+	__atomic_sub_fetch(&ns_conn_msg2_due, 1, __ATOMIC_RELAXED);
 	if (payload_len == 0)
 		ns_conn_push_next_record(c, fd);
 	r = ns_send_record(c, fd, rb->wire, NS_FRAME_HEADER_LEN + (size_t)n, rb->plain, payload_len,

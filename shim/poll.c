@@ -1,12 +1,14 @@
 /*
- * Waiting calls.  Readiness stays in the kernel; the shim does two things
- * here.  It notices an initiator that waits for input before it has
- * written anything (a server-speaks-first protocol) and sends msg1 empty,
- * so the server can answer.  And while a connection's early buffer is full
- * (writes before the handshake is done, more than it holds), the kernel
- * calls the socket writable though a write would get EAGAIN: the waits
- * leave its writability out until there is room, so that an event loop
- * sleeps instead of spinning.
+ * Waiting calls.  Readiness stays in the kernel; the shim does three
+ * things here.  It notices an initiator that waits for input before it
+ * has written anything (a server-speaks-first protocol) and sends msg1
+ * empty, so the server can answer.  Likewise a responder that waits while
+ * msg2 is held for its answer sends msg2 empty: the client may be holding
+ * the rest of its request until it has msg2.  And while a connection's
+ * early buffer is full (writes before the handshake is done, more than it
+ * holds), the kernel calls the socket writable though a write would get
+ * EAGAIN: the waits leave its writability out until there is room, so
+ * that an event loop sleeps instead of spinning.
  */
 #include <errno.h>
 #include <poll.h>
@@ -148,10 +150,19 @@ any_unstarted(void)
 	return __atomic_load_n(&ns_conn_unstarted, __ATOMIC_RELAXED) > 0;
 }
 
+/* Whether some connection's handshake message waits for the program's writes. */
+static int
+any_held(void)
+{
+	return any_unstarted() || __atomic_load_n(&ns_conn_msg2_due, __ATOMIC_RELAXED) > 0;
+}
+
 /*
  * fd waits for input: the first flight goes now if it gathered anything,
  * and empty if it did not and the program waits for input only (a server
- * that speaks first must hear from the client to answer).
+ * that speaks first must hear from the client to answer).  A responder's
+ * held msg2 goes now, empty: a program that waits has no answer ready for
+ * it to carry.
  */
 static void
 start_if_reading(int fd, int also_writing)
@@ -162,6 +173,8 @@ start_if_reading(int fd, int also_writing)
 		return;
 	if (ns_conn_phase(c) == NS_PHASE_START && (!also_writing || c->early_len > 0))
 		ns_conn_release_unlocked(c, fd);
+	else if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE)
+		ns_conn_service_msg2(c, fd);
 	ns_conn_unref(c);
 }
 
@@ -171,12 +184,13 @@ start_if_reading(int fd, int also_writing)
  *
  * A wait whose fds the shim cannot see (epoll_wait): every gathered first
  * flight goes, and so does an empty one whose fd was put in an epoll set
- * for input only (a program that waits for the server to speak first).
+ * for input only (a program that waits for the server to speak first), and
+ * every msg2 still held for an answer.
  */
 static void
 release_all(void)
 {
-	if (!any_unstarted())
+	if (!any_held())
 		return;
 	for (int fd = ns_fd_next_in_use(0); fd >= 0; fd = ns_fd_next_in_use(fd + 1)) {
 		struct ns_conn *c = ns_fd_entry(fd) > NS_FD_FRESH ? ns_fd_wrapped(fd) : NULL;
@@ -205,7 +219,7 @@ note_interest(int fd, uint32_t events)
 static void
 scan_pollfds(const struct pollfd *fds, nfds_t n)
 {
-	if (!any_unstarted())
+	if (!any_held())
 		return;
 	for (nfds_t i = 0; i < n; i++)
 		if (fds[i].events & POLLIN)
@@ -215,7 +229,7 @@ scan_pollfds(const struct pollfd *fds, nfds_t n)
 static void
 scan_fdsets(int nfds, const fd_set *readfds, const fd_set *writefds)
 {
-	if (!any_unstarted() || readfds == NULL)
+	if (!any_held() || readfds == NULL)
 		return;
 	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
 		if (FD_ISSET(fd, readfds))

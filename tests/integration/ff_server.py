@@ -13,6 +13,9 @@ connection, and prints "ready" once all of them listen.
   answer-nagle
            answer with Nagle's algorithm left on, as most C and Python
            servers leave it
+  answer-poll
+           answer as an event loop reads: a non-blocking socket, one recv
+           each time poll reports it readable
   echo     returns every byte until the client closes its side
   http     HTTP/1.1; a POST is answered with the SHA-256 (hex) of its body;
            TCP_NODELAY on
@@ -34,6 +37,7 @@ NOISESHIM_LISTEN names; silent, trickle and garbage run without it.
 import hashlib
 import http.server
 import os
+import select
 import socket
 import socketserver
 import ssl
@@ -70,6 +74,25 @@ def answer(conn):
     if request is not None:
         conn.sendall(request)
         wait_for_close(conn)
+
+
+def answer_poll(conn):
+    conn.setblocking(False)
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    request = bytearray()
+    while len(request) < REQUEST_BYTES:
+        poller.poll()
+        try:
+            piece = conn.recv(65536)
+        except BlockingIOError:
+            continue
+        if not piece:
+            return
+        request += piece
+    conn.setblocking(True)
+    conn.sendall(bytes(request))
+    wait_for_close(conn)
 
 
 def echo(conn):
@@ -165,9 +188,9 @@ def http_server(addr, port, tls):
     return server
 
 
-STREAM_KINDS = {"answer": answer, "answer-nagle": answer, "echo": echo,
-                "silent": wait_for_close, "trickle": trickle, "garbage": garbage,
-                "sink": sink}
+STREAM_KINDS = {"answer": answer, "answer-nagle": answer, "answer-poll": answer_poll,
+                "echo": echo, "silent": wait_for_close, "trickle": trickle,
+                "garbage": garbage, "sink": sink}
 
 
 def main():

@@ -14,6 +14,10 @@
 #     echoed back, no busy loop;
 #   - curl --data-binary POSTs of 4 KB and 64 KB bodies through both
 #     shims, answered with the body's SHA-256;
+#   - msg2 held for the answer (a 1 s quiet time): a server that answers
+#     the request from msg1 at once has the answer ride in msg2, not
+#     behind an empty one; a server that waits in poll for the rest of
+#     its request sends msg2 at once, empty;
 #   - a cached server that never answers, with
 #     NOISESHIM_HANDSHAKE_TIMEOUT_MS=1000: a blocking read, a blocking
 #     write loop, a poll() caller and an epoll() caller all get ETIMEDOUT
@@ -66,9 +70,11 @@ build=$(cd "$1" && pwd) || exit 2
 cli=$build/noiseshim
 ff_client=$build/tests/ff_client
 gopeer=$build/tests/gopeer
+hostile_peer=$build/tests/hostile_peer
 ff_server=$here/ff_server.py
 ff_pyclient=$here/ff_pyclient.py
 server_priv=0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
+server_pub_hex=07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c
 
 # all: each part in turn, the count over both.
 if [ "$part" = all ]; then
@@ -94,7 +100,7 @@ if [ "$part" = local ] && [ -z "${FF_PRIVATE_NET:-}" ]; then
 	exec env FF_PRIVATE_NET=1 unshare --net -- "$0" --part local "$build"
 fi
 
-for program in "$cli" "$ff_client" "$build/libnoiseshim.so" "$build/libnoiseshim-server.so"; do
+for program in "$cli" "$ff_client" "$hostile_peer" "$build/libnoiseshim.so" "$build/libnoiseshim-server.so"; do
 	[ -e "$program" ] || { echo "firstflight.sh: $program is missing (make first)" >&2; exit 2; }
 done
 
@@ -330,7 +336,9 @@ run_local() {
 	fi
 	loopback_delay || finish
 	local echo_port http_port silent_port trickle_port garbage_port sink_port go_port size tfo
-	read -r echo_port http_port silent_port trickle_port garbage_port sink_port < <(free_ports 6)
+	local held_echo_port held_poll_port
+	read -r echo_port http_port silent_port trickle_port garbage_port sink_port held_echo_port \
+		held_poll_port < <(free_ports 8)
 	start_listener gopeer '^listening' "$gopeer" respond --listen 127.0.0.1:0 --key "$server_priv" \
 		--suite chachapoly --mode echo || { fail "gopeer" "did not start"; finish; }
 	go_port=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$work/gopeer.log")
@@ -339,6 +347,12 @@ run_local() {
 		NOISESHIM_LOG_FILE="$work/server-shim.log" \
 		python3 "$ff_server" 127.0.0.1 "echo:$echo_port" "http:$http_port" "sink:$sink_port" ||
 		{ fail "accept shim" "python3 under the accept shim did not start"; finish; }
+	# msg2 held up to 1 s for the answer: whatever sends it sooner shows.
+	start_listener held-msg2 '^ready' env LD_PRELOAD="$server_shim" ASAN_OPTIONS=detect_leaks=0 \
+		NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="$held_echo_port,$held_poll_port" \
+		NOISESHIM_FIRST_FLIGHT_US=1000000 NOISESHIM_LOG_FILE="$work/server-shim.log" \
+		python3 "$ff_server" 127.0.0.1 "echo:$held_echo_port" "answer-poll:$held_poll_port" ||
+		{ fail "accept shim" "python3 under the accept shim, msg2 held, did not start"; finish; }
 	start_listener impostors '^ready' python3 "$ff_server" 127.0.0.1 "silent:$silent_port" \
 		"trickle:$trickle_port" "garbage:$garbage_port" || { fail "servers" "did not start"; finish; }
 	for port in "$go_port" "$echo_port" "$http_port" "$sink_port" "$silent_port" "$trickle_port" \
@@ -365,6 +379,10 @@ run_local() {
 	post_check "curl POST 64 KB through both shims" "$http_port" 65536
 	close_check "non-blocking close with a write waiting for msg2, accept shim" "$sink_port" sink
 	close_check "non-blocking close with a write waiting for msg2, silent server" "$silent_port" ""
+	msg2_check "an answer written as the request is read rides in msg2" "$held_echo_port" 500 \
+		"reply 552 open"
+	msg2_check "a server that waits in poll for the rest of its request sends msg2 at once" \
+		"$held_poll_port" 200 "reply 52 open"
 
 	wait "${wait_pids[@]}" 2>/dev/null
 	for caller in read write poll epoll; do
@@ -381,6 +399,30 @@ run_local() {
 		wait_judge "silent-$caller" "silent server, 1000 ms deadline, writes past the early buffer, ${caller#fill-}" \
 			ETIMEDOUT 900 2000
 	done
+}
+
+# msg2_check NAME PORT SIZE EXPECT: a raw first flight with SIZE bytes of
+# payload to PORT; the reply (raw_client.py's "reply BYTES ENDING") must be
+# EXPECT, and come well before the server's 1 s quiet time would have sent
+# msg2 (raw_client.py then waits 1 s more for anything else).  An empty
+# msg2 is 52 bytes on the wire (frame header, e, tag); one carrying a
+# 500-byte answer is 552, where an empty msg2 and a record would be 572.
+msg2_check() {
+	local flight=$work/flight-$3.bin out start ms
+	if ! "$hostile_peer" flight --remote-pub "$server_pub_hex" --size "$3" >"$flight"; then
+		fail "$1" "hostile_peer could not make a first flight"
+		return
+	fi
+	start=$(date +%s%N)
+	out=$(timeout 30 python3 "$here/raw_client.py" send --port "$2" --flight "$flight" 2>&1)
+	ms=$((($(date +%s%N) - start) / 1000000))
+	if [ "$out" != "$4" ]; then
+		fail "$1" "expected \"$4\", got \"$(last_lines <<<"$out")\""
+	elif ! below "$ms" 1800; then
+		fail "$1" "$out, but after $ms ms: msg2 waited for the quiet time"
+	else
+		ok "$1: $out, $ms ms with 1 s of quiet"
+	fi
 }
 
 # How long close() may take on a non-blocking socket with bytes still to send.

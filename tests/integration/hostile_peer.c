@@ -67,6 +67,8 @@ struct peer {
 	uint8_t body[NS_MAX_FRAME_BODY];
 	uint8_t out[NS_MAX_FIRST_FLIGHT];
 	size_t out_len;
+	uint8_t first[NS_MAX_PLAINTEXT];  /* msg2's payload: the server's first answer, if it rode there */
+	size_t first_len;
 };
 
 static void
@@ -190,7 +192,7 @@ read_frame(struct peer *p, size_t min_body, size_t max_body)
 	return (long)len;
 }
 
-/* msg2 in, transport ciphers out. */
+/* msg2 in, transport ciphers out; msg2's payload kept in first. */
 static void
 finish_handshake(struct peer *p)
 {
@@ -199,8 +201,10 @@ finish_handshake(struct peer *p)
 
 	if ((n = read_frame(p, NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY)) < 0)
 		die(2, "no msg2 from the server", strerror(errno));
-	if (ns_handshake_read_msg2(p->hs, p->body, (size_t)n, &payload) < 0)
+	if ((n = ns_handshake_read_msg2(p->hs, p->body, (size_t)n, &payload)) < 0)
 		die(2, "msg2", ns_handshake_error(p->hs));
+	memcpy(p->first, payload, (size_t)n);
+	p->first_len = (size_t)n;
 	if (ns_handshake_split(p->hs, &p->send, &p->recv))
 		die(2, "split failed", NULL);
 	ns_handshake_free(p->hs);
@@ -374,13 +378,14 @@ sleep_ms(long ms)
 		;
 }
 
-/* Read records until at least len plaintext bytes are in got.  Bytes read. */
+/* msg2's payload, then records, until at least len plaintext bytes are in got.  Bytes read. */
 static size_t
 read_plaintext(struct peer *p, uint8_t *got, size_t len)
 {
-	size_t have = 0;
+	size_t have = p->first_len < len ? p->first_len : len;
 	long n;
 
+	memcpy(got, p->first, have);
 	while (have < len && (n = read_frame(p, NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY)) >= 0) {
 		if (ns_cipher_open(p->recv, NULL, 0, p->body, (size_t)n, p->body))
 			die(2, "a record from the server fails authentication", NULL);
