@@ -64,6 +64,11 @@ type Conn struct {
 	msg1SentCh    chan struct{}
 	handshakeDone bool
 	handshakeErr  error
+	// What Msg2 reports: when msg1 left, when msg2 was in, and how much
+	// plaintext msg2 carried. Initiators only.
+	msg1SentAt  time.Time
+	msg2ReadAt  time.Time
+	msg2Payload int
 
 	readMu   sync.Mutex
 	decrypt  *noise.CipherState
@@ -198,6 +203,7 @@ func (c *Conn) sendMsg1(payload []byte) error {
 	}
 	putFrameHeader(out[prefixLen:], len(out)-prefixLen-frameHeaderLen)
 	_, err = c.raw.Write(out)
+	c.msg1SentAt = time.Now()
 	// Even a failed write ends the first flight: waiters then find the
 	// handshake error instead of blocking forever.
 	c.msg1Sent = true
@@ -210,6 +216,7 @@ func (c *Conn) receiveMsg2() error {
 	if err != nil {
 		return fmt.Errorf("reading msg2: %w", err)
 	}
+	c.msg2ReadAt = time.Now()
 	payload, initiatorToResponder, responderToInitiator, err := c.handshake.ReadMessage(nil, body)
 	if err != nil {
 		return fmt.Errorf("msg2: %w", err)
@@ -217,7 +224,21 @@ func (c *Conn) receiveMsg2() error {
 	c.discardFrame(body)
 	c.encrypt, c.decrypt = initiatorToResponder, responderToInitiator
 	c.pending = payload
+	c.msg2Payload = len(payload)
 	return nil
+}
+
+// Msg2 tells an initiator whose handshake has completed how many plaintext
+// bytes msg2 carried and how long after msg1 left msg2 was in: what says
+// whether the responder put its answer into msg2, and whether msg2 waited
+// for it.
+func (c *Conn) Msg2() (payload int, after time.Duration, err error) {
+	c.handshakeMu.Lock()
+	defer c.handshakeMu.Unlock()
+	if !c.initiator || !c.handshakeDone {
+		return 0, 0, errors.New("msg2 has not been read")
+	}
+	return c.msg2Payload, c.msg2ReadAt.Sub(c.msg1SentAt), nil
 }
 
 func (c *Conn) receiveMsg1() error {

@@ -184,6 +184,40 @@ func TestMsg2PayloadReachesRead(t *testing.T) {
 	if _, err := io.ReadFull(initiator, reply); err != nil || string(reply) != "early reply" {
 		t.Fatalf("read %q, %v", reply, err)
 	}
+	if payload, _, err := initiator.Msg2(); err != nil || payload != len("early reply") {
+		t.Fatalf("Msg2 = %d bytes, %v; want %d bytes", payload, err, len("early reply"))
+	}
+}
+
+// Msg2 measures from msg1 to msg2, so that a responder holding msg2 back
+// shows.
+func TestMsg2ReportsEmptyAndLate(t *testing.T) {
+	const pause = 100 * time.Millisecond
+	initiator, responder, _, _ := connectedPair(t)
+	if _, _, err := initiator.Msg2(); err == nil {
+		t.Fatal("Msg2 reported before msg1 left")
+	}
+	if _, err := initiator.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	responded := make(chan error, 1)
+	go func() {
+		time.Sleep(pause)
+		responded <- responder.Handshake()
+	}()
+	if err := initiator.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-responded; err != nil {
+		t.Fatal(err)
+	}
+	payload, after, err := initiator.Msg2()
+	if err != nil || payload != 0 || after < pause {
+		t.Fatalf("Msg2 = %d bytes after %v, %v; want 0 bytes after at least %v", payload, after, err, pause)
+	}
+	if _, _, err := responder.Msg2(); err == nil {
+		t.Fatal("Msg2 reported on the responder's side")
+	}
 }
 
 func writeRawFrame(t *testing.T, conn *Conn, plaintext []byte) []byte {

@@ -14,7 +14,10 @@ import (
 const echoTimeout = 60 * time.Second
 
 // runInitiate sends size random bytes in one Write, so that the head rides
-// in msg1, and checks that the echo comes back intact.
+// in msg1, and checks that the echo comes back intact. With --report-msg2
+// it also says what msg2 carried and when it came, before the echo is in:
+// a test can then tell a responder that put its answer into msg2 from one
+// that sent msg2 first, and one whose msg2 waited for a late answer.
 func runInitiate(args []string) error {
 	flags := flag.NewFlagSet("initiate", flag.ContinueOnError)
 	address := flags.String("connect", "", "responder address, host:port")
@@ -22,6 +25,7 @@ func runInitiate(args []string) error {
 	suiteName := flags.String("suite", "chachapoly", "chachapoly or aesgcm")
 	prefix := flags.String("prefix", defaultRoutePrefix, "route prefix sent before msg1")
 	size := flags.Int("size", -1, "number of bytes to send and expect back")
+	reportMsg2 := flags.Bool("report-msg2", false, "print msg2's payload length and how long after msg1 it arrived")
 	var staticKey staticKeyFlags
 	staticKey.register(flags)
 	if err := parseFlags(flags, args); err != nil {
@@ -89,6 +93,13 @@ func runInitiate(args []string) error {
 	// must still arrive and verify.
 	if err := conn.Handshake(); err != nil {
 		return err
+	}
+	if *reportMsg2 {
+		payload, after, err := conn.Msg2()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("msg2 payload %d bytes after %d ms\n", payload, after.Milliseconds())
 	}
 	if err := <-readDone; err != nil {
 		return fmt.Errorf("read: %w", err)

@@ -21,7 +21,7 @@ const usageText = `usage:
   gopeer respond --listen ADDR (--key HEX | --key-file PATH) [--suite chachapoly|aesgcm]
                  [--mode echo|slowecho|http|banner] [--prefix P] [--http-dir DIR]
   gopeer initiate --connect ADDR --remote-pub HEX --size N [--suite S]
-                  [--key HEX | --key-file PATH] [--prefix P]
+                  [--key HEX | --key-file PATH] [--prefix P] [--report-msg2]
   gopeer keygen
   gopeer vector TRANSCRIPT
 `
