@@ -17,6 +17,8 @@ connection, and prints "ready" once all of them listen.
            answer as an event loop reads: a non-blocking socket, one recv
            each time poll reports it readable
   echo     returns every byte until the client closes its side
+  late     echo, but each piece read goes back only 0.5 s later: a server
+           that takes its time over a request
   http     HTTP/1.1; a POST is answered with the SHA-256 (hex) of its body;
            TCP_NODELAY on
   silent   accepts and reads, never answers: a cached node gone quiet
@@ -46,6 +48,7 @@ import threading
 import time
 
 REQUEST_BYTES = 500
+LATE_ANSWER_S = 0.5
 EMPTY_MSG2_BODY = 48  # e(32) + the tag of an empty payload (16)
 GARBAGE = b"\x41" + os.urandom(43)
 
@@ -100,6 +103,15 @@ def echo(conn):
         data = conn.recv(65536)
         if not data:
             return
+        conn.sendall(data)
+
+
+def late(conn):
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        time.sleep(LATE_ANSWER_S)
         conn.sendall(data)
 
 
@@ -189,7 +201,7 @@ def http_server(addr, port, tls):
 
 
 STREAM_KINDS = {"answer": answer, "answer-nagle": answer, "answer-poll": answer_poll,
-                "echo": echo, "silent": wait_for_close, "trickle": trickle,
+                "echo": echo, "late": late, "silent": wait_for_close, "trickle": trickle,
                 "garbage": garbage, "sink": sink}
 
 
