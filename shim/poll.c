@@ -161,8 +161,9 @@ any_held(void)
  * fd waits for input: the first flight goes now if it gathered anything,
  * and empty if it did not and the program waits for input only (a server
  * that speaks first must hear from the client to answer).  A responder's
- * held msg2 goes now, empty: a program that waits has no answer ready for
- * it to carry.
+ * held msg2 goes now, empty, if the program waits for input only: it has
+ * no answer ready for msg2 to carry (one that also waits to write is about
+ * to write it).
  */
 static void
 start_if_reading(int fd, int also_writing)
@@ -173,7 +174,7 @@ start_if_reading(int fd, int also_writing)
 		return;
 	if (ns_conn_phase(c) == NS_PHASE_START && (!also_writing || c->early_len > 0))
 		ns_conn_release_unlocked(c, fd);
-	else if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE)
+	else if (ns_conn_phase(c) == NS_PHASE_MSG2_DUE && !also_writing)
 		ns_conn_service_msg2(c, fd);
 	ns_conn_unref(c);
 }
