@@ -24,6 +24,23 @@ static struct chunk *chunks[CHUNKS];
 static uint8_t listener_state[MAX_FD];
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
 
+/*
+ * One more than the highest fd ever given an entry or a listener state:
+ * scans stop there instead of walking the whole table, which an event loop
+ * would otherwise pay for in every wait.
+ */
+static int fd_top;
+
+static void
+raise_top(int fd)
+{
+	int top = __atomic_load_n(&fd_top, __ATOMIC_RELAXED);
+
+	while (fd >= top && !__atomic_compare_exchange_n(&fd_top, &top, fd + 1, 1, __ATOMIC_RELEASE,
+	                                                 __ATOMIC_RELAXED))
+		;
+}
+
 static uint64_t
 entry_for(const struct ns_conn *c)
 {
@@ -114,6 +131,8 @@ replace(int fd, uint64_t e, int *ok)
 		*ok = e == 0;
 		goto out;
 	}
+	if (e != 0)
+		raise_top(fd);
 	prev = *p;
 	if (prev > NS_FD_FRESH && !stale(prev))
 		old = ns_fd_entry_conn(prev);
@@ -191,8 +210,10 @@ ns_fd_listener(int fd)
 void
 ns_fd_set_listener(int fd, enum ns_listener state)
 {
-	if (fd >= 0 && fd < MAX_FD)
-		__atomic_store_n(&listener_state[fd], (uint8_t)state, __ATOMIC_RELEASE);
+	if (fd < 0 || fd >= MAX_FD)
+		return;
+	raise_top(fd);
+	__atomic_store_n(&listener_state[fd], (uint8_t)state, __ATOMIC_RELEASE);
 }
 
 static int
@@ -208,7 +229,9 @@ chunk_has_listener(int first)
 int
 ns_fd_next_in_use(int from)
 {
-	for (int fd = from < 0 ? 0 : from; fd < MAX_FD; fd++) {
+	int top = __atomic_load_n(&fd_top, __ATOMIC_ACQUIRE);
+
+	for (int fd = from < 0 ? 0 : from; fd < top; fd++) {
 		/* Whole chunks that were never used hold nothing: skip them. */
 		if ((fd & (CHUNK_SIZE - 1)) == 0 && chunks[fd >> CHUNK_BITS] == NULL &&
 		    !chunk_has_listener(fd)) {
