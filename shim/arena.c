@@ -24,7 +24,7 @@
 
 enum {
 	ARENA_MAGIC = 0x4e534152,     /* "NSAR" */
-	ARENA_VERSION = 2,
+	ARENA_VERSION = 3,
 	PAGE = 4096,
 	HEADER_SIZE = PAGE,
 	BITS = 64,
@@ -44,6 +44,7 @@ enum {
 
 struct header {
 	uint32_t magic, version;
+	uint32_t waiters;             /* threads of any process in ns_shared_wait on a word here */
 	pthread_mutex_t lock;         /* guards everything below, the slot bits and the generations */
 	uint32_t slot_top;            /* slots above this were never handed out */
 	uint32_t slot_hint;           /* no slot below this word of bits is free */
@@ -97,20 +98,48 @@ ns_shared_unlock(pthread_mutex_t *m)
 	pthread_mutex_unlock(m);
 }
 
+/* Threads of this process waiting on a word outside the arena. */
+static uint32_t local_waiters;
+
+/*
+ * The count of threads waiting on word, which a wake reads to skip the
+ * system call when there are none: the arena's count for a word in it (its
+ * waiters may be in any process), this process's otherwise.
+ */
+static uint32_t *
+waiters_of(const uint32_t *word)
+{
+	const uint8_t *b = __atomic_load_n(&base, __ATOMIC_ACQUIRE), *p = (const uint8_t *)word;
+
+	return b != NULL && p >= b && p < b + NS_ARENA_RESERVE ? &((struct header *)b)->waiters
+	                                                       : &local_waiters;
+}
+
 /* Wait until *word is no longer old, or timeout_ms passes (wakeups may be spurious). */
 void
 ns_shared_wait(const uint32_t *word, uint32_t old, int timeout_ms)
 {
 	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+	uint32_t *waiters = waiters_of(word);
 
+	/*
+	 * Counted before the kernel compares *word with old: a wake then
+	 * either sees this waiter or changed the word first.
+	 */
+	__atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
 	/* Not FUTEX_PRIVATE: the word is in memory other processes map. */
 	syscall(SYS_futex, word, FUTEX_WAIT, old, timeout_ms < 0 ? NULL : &ts, NULL, 0);
+	__atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
 }
 
-/* Wake every process waiting on word. */
+/* Wake every process waiting on word (the caller has changed it). */
 void
 ns_shared_wake(const uint32_t *word)
 {
+	/* The caller's change to *word is ordered before the look at the waiters. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(waiters_of(word), __ATOMIC_RELAXED) == 0)
+		return;
 	syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 

@@ -101,7 +101,7 @@ void ns_shared_mutex_init(pthread_mutex_t *m);
 /* Wait until *word is no longer old, or timeout_ms passes (wakeups may be spurious). */
 void ns_shared_wait(const uint32_t *word, uint32_t old, int timeout_ms);
 
-/* Wake every process waiting on word. */
+/* Wake every process waiting on word (the caller has changed it). */
 void ns_shared_wake(const uint32_t *word);
 
 #endif
