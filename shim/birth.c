@@ -26,8 +26,12 @@
 #include "real.h"
 #include "shim.h"
 
-/* Only the accept shim makes accepted sockets responders; in the client shim this is NULL. */
-int ns_server_accepted(int listener, int fd, int flags) __attribute__((weak));
+/*
+ * Only the accept shim makes accepted sockets responders; in the client
+ * shim this is NULL.  peer: the address accept gave, or NULL.
+ */
+int ns_server_accepted(int listener, int fd, int flags, const struct sockaddr *peer)
+	__attribute__((weak));
 
 /* Whether the shim of this object would wrap the connected socket fd: one per shim, the other NULL. */
 int ns_client_would_wrap(int fd) __attribute__((weak));
@@ -82,25 +86,41 @@ socketpair(int domain, int type, int protocol, int sv[2])
 	return ret;
 }
 
+/*
+ * The peer's address as accept wrote it into the program's buffer of cap
+ * bytes, or NULL when it gave none or cut it short.
+ */
+static const struct sockaddr *
+accepted_peer(const struct sockaddr *addr, const socklen_t *len, socklen_t cap)
+{
+	return addr != NULL && len != NULL && *len <= cap ? addr : NULL;
+}
+
 static int
-accepted(int listener, int fd, int flags)
+accepted(int listener, int fd, int flags, const struct sockaddr *peer)
 {
 	if (fd < 0)
 		return fd;
 	ns_fd_created(fd);
-	return ns_server_accepted != NULL ? ns_server_accepted(listener, fd, flags) : fd;
+	return ns_server_accepted != NULL ? ns_server_accepted(listener, fd, flags, peer) : fd;
 }
 
 NS_EXPORT int
 accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	return accepted(fd, REAL(accept)(fd, addr, len), 0);
+	socklen_t cap = len != NULL ? *len : 0;
+	int conn = REAL(accept)(fd, addr, len);
+
+	return accepted(fd, conn, 0, conn >= 0 ? accepted_peer(addr, len, cap) : NULL);
 }
 
 NS_EXPORT int
 accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	return accepted(fd, REAL(accept4)(fd, addr, len, flags), flags);
+	socklen_t cap = len != NULL ? *len : 0;
+	int conn = REAL(accept4)(fd, addr, len, flags);
+
+	return accepted(fd, conn, flags, conn >= 0 ? accepted_peer(addr, len, cap) : NULL);
 }
 
 /* Replace fd by an unconnected socket of the same family, keeping its flags: every call on it fails. */

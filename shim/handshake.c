@@ -190,8 +190,6 @@ enum ns_pull
 ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 {
 	const uint8_t *payload;
-	struct sockaddr_storage peer;
-	socklen_t peer_len = sizeof(peer);
 	char why[sizeof(ns_shim.key_error) + 64];
 	enum ns_pull r;
 	size_t len;
@@ -214,8 +212,7 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	if (r != NS_PULL_READY)
 		return r;
 	ns_frame_reader_ready(&c->reader, &len);
-	if (ns_load_guard_admit(getpeername(fd, (struct sockaddr *)&peer, &peer_len) == 0
-	                        ? (struct sockaddr *)&peer : NULL) != 0)
+	if (ns_load_guard_admit(fd) != 0)
 		return reject(c, fd, "first flight refused before any DH: the server is under load "
 		              "and this address is above NOISESHIM_RATE_LIMIT");
 	ns_load_guard_begin();

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "ratelimit.h"
@@ -129,10 +130,24 @@ static int count_and_judge(uint64_t now_ms)
 	return state->loaded;
 }
 
-/* A whole msg1 has arrived from peer (NULL: unknown): 0 to go on, -1 to close unanswered. */
-int ns_load_guard_admit(const struct sockaddr *peer)
+/* The limiter's verdict on fd's peer: 0 to go on, -1 to close unanswered. */
+static int peer_allowed(int fd, uint64_t now_us)
 {
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof peer;
 	uint8_t key[NS_RATELIMIT_ADDR_LEN];
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 ||
+	    address_key((struct sockaddr *)&peer, key) != 0 ||
+	    ns_ratelimit_allow(limiter, key, now_us))
+		return 0;
+	__atomic_add_fetch(&state->refused, 1, __ATOMIC_RELAXED);
+	return -1;
+}
+
+/* A whole msg1 has arrived on fd: 0 to go on, -1 to close unanswered. */
+int ns_load_guard_admit(int fd)
+{
 	uint64_t now_us;
 	int loaded;
 
@@ -144,10 +159,8 @@ int ns_load_guard_admit(const struct sockaddr *peer)
 		pthread_mutex_consistent(&state->lock);
 	loaded = count_and_judge(now_us / 1000);
 	pthread_mutex_unlock(&state->lock);
-	if (!loaded || address_key(peer, key) != 0 || ns_ratelimit_allow(limiter, key, now_us))
-		return 0;
-	__atomic_add_fetch(&state->refused, 1, __ATOMIC_RELAXED);
-	return -1;
+	/* Only under load does the peer's address matter: asking the kernel costs every flight. */
+	return loaded ? peer_allowed(fd, now_us) : 0;
 }
 
 /* Around the processing of one msg1, so that handshakes in progress are counted. */

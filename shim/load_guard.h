@@ -14,13 +14,11 @@
 #ifndef NOISESHIM_LOAD_GUARD_H
 #define NOISESHIM_LOAD_GUARD_H
 
-#include <sys/socket.h>
-
 /* Set up from the configuration, before any worker is forked.  0 or -1 (no memory). */
 int ns_load_guard_init(void);
 
-/* A whole msg1 has arrived from peer (NULL: unknown): 0 to go on, -1 to close unanswered. */
-int ns_load_guard_admit(const struct sockaddr *peer);
+/* A whole msg1 has arrived on fd: 0 to go on, -1 to close unanswered. */
+int ns_load_guard_admit(int fd);
 
 /* Around the processing of one msg1, so that handshakes in progress are counted. */
 void ns_load_guard_begin(void);

@@ -280,37 +280,47 @@ listen(int fd, int backlog)
 	return REAL(listen)(fd, backlog);
 }
 
+/* "addr:port" of peer (NULL: unknown), for logs. */
 static void
-describe_peer(int fd, char *out, size_t cap)
+describe_peer(const struct sockaddr *peer, char *out, size_t cap)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
 
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-			port = ntohs(in->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-			port = ntohs(in6->sin6_port);
-		}
+	if (peer != NULL && peer->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (peer != NULL && peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
 	}
-	snprintf(out, cap, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+	snprintf(out, cap, peer != NULL && peer->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+	         port);
+}
+
+/* The peer of fd: the address accept gave, else the kernel's answer now (NULL if none). */
+static const struct sockaddr *
+peer_of(int fd, const struct sockaddr *given, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	if (given != NULL)
+		return given;
+	return getpeername(fd, (struct sockaddr *)ss, &len) == 0 ? (struct sockaddr *)ss : NULL;
 }
 
 /* Make an accepted connection a responder; on failure it is closed, never served plain. */
 static int
-track_accepted(int fd, int nonblock)
+track_accepted(int fd, int nonblock, const struct sockaddr *given)
 {
+	struct sockaddr_storage ss;
 	struct ns_conn *c;
 	struct stat st;
 	char peer[64];
 
-	describe_peer(fd, peer, sizeof(peer));
+	describe_peer(peer_of(fd, given, &ss), peer, sizeof(peer));
 	if ((c = ns_conn_new(NS_SOCK_FRESH, fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0)) == NULL)
 		goto fail;
 	c->nonblock = (uint8_t)nonblock;
@@ -330,9 +340,12 @@ fail:
 	return -1;
 }
 
-/* A connection accepted on listener: a responder if the listener is wrapped. */
+/*
+ * A connection accepted on listener: a responder if the listener is
+ * wrapped.  peer: the address accept gave, or NULL.
+ */
 int
-ns_server_accepted(int listener, int fd, int flags)
+ns_server_accepted(int listener, int fd, int flags, const struct sockaddr *peer)
 {
 	enum ns_listener state = ns_fd_listener(listener);
 	int fl;
@@ -357,5 +370,5 @@ ns_server_accepted(int listener, int fd, int flags)
 		return -1;
 	}
 	fl = flags & SOCK_NONBLOCK ? O_NONBLOCK : REAL(fcntl)(fd, F_GETFL);
-	return track_accepted(fd, fl >= 0 && (fl & O_NONBLOCK));
+	return track_accepted(fd, fl >= 0 && (fl & O_NONBLOCK), peer);
 }
