@@ -32,13 +32,16 @@ enum {
 
 /*
  * Layout, in offsets from the start of the file: the header; a generation
- * for every slot; a bit for every slot, set while it is in use; the slots;
- * the buffers.  Only the slots and buffers are ever given back.
+ * for every slot; a bit for every slot, set while it is in use; a bit for
+ * every page of slots, set while it holds only free slots and is kept; the
+ * slots; the buffers.  Only the slots and buffers are ever given back.
  */
+#define SLOT_PAGES (((size_t)NS_ARENA_MAX_SLOTS * NS_ARENA_SLOT + PAGE - 1) / PAGE)
 #define GENS_AT ((size_t)HEADER_SIZE)
 #define SLOT_BITS_AT (GENS_AT + (size_t)NS_ARENA_MAX_SLOTS * sizeof(uint32_t))
-#define SLOTS_AT (SLOT_BITS_AT + (size_t)NS_ARENA_MAX_SLOTS / 8)
-#define BUFS_AT (SLOTS_AT + ((size_t)NS_ARENA_MAX_SLOTS * NS_ARENA_SLOT + PAGE - 1) / PAGE * PAGE)
+#define WARM_PAGE_BITS_AT (SLOT_BITS_AT + (size_t)NS_ARENA_MAX_SLOTS / 8)
+#define SLOTS_AT ((WARM_PAGE_BITS_AT + (SLOT_PAGES + BITS - 1) / BITS * 8 + PAGE - 1) / PAGE * PAGE)
+#define BUFS_AT (SLOTS_AT + SLOT_PAGES * PAGE)
 #define MAX_BUFS ((NS_ARENA_RESERVE - BUFS_AT) / NS_ARENA_BUF)
 #define BUF_WORDS ((MAX_BUFS + BITS - 1) / BITS)
 
@@ -49,6 +52,7 @@ struct header {
 	uint32_t slot_top;            /* slots above this were never handed out */
 	uint32_t slot_hint;           /* no slot below this word of bits is free */
 	uint32_t slots_in_use;
+	uint32_t warm_slot_pages;     /* pages of free slots kept, their bits set */
 	uint32_t buf_top;             /* likewise for buffers */
 	uint32_t warm_bufs;           /* free buffers whose pages are still there */
 	uint64_t buf_free[BUF_WORDS]; /* a bit per buffer below buf_top: free */
@@ -174,6 +178,12 @@ static uint64_t *
 slot_bits(void)
 {
 	return (uint64_t *)(base + SLOT_BITS_AT);
+}
+
+static uint64_t *
+warm_page_bits(void)
+{
+	return (uint64_t *)(base + WARM_PAGE_BITS_AT);
 }
 
 static void
@@ -326,6 +336,43 @@ gen_of(ns_off slot)
 	return &gens()[(slot - SLOTS_AT) / NS_ARENA_SLOT];
 }
 
+/* The index, among the pages of slots, of the page at off. */
+static size_t
+slot_page(size_t off)
+{
+	return (off - SLOTS_AT) / PAGE;
+}
+
+/* The slot at slot is taken: the kept pages it lies on are in use again.  Under the lock. */
+static void
+reuse_warm_pages(ns_off slot)
+{
+	size_t first = slot_page(slot), last = slot_page((size_t)slot + NS_ARENA_SLOT - 1);
+
+	for (size_t p = first; p <= last; p++)
+		if (bit_get(warm_page_bits(), p)) {
+			bit_set(warm_page_bits(), p, 0);
+			hdr()->warm_slot_pages--;
+		}
+}
+
+/*
+ * The page at off holds only free slots now: keep it while few are kept,
+ * else give it back, so that closed connections cost nothing.  Under the lock.
+ */
+static void
+retire_slot_page(size_t off)
+{
+	struct header *h = hdr();
+
+	if (h->warm_slot_pages < NS_ARENA_WARM_SLOT_PAGES) {
+		bit_set(warm_page_bits(), slot_page(off), 1);
+		h->warm_slot_pages++;
+	} else {
+		release_pages(off, PAGE);
+	}
+}
+
 /* A zeroed slot, or 0 (errno ENOMEM). */
 ns_off
 ns_arena_slot_alloc(void)
@@ -355,6 +402,7 @@ ns_arena_slot_alloc(void)
 		index = h->slot_top++;
 	}
 	bit_set(bits, index, 1);
+	reuse_warm_pages(slot_at(index));
 	h->slot_hint = (uint32_t)(index / BITS);
 	h->slots_in_use++;
 	__atomic_add_fetch(&gens()[index], 1, __ATOMIC_RELEASE);
@@ -417,10 +465,9 @@ ns_arena_slot_free(ns_off slot)
 	if (index / BITS < h->slot_hint)
 		h->slot_hint = (uint32_t)(index / BITS);
 	h->slots_in_use--;
-	/* A page left with no slot in use goes back: closed connections cost nothing. */
 	for (size_t page = first_page; page < end; page += PAGE)
 		if (page_of_free_slots(page))
-			release_pages(page, PAGE);
+			retire_slot_page(page);
 	unlock_arena();
 }
 

@@ -34,6 +34,8 @@ enum {
 	NS_ARENA_BUF_PLAIN = NS_ARENA_BUF - NS_MAX_PLAINTEXT,
 	/* Free buffers kept with their pages; more are given back to the kernel. */
 	NS_ARENA_WARM_BUFS = 16,
+	/* Likewise pages of free slots: connections that come and go reuse them without a fault. */
+	NS_ARENA_WARM_SLOT_PAGES = 8,
 	/* Socket objects one arena holds at once, across every process that shares it. */
 	NS_ARENA_MAX_SLOTS = 1 << 20,
 };
