@@ -11,6 +11,7 @@
 
 #include "dhcache.h"
 #include "symmetric.h"
+#include "x25519.h"
 
 enum hs_step { WRITE_MSG1, READ_MSG1, WRITE_MSG2, READ_MSG2, DONE, FAILED };
 
@@ -86,7 +87,7 @@ make_ephemeral(struct ns_handshake *hs)
 {
 	if (!hs->fixed_ephemeral)
 		randombytes_buf(hs->e_priv, NS_KEY_LEN);
-	return crypto_scalarmult_base(hs->e_pub, hs->e_priv);
+	return ns_x25519_public(hs->e_pub, hs->e_priv);
 }
 
 /* Fill kp from priv.  0, or -1 for a degenerate key. */
