@@ -113,6 +113,7 @@ static void pair_free(struct proxy_pair *p)
 	ns_cipher_free(p->tx);
 	ns_cipher_free(p->rx);
 	free(p->rx_body);
+	free(p->opened.data);
 	free(p->to_noise.data);
 	free(p->to_plain.data);
 	free(p->flight);

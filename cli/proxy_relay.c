@@ -1,6 +1,8 @@
 /*
- * Moving bytes between the two sides of a pair: frames in from the noise
- * side, records sealed towards it, and end of stream passed on as FIN.
+ * Moving bytes between the two sides of a pair: batches of records sealed
+ * towards the noise side, batches of frames opened towards the plain side,
+ * and end of stream passed on as FIN.  Records are sealed and opened where
+ * the kernel put them, and leave from there.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -10,6 +12,15 @@
 
 #include "cipher.h"
 #include "proxy.h"
+
+enum {
+	/* A record's room in a sealed batch: header, plaintext, tag. */
+	SEAL_SLOT = NS_FRAME_HEADER_LEN + PROXY_RECORD_MAX + NS_TAG_LEN,
+	/* Plaintext one batch carries, sealed or passed through. */
+	BATCH_PLAIN = PROXY_SEAL_RECORDS * PROXY_RECORD_MAX,
+	/* Plaintext pieces per write towards the plain side; more go in the next. */
+	OPEN_IOV = 64,
+};
 
 /* Write what b holds to s.  >0 progress, 0 none, -1 closed. */
 int proxy_flush(struct proxy_pair *p, struct proxy_side *s, struct proxy_buf *b)
@@ -50,31 +61,7 @@ static void side_drained(struct proxy_side *s)
 		s->readable = 0;
 }
 
-/*
- * Read up to want bytes of the current frame into space.  While relaying,
- * a body read also takes the next frame's header when it is there,
- * halving the reads per record; the header waits in next_header.
- */
-static ssize_t read_frame_bytes(struct proxy_pair *p, uint8_t *space, size_t want)
-{
-	struct iovec iov[2] = { { space, want }, { p->next_header, NS_FRAME_HEADER_LEN } };
-	ssize_t n;
-
-	if (p->phase != PHASE_RELAY || p->reader.header_have < NS_FRAME_HEADER_LEN)
-		return recv(p->noise.fd, space, want, 0);
-	n = readv(p->noise.fd, iov, 2);
-	if (n > (ssize_t)want) {
-		p->next_header_len = (size_t)n - want;
-		n = (ssize_t)want;
-		/* More may be queued behind the header: a full read is no sign of a drained socket. */
-	} else if (n >= 0 && (size_t)n == want) {
-		/* The next header was not there: the socket is empty. */
-		side_drained(&p->noise);
-	}
-	return n;
-}
-
-/* Read frame bytes from the noise side. */
+/* Read handshake frame bytes from the noise side. */
 enum proxy_frame proxy_read_frame(struct proxy_pair *p, size_t *len)
 {
 	struct ns_frame_reader *r = &p->reader;
@@ -100,8 +87,9 @@ enum proxy_frame proxy_read_frame(struct proxy_pair *p, size_t *len)
 			}
 			r->body = p->rx_body;
 		}
+		/* Exactly the frame's bytes: what follows it belongs to the relay. */
 		space = ns_frame_reader_space(r, &want);
-		n = read_frame_bytes(p, space, want);
+		n = recv(s->fd, space, want, 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -136,36 +124,21 @@ uint8_t *proxy_take_frame(struct proxy_pair *p)
 	p->rx_body = NULL;
 	p->reader.body = NULL;
 	ns_frame_reader_next(&p->reader);
-	/* A bad header shows as the reader's error on the next read. */
-	if (p->next_header_len > 0)
-		ns_frame_reader_feed(&p->reader, p->next_header, p->next_header_len);
-	p->next_header_len = 0;
 	return body;
 }
 
 /*
- * Read what in has, up to PROXY_RECORD_MAX bytes, into a new buffer with
- * head bytes free before it and tail after.  1 with *out set, 1 at EOF
- * (in->eof set, *out NULL), 0 when nothing is there, -1 closed.
+ * Read from a readable side into iov (room bytes in all).  >0 with *got
+ * bytes read (0 at EOF, with in->eof set, or after EINTR), 0 when nothing
+ * is there, -1 closed.
  */
-static int read_chunk(struct proxy_pair *p, struct proxy_side *in, size_t head, size_t tail,
-                      uint8_t **out, size_t *len)
+static int read_side(struct proxy_pair *p, struct proxy_side *in, const struct iovec *iov,
+                     int iovcnt, size_t room, size_t *got)
 {
-	uint8_t *buf;
-	ssize_t n;
+	ssize_t n = readv(in->fd, iov, iovcnt);
 
-	*out = NULL;
-	if (!in->readable)
-		return 0;
-	if ((buf = malloc(head + PROXY_RECORD_MAX + tail)) == NULL)
-		return proxy_fail(p, "out of memory for a record");
-	n = recv(in->fd, buf + head, PROXY_RECORD_MAX, 0);
-	if (n <= 0) {
-		free(buf);
-		if (n == 0) {
-			in->eof = 1;
-			return 1;
-		}
+	*got = 0;
+	if (n < 0) {
 		if (errno == EINTR)
 			return 1;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -174,10 +147,11 @@ static int read_chunk(struct proxy_pair *p, struct proxy_side *in, size_t head, 
 		}
 		return proxy_fail(p, "%s: read: %s", in->name, strerror(errno));
 	}
-	if ((size_t)n < PROXY_RECORD_MAX)
+	if (n == 0)
+		in->eof = 1;
+	else if ((size_t)n < room)
 		side_drained(in);
-	*out = buf;
-	*len = (size_t)n;
+	*got = (size_t)n;
 	return 1;
 }
 
@@ -191,70 +165,225 @@ static int pass_eof(struct proxy_side *out, const struct proxy_buf *queued)
 	return 1;
 }
 
-/* Program (or plaintext client) to the noise side: one record per read. */
-static int pump_to_noise(struct proxy_pair *p)
+/* Mixed mode, a plaintext client: one read from in queued for the other side as it is. */
+static int pass_batch(struct proxy_pair *p, struct proxy_side *in, struct proxy_buf *out)
 {
-	size_t head = p->passthrough ? 0 : NS_FRAME_HEADER_LEN;
-	size_t tag = p->passthrough ? 0 : NS_TAG_LEN;
-	uint8_t *buf;
-	size_t n;
+	struct iovec iov;
+	size_t got;
 	int r;
 
+	if (!in->readable)
+		return 0;
+	if ((iov.iov_base = malloc(BATCH_PLAIN)) == NULL)
+		return proxy_fail(p, "out of memory for a record");
+	iov.iov_len = BATCH_PLAIN;
+	if ((r = read_side(p, in, &iov, 1, BATCH_PLAIN, &got)) <= 0 || got == 0) {
+		free(iov.iov_base);
+		return r;
+	}
+	*out = (struct proxy_buf){ .data = iov.iov_base, .len = got };
+	return 1;
+}
+
+/*
+ * One read from the program into record slots, each with room for its
+ * header before and its tag after, sealed in place: the batch leaves as
+ * one contiguous write.  Only the last record may be short.
+ */
+static int seal_batch(struct proxy_pair *p)
+{
+	struct iovec iov[PROXY_SEAL_RECORDS];
+	uint8_t *buf, *rec;
+	size_t got, n, wire = 0;
+	int r;
+
+	if (!p->plain.readable)
+		return 0;
+	if ((buf = malloc(PROXY_SEAL_RECORDS * SEAL_SLOT)) == NULL)
+		return proxy_fail(p, "out of memory for a record");
+	for (int i = 0; i < PROXY_SEAL_RECORDS; i++)
+		iov[i] = (struct iovec){ buf + i * SEAL_SLOT + NS_FRAME_HEADER_LEN, PROXY_RECORD_MAX };
+	if ((r = read_side(p, &p->plain, iov, PROXY_SEAL_RECORDS, BATCH_PLAIN, &got)) <= 0 ||
+	    got == 0) {
+		free(buf);
+		return r;
+	}
+	for (rec = buf; got > 0; rec += SEAL_SLOT, got -= n) {
+		n = got < PROXY_RECORD_MAX ? got : PROXY_RECORD_MAX;
+		ns_frame_header_put(rec, n + NS_TAG_LEN);
+		if (ns_cipher_seal(p->tx, NULL, 0, rec + NS_FRAME_HEADER_LEN, n,
+		                   rec + NS_FRAME_HEADER_LEN) < 0) {
+			free(buf);
+			return proxy_fail(p, "the sending nonce is exhausted");
+		}
+		wire = (size_t)(rec - buf) + NS_FRAME_HEADER_LEN + n + NS_TAG_LEN;
+	}
+	p->to_noise = (struct proxy_buf){ .data = buf, .len = wire };
+	return 1;
+}
+
+/* Program (or plaintext client) to the noise side. */
+static int pump_to_noise(struct proxy_pair *p)
+{
 	if (p->to_noise.data != NULL)
 		return 0;
 	if (p->plain.eof)
 		return pass_eof(&p->noise, &p->to_noise);
-	if ((r = read_chunk(p, &p->plain, head, tag, &buf, &n)) <= 0 || buf == NULL)
-		return r;
-	if (!p->passthrough) {
-		ns_frame_header_put(buf, n + tag);
-		if (ns_cipher_seal(p->tx, NULL, 0, buf + head, n, buf + head) < 0) {
-			free(buf);
-			return proxy_fail(p, "the sending nonce is exhausted");
+	return p->passthrough ? pass_batch(p, &p->plain, &p->to_noise) : seal_batch(p);
+}
+
+/* The body length in the header of a frame already checked by frame_body. */
+static size_t stored_body(const uint8_t *header)
+{
+	return (size_t)header[1] << 16 | (size_t)header[2] << 8 | header[3];
+}
+
+/* The body length of the transport frame whose header is at h, or -1 closed. */
+static long frame_body(struct proxy_pair *p, const uint8_t *h)
+{
+	struct ns_frame_reader r;
+
+	ns_frame_reader_init(&r, NULL, NS_MIN_TRANSPORT_BODY, NS_MAX_TRANSPORT_BODY);
+	if (ns_frame_reader_feed(&r, h, NS_FRAME_HEADER_LEN) < 0)
+		return proxy_fail(p, "%s: bad frame: %s", p->noise.name, ns_frame_strerror(r.error));
+	return (long)r.body_len;
+}
+
+/* Open, in place, the whole frames read since the last.  0, or -1 closed. */
+static int open_frames(struct proxy_pair *p)
+{
+	struct proxy_frames *f = &p->opened;
+	uint8_t *body;
+	long len;
+
+	while (f->have - f->opened >= NS_FRAME_HEADER_LEN) {
+		if ((len = frame_body(p, f->data + f->opened)) < 0)
+			return -1;
+		if (f->have - f->opened < NS_FRAME_HEADER_LEN + (size_t)len)
+			break;
+		body = f->data + f->opened + NS_FRAME_HEADER_LEN;
+		if (ns_cipher_open(p->rx, NULL, 0, body, (size_t)len, body) < 0)
+			return proxy_fail(p, "%s: a record does not authenticate", p->noise.name);
+		f->opened += NS_FRAME_HEADER_LEN + (size_t)len;
+	}
+	return 0;
+}
+
+/*
+ * Every opened frame has been written: keep only the start of the next
+ * frame, moved to the front (less than a frame, so that a whole one
+ * always fits after it), or nothing.
+ */
+static void frames_settle(struct proxy_frames *f)
+{
+	size_t tail = f->have - f->opened;
+
+	if (tail == 0) {
+		free(f->data);
+		*f = (struct proxy_frames){ 0 };
+		return;
+	}
+	memmove(f->data, f->data + f->opened, tail);
+	*f = (struct proxy_frames){ .data = f->data, .have = tail };
+}
+
+/* Account for n plaintext bytes written, and step over empty records. */
+static void frames_written(struct proxy_frames *f, size_t n)
+{
+	size_t body, left;
+
+	while (f->frame < f->opened) {
+		body = stored_body(f->data + f->frame);
+		left = body - NS_TAG_LEN - f->skip;
+		if (n < left) {
+			f->skip += n;
+			return;
+		}
+		n -= left;
+		f->frame += NS_FRAME_HEADER_LEN + body;
+		f->skip = 0;
+	}
+}
+
+/*
+ * Write the opened frames' plaintext to the plain side, their headers and
+ * tags left out by the iovec.  >0 progress, 0 none, -1 closed.
+ */
+static int flush_frames(struct proxy_pair *p)
+{
+	struct proxy_frames *f = &p->opened;
+	struct proxy_side *s = &p->plain;
+	struct iovec iov[OPEN_IOV];
+	struct msghdr msg = { .msg_iov = iov };
+	size_t at, skip, body, want = 0;
+	ssize_t n = 0;
+
+	if (f->frame == f->opened || !s->writable || s->connecting)
+		return 0;
+	for (at = f->frame, skip = f->skip; at < f->opened && msg.msg_iovlen < OPEN_IOV;
+	     at += NS_FRAME_HEADER_LEN + body, skip = 0) {
+		body = stored_body(f->data + at);
+		if (body - NS_TAG_LEN > skip) {
+			iov[msg.msg_iovlen++] = (struct iovec){ f->data + at + NS_FRAME_HEADER_LEN + skip,
+			                                        body - NS_TAG_LEN - skip };
+			want += body - NS_TAG_LEN - skip;
 		}
 	}
-	p->to_noise = (struct proxy_buf){ .data = buf, .len = head + n + tag };
+	if (want > 0 && (n = sendmsg(s->fd, &msg, MSG_NOSIGNAL)) < 0) {
+		if (errno == EINTR)
+			return 1;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			s->writable = 0;
+			return 0;
+		}
+		return proxy_fail(p, "%s: write: %s", s->name, strerror(errno));
+	}
+	frames_written(f, (size_t)n);
+	if ((size_t)n < want)
+		s->writable = 0;
+	else if (f->frame == f->opened)
+		frames_settle(f);
 	return 1;
 }
 
-/* The noise side to the program: one record at a time, empty records skipped. */
-static int pump_to_plain(struct proxy_pair *p)
+/*
+ * One read from the noise side after the start of a frame kept from the
+ * last batch, every whole frame then opened in place.
+ */
+static int open_batch(struct proxy_pair *p)
 {
-	uint8_t *buf;
-	size_t len;
+	struct proxy_frames *f = &p->opened;
+	struct iovec iov;
+	size_t got;
 	int r;
 
-	if (p->to_plain.data != NULL)
+	if (!p->noise.readable)
+		return 0;
+	if (f->data == NULL && (f->data = malloc(PROXY_OPEN_MAX)) == NULL)
+		return proxy_fail(p, "out of memory for a record");
+	iov = (struct iovec){ f->data + f->have, PROXY_OPEN_MAX - f->have };
+	if ((r = read_side(p, &p->noise, &iov, 1, iov.iov_len, &got)) < 0)
+		return -1;
+	if (p->noise.eof && f->have > 0)
+		return proxy_fail(p, "%s: the stream ended inside a frame", p->noise.name);
+	if (got == 0) {
+		/* Nothing held: the buffer goes until the next read. */
+		if (f->have == 0)
+			frames_settle(f);
+		return r;
+	}
+	f->have += got;
+	return open_frames(p) < 0 ? -1 : 1;
+}
+
+/* The noise side to the program, once what is queued for it has left. */
+static int pump_to_plain(struct proxy_pair *p)
+{
+	if (p->to_plain.data != NULL || p->opened.frame < p->opened.opened)
 		return 0;
 	if (p->noise.eof)
 		return pass_eof(&p->plain, &p->to_plain);
-	if (p->passthrough) {
-		if ((r = read_chunk(p, &p->noise, 0, 0, &buf, &len)) <= 0 || buf == NULL)
-			return r;
-		p->to_plain = (struct proxy_buf){ .data = buf, .len = len };
-		return 1;
-	}
-	switch (proxy_read_frame(p, &len)) {
-	case FRAME_AGAIN:
-		return 0;
-	case FRAME_ERROR:
-		return -1;
-	case FRAME_EOF:
-		p->noise.eof = 1;
-		return 1;
-	case FRAME_READY:
-		break;
-	}
-	buf = proxy_take_frame(p);
-	if (ns_cipher_open(p->rx, NULL, 0, buf, len, buf) < 0) {
-		free(buf);
-		return proxy_fail(p, "%s: a record does not authenticate", p->noise.name);
-	}
-	if (len == NS_TAG_LEN)
-		free(buf);
-	else
-		p->to_plain = (struct proxy_buf){ .data = buf, .len = len - NS_TAG_LEN };
-	return 1;
+	return p->passthrough ? pass_batch(p, &p->noise, &p->to_plain) : open_batch(p);
 }
 
 /* Both relay directions once the handshake is done.  >0 progress, 0 none, -1 closed. */
@@ -265,7 +394,11 @@ int proxy_relay_step(struct proxy_pair *p)
 	if ((r = proxy_flush(p, &p->noise, &p->to_noise)) < 0)
 		return -1;
 	progress |= r;
+	/* Handshake payloads and passthrough bytes; frames are opened only once these have left. */
 	if ((r = proxy_flush(p, &p->plain, &p->to_plain)) < 0)
+		return -1;
+	progress |= r;
+	if ((r = flush_frames(p)) < 0)
 		return -1;
 	progress |= r;
 	if ((r = pump_to_noise(p)) < 0)

@@ -9,6 +9,7 @@
  *                     --pieces K --gap-ms MS
  *   hostile_peer forged-record --connect HOST:PORT --remote-pub KEY --marker TEXT
  *                              [--valid N] [--size M] [--bad-header]
+ *   hostile_peer records --connect HOST:PORT --remote-pub KEY --count N
  *
  * flight          writes a valid first flight (route prefix, frame header,
  *                 msg1 with N random payload bytes, default 0) to stdout.
@@ -28,6 +29,11 @@
  *                 verdict as partial-record does.  --bad-header: the good
  *                 record and a frame header with a wrong marker leave in
  *                 one write instead, and no FIN follows.
+ * records         completes a handshake with an empty msg1, then sends N
+ *                 records of 0 to 4 bytes (every fifth one empty) and one
+ *                 of RECORDS_LAST_LEN, all in one write, and reads the
+ *                 echo: "ok records BYTES" if it is every byte sent, in
+ *                 order, a reason and exit 1 if not.
  *
  * KEY is 64 hex digits or a noise_pub string.  Exit 2 for a failed
  * handshake or bad usage.
@@ -57,6 +63,9 @@ enum {
 	SEALED_PLAINTEXT_LEN = 84,
 	SEALED_RECORD_LEN = NS_FRAME_HEADER_LEN + SEALED_PLAINTEXT_LEN + NS_TAG_LEN,
 	MAX_PIECES = 64,
+	/* records: at most this many small ones, then a large one that may straddle reads. */
+	RECORDS_MAX = 100000,
+	RECORDS_LAST_LEN = 40000,
 };
 
 struct peer {
@@ -440,11 +449,67 @@ slow(int argc, char **argv)
 	return status;
 }
 
+/* Seal len bytes of plaintext into one record at out.  The record's length. */
+static size_t
+seal_record(struct peer *p, const uint8_t *plaintext, size_t len, uint8_t *out)
+{
+	ns_frame_header_put(out, len + NS_TAG_LEN);
+	if (ns_cipher_seal(p->send, NULL, 0, plaintext, len, out + NS_FRAME_HEADER_LEN))
+		die(2, "seal failed", NULL);
+	return NS_FRAME_HEADER_LEN + len + NS_TAG_LEN;
+}
+
+static int
+records(int argc, char **argv)
+{
+	static struct peer p;
+	long count = strtol(required(argc, argv, "--count"), NULL, 10);
+	size_t total = 0, wire = 0, len, have;
+	uint8_t rs[NS_KEY_LEN], *sent, *out, *got;
+	int status = 0;
+
+	parse_key(required(argc, argv, "--remote-pub"), rs);
+	if (count < 1 || count > RECORDS_MAX)
+		die(2, "--count is 1..100000", NULL);
+	sent = malloc((size_t)count * 4 + RECORDS_LAST_LEN);
+	out = malloc((size_t)(count + 1) * (NS_FRAME_HEADER_LEN + NS_TAG_LEN) + (size_t)count * 4 +
+	             RECORDS_LAST_LEN);
+	got = malloc((size_t)count * 4 + RECORDS_LAST_LEN);
+	if (sent == NULL || out == NULL || got == NULL)
+		die(2, "out of memory", NULL);
+	p.fd = connect_to(required(argc, argv, "--connect"));
+	ns_frame_reader_init(&p.reader, p.body, 0, 0);
+	make_flight(&p, rs, NULL, 0);
+	write_all(p.fd, p.out, p.out_len);
+	finish_handshake(&p);
+
+	for (long i = 0; i <= count; i++) {
+		len = i == count ? RECORDS_LAST_LEN : (size_t)(i % 5);
+		randombytes_buf(sent + total, len);
+		wire += seal_record(&p, sent + total, len, out + wire);
+		total += len;
+	}
+	write_all(p.fd, out, wire);
+	have = read_plaintext(&p, got, total);
+	if (have < total || memcmp(got, sent, total) != 0) {
+		fprintf(stderr, "hostile_peer: records: got %zu bytes of the %zu sent, %s\n", have, total,
+		        have < total ? "then the stream ended" : "and they differ");
+		status = 1;
+	} else {
+		printf("ok records %zu\n", total);
+	}
+	free(sent);
+	free(out);
+	free(got);
+	free_peer(&p);
+	return status;
+}
+
 int
 main(int argc, char **argv)
 {
 	if (argc < 2 || sodium_init() < 0)
-		die(2, "usage: hostile_peer flight|partial-record|slow|forged-record OPTIONS", NULL);
+		die(2, "usage: hostile_peer flight|partial-record|slow|forged-record|records OPTIONS", NULL);
 	if (strcmp(argv[1], "flight") == 0)
 		return write_flight(argc, argv);
 	if (strcmp(argv[1], "partial-record") == 0)
@@ -453,6 +518,8 @@ main(int argc, char **argv)
 		return slow(argc, argv);
 	if (strcmp(argv[1], "forged-record") == 0)
 		return forged_record(argc, argv);
-	die(2, "usage: hostile_peer flight|partial-record|slow|forged-record OPTIONS", argv[1]);
+	if (strcmp(argv[1], "records") == 0)
+		return records(argc, argv);
+	die(2, "usage: hostile_peer flight|partial-record|slow|forged-record|records OPTIONS", argv[1]);
 	return 2;
 }

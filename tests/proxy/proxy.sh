@@ -8,7 +8,8 @@
 #
 #   tests/proxy/proxy.sh BUILD_DIR
 #
-# BUILD_DIR holds noiseshim, both shims, tests/gopeer and tests/flood_peer.
+# BUILD_DIR holds noiseshim, both shims, tests/gopeer, tests/flood_peer and
+# tests/hostile_peer.
 # The Go test program (tests/proxy/goserver) is built here with Debian's
 # golang in GOPATH mode, without network.  Prints "ok NAME" or "FAIL NAME:
 # reason" per check and a count; exits non-zero if any check failed.
@@ -25,6 +26,7 @@ integration=$root/tests/integration
 cli=$build/noiseshim
 gopeer=$build/tests/gopeer
 flood_peer=$build/tests/flood_peer
+hostile_peer=$build/tests/hostile_peer
 python=${PYTHON:-python3}
 server_priv=0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
 # Its public half, for the Go initiator's --remote-pub.
@@ -269,6 +271,15 @@ test_stream_features() {
 	out=$(timeout 30 "$python" "$here/clients.py" halfclose 127.0.0.1 "$port" 200000 2>&1)
 	[ "$out" = "ok 200000" ] && pass half-close-through-both-proxies ||
 		fail half-close-through-both-proxies "$out"
+
+	# Thousands of tiny and empty records in one write, then one that may
+	# straddle two reads: each opened in place, the plaintext passed on whole.
+	start_echo records
+	start proxy-records "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$echo_port"
+	out=$(timeout 30 "$hostile_peer" records --connect "127.0.0.1:$port" \
+		--remote-pub "$server_pub_hex" --count 20000 2>&1)
+	[ "$out" = "ok records 80000" ] && pass tiny-and-empty-records || fail tiny-and-empty-records "$out"
 
 	start pp2 "$python" "$here/targets.py" pp2
 	pp2_port=$port
