@@ -9,6 +9,7 @@
 
 enum ns_line_level {
 	NS_LINE_ERROR,  /* something an operator must see at the default level */
+	NS_LINE_WARN,   /* a condition the server handles on its own, such as load */
 	NS_LINE_INFO,   /* what was loaded or changed, for a verbose log */
 };
 

@@ -35,6 +35,15 @@ static const struct ns_record_kind msg1_kind = {NS_MSG1_OVERHEAD, NS_MAX_MSG1_BO
                                                 NS_MSG1_OVERHEAD,
                                                 NS_FRAME_HEADER_LEN + NS_MSG1_OVERHEAD, 0};
 
+/* The load guard's question, asked only under load: the peer of the socket at *arg. */
+static int
+kernel_peer(void *arg, struct sockaddr_storage *peer)
+{
+	socklen_t len = sizeof(*peer);
+
+	return REAL(getpeername)(*(int *)arg, (struct sockaddr *)peer, &len);
+}
+
 /* Hostile or broken input from the network: close this connection, tell the log. */
 static enum ns_pull
 reject(struct ns_conn *c, int fd, const char *why)
@@ -212,7 +221,7 @@ ns_conn_respond(struct ns_conn *c, int fd, size_t room, int block)
 	if (r != NS_PULL_READY)
 		return r;
 	ns_frame_reader_ready(&c->reader, &len);
-	if (ns_load_guard_admit(fd) != 0)
+	if (ns_load_guard_admit(kernel_peer, &fd) != 0)
 		return reject(c, fd, "first flight refused before any DH: the server is under load "
 		              "and this address is above NOISESHIM_RATE_LIMIT");
 	ns_load_guard_begin();

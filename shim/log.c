@@ -79,5 +79,11 @@ ns_log(enum ns_log_level level, const char *fmt, ...)
 void
 ns_log_line(enum ns_line_level level, const char *line)
 {
-	ns_log(level == NS_LINE_ERROR ? NS_LOG_ERROR : NS_LOG_INFO, "%s", line);
+	static const enum ns_log_level levels[] = {
+		[NS_LINE_ERROR] = NS_LOG_ERROR,
+		[NS_LINE_WARN] = NS_LOG_WARN,
+		[NS_LINE_INFO] = NS_LOG_INFO,
+	};
+
+	ns_log(levels[level], "%s", line);
 }

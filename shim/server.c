@@ -202,6 +202,8 @@ refuse(int fd, const char *why)
 static int
 classify(int fd)
 {
+	const struct ns_load_guard_config load = { .rate_limit = ns_shim.config.rate_limit,
+	                                           .rate_burst = ns_shim.config.rate_burst };
 	char why[NS_CONFIG_TEXT_MAX + 256];
 	int qlen = TFO_QUEUE;
 	char where[64] = "?";
@@ -234,7 +236,7 @@ classify(int fd)
 		}
 		if (ns_replay_guard_init(ns_shim.static_key.pub, why, sizeof(why)) != 0)
 			return refuse(fd, why);
-		if (ns_load_guard_init() != 0)
+		if (ns_load_guard_init(&load, ns_log_line) != 0)
 			return refuse(fd, "no memory for the load guard");
 	}
 	/*

@@ -15,13 +15,12 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 
-#include "log.h"
 #include "ratelimit.h"
-#include "shim.h"
 
 enum {
 	LOAD_FLIGHTS_PER_S = 500,   /* first flights arriving per second, sustained */
@@ -30,6 +29,7 @@ enum {
 	SLICE_MS = 100,
 	SLICES = 10,                /* one second of slices */
 	LIMITER_ENTRIES = 4096,
+	LINE_MAX_LEN = 256,
 };
 
 struct load_state {
@@ -44,11 +44,15 @@ struct load_state {
 
 static struct load_state *state;
 static struct ns_ratelimit *limiter;
+static struct ns_load_guard_config settings;
+static ns_line_fn *log_line;
 
-/* Set up from the configuration, before any worker is forked.  0 or -1 (no memory). */
-int ns_load_guard_init(void)
+/*
+ * Set up from cfg, with where lines go, before any worker is forked; a
+ * second call changes nothing.  0 or -1 (no memory).
+ */
+int ns_load_guard_init(const struct ns_load_guard_config *cfg, ns_line_fn *log)
 {
-	const struct ns_config *cfg = &ns_shim.config;
 	pthread_mutexattr_t attr;
 	struct load_state *s;
 
@@ -66,6 +70,8 @@ int ns_load_guard_init(void)
 	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
 	pthread_mutex_init(&s->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
+	settings = *cfg;
+	log_line = log;
 	state = s;
 	return 0;
 }
@@ -97,6 +103,7 @@ static int count_and_judge(uint64_t now_ms)
 {
 	uint64_t slice = now_ms / SLICE_MS;
 	uint32_t last_second = 0, pending;
+	char line[LINE_MAX_LEN];
 	int sustained = 1;
 
 	/* Slices with no flight at all must read zero, however long the quiet was. */
@@ -116,37 +123,37 @@ static int count_and_judge(uint64_t now_ms)
 	     (last_second >= LOAD_FLIGHTS_PER_S / 4 || pending >= LOAD_PENDING / 4)))
 		state->loaded_until_ms = now_ms + LOAD_HOLD_MS;
 	if (now_ms < state->loaded_until_ms && !state->loaded) {
-		ns_log(NS_LOG_WARN, "under load (%u first flights in the last second, %u msg1s in "
-		       "progress): each address is limited to %u first flights/s, burst %u "
-		       "(NOISESHIM_RATE_LIMIT, NOISESHIM_RATE_BURST)", last_second, pending,
-		       ns_shim.config.rate_limit, ns_shim.config.rate_burst);
+		snprintf(line, sizeof line, "under load (%u first flights in the last second, %u msg1s "
+		         "in progress): each address is limited to %u first flights/s, burst %u "
+		         "(NOISESHIM_RATE_LIMIT, NOISESHIM_RATE_BURST)", last_second, pending,
+		         settings.rate_limit, settings.rate_burst);
+		log_line(NS_LINE_WARN, line);
 		state->loaded = 1;
 		__atomic_store_n(&state->refused, 0, __ATOMIC_RELAXED);
 	} else if (now_ms >= state->loaded_until_ms && state->loaded) {
-		ns_log(NS_LOG_WARN, "load is over: %llu first flights were refused while it lasted",
-		       (unsigned long long)__atomic_load_n(&state->refused, __ATOMIC_RELAXED));
+		snprintf(line, sizeof line, "load is over: %llu first flights were refused while it lasted",
+		         (unsigned long long)__atomic_load_n(&state->refused, __ATOMIC_RELAXED));
+		log_line(NS_LINE_WARN, line);
 		state->loaded = 0;
 	}
 	return state->loaded;
 }
 
-/* The limiter's verdict on fd's peer: 0 to go on, -1 to close unanswered. */
-static int peer_allowed(int fd, uint64_t now_us)
+/* The limiter's verdict on the peer: 0 to go on, -1 to close unanswered. */
+static int peer_allowed(ns_load_guard_peer_fn *peer_fn, void *arg, uint64_t now_us)
 {
 	struct sockaddr_storage peer;
-	socklen_t len = sizeof peer;
 	uint8_t key[NS_RATELIMIT_ADDR_LEN];
 
-	if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 ||
-	    address_key((struct sockaddr *)&peer, key) != 0 ||
+	if (peer_fn(arg, &peer) != 0 || address_key((struct sockaddr *)&peer, key) != 0 ||
 	    ns_ratelimit_allow(limiter, key, now_us))
 		return 0;
 	__atomic_add_fetch(&state->refused, 1, __ATOMIC_RELAXED);
 	return -1;
 }
 
-/* A whole msg1 has arrived on fd: 0 to go on, -1 to close unanswered. */
-int ns_load_guard_admit(int fd)
+/* A whole msg1 has arrived: 0 to go on, -1 to close unanswered. */
+int ns_load_guard_admit(ns_load_guard_peer_fn *peer_fn, void *arg)
 {
 	uint64_t now_us;
 	int loaded;
@@ -160,7 +167,7 @@ int ns_load_guard_admit(int fd)
 	loaded = count_and_judge(now_us / 1000);
 	pthread_mutex_unlock(&state->lock);
 	/* Only under load does the peer's address matter: asking the kernel costs every flight. */
-	return loaded ? peer_allowed(fd, now_us) : 0;
+	return loaded ? peer_allowed(peer_fn, arg, now_us) : 0;
 }
 
 /* Around the processing of one msg1, so that handshakes in progress are counted. */
