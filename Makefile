@@ -263,7 +263,8 @@ test-firstflight-local: all $(GOPEER) $(FF_CLIENT) $(HOSTILE_PEER) $(NFQ_DELAY)
 
 # noiseshim proxy between Go programs, the shims and gopeer; hostile input; the
 # allowlist, key reloads and the replay window shared with restarts, a second
-# proxy and the accept shim; 50 ms RTT with TFO in network namespaces (root).
+# proxy and the accept shim; the load guard under a flood; 50 ms RTT with TFO
+# in network namespaces (root).
 test-proxy: all $(GOPEER) $(FLOOD_PEER) $(HOSTILE_PEER) $(NFQ_DELAY)
 	NETNS_NFQ_DELAY=$(abspath $(NFQ_DELAY)) tests/proxy/proxy.sh $(BUILD)
 

@@ -69,10 +69,12 @@ make_files() {
 }
 
 # start_proxy_pair NAME [HOST]: server proxy on core 0 towards HOST (default the
-# server address), port NAME-plain (or NAME); client proxy on core 1.
+# server address), port NAME-plain (or NAME), without the load guard (see
+# start_servers); client proxy on core 1.
 start_proxy_pair() {
 	local name=$1 target=${2:-$addr}:${port[$1-plain]:-${port[$1]}}
-	bench_spawn ip netns exec "$NETNS_SERVER" taskset -c "$server_cpu" "$build/noiseshim" proxy server \
+	bench_spawn ip netns exec "$NETNS_SERVER" taskset -c "$server_cpu" \
+		env NOISESHIM_RATE_LIMIT=0 "$build/noiseshim" proxy server \
 		--key "$work/server.key" --listen "$addr:${port[$name-pserver]}" --target "$target" \
 		>"$work/pserver-$name.log" 2>&1
 	pserver_pid[$name]=$bench_last_pid
@@ -88,9 +90,9 @@ declare -A pserver_pid pclient_pid
 
 start_servers() {
 	local shim=$build/libnoiseshim-server.so
-	# One address opens every connection: the load guard would (rightly)
-	# refuse most of them.  The proxy server has no load guard, so the two
-	# are compared without one.
+	# One address opens every connection: the load guard of the accept shim
+	# and of the proxy server would (rightly) refuse most of them, so both
+	# are measured without it.
 	bench_spawn ip netns exec "$NETNS_SERVER" taskset -c "$server_cpu" env LD_PRELOAD="$shim" NOISESHIM_KEY="$work/server.key" \
 		NOISESHIM_RATE_LIMIT=0 NOISESHIM_LISTEN="${port[iperf-inproc]}" iperf3 -s -B "$addr" -p "${port[iperf-inproc]}" \
 		>"$work/iperf-inproc.log" 2>&1

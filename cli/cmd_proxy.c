@@ -61,6 +61,10 @@ static const char USAGE[] =
 	"                         plaintext clients, told apart by the route prefix\n"
 	"  --proxy-protocol       send a PROXY protocol v2 header to the target first,\n"
 	"                         naming the real client address\n"
+	"  Under load (500 first flights a second, kept up for a second), an address\n"
+	"  above NOISESHIM_RATE_LIMIT first flights a second (default 20, burst\n"
+	"  NOISESHIM_RATE_BURST, default 5) is closed before any DH, as by the accept\n"
+	"  shim; NOISESHIM_RATE_LIMIT=0 turns this off.\n"
 	"\n"
 	"both:\n"
 	"  --handshake-timeout-ms N   close a connection whose handshake is not done in\n"
@@ -253,10 +257,11 @@ static struct ns_replay_guard_config replay_settings(const struct proxy_args *a,
 
 static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
 {
-	/* NOISESHIM_ALLOW and NOISESHIM_REPLAY_*, read as the accept shim reads them. */
+	/* NOISESHIM_ALLOW, NOISESHIM_REPLAY_* and NOISESHIM_RATE_*, read as the accept shim reads them. */
 	struct ns_config env;
 	struct ns_server_keys_config keys;
 	struct ns_replay_guard_config replay;
+	struct ns_load_guard_config load;
 	char err[NS_REPLAY_REASON_MAX + 128];
 
 	if (a->cache != NULL)
@@ -274,7 +279,10 @@ static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
 		.allow_setting = a->allow != NULL ? "--allow" : "NOISESHIM_ALLOW",
 	};
 	replay = replay_settings(a, &env);
-	if ((cfg->identity = proxy_identity_load(&keys, &replay, err, sizeof err)) == NULL) {
+	/* The accept shim's load guard, with its variables and defaults. */
+	load = (struct ns_load_guard_config){ .rate_limit = env.rate_limit,
+	                                      .rate_burst = env.rate_burst };
+	if ((cfg->identity = proxy_identity_load(&keys, &replay, &load, err, sizeof err)) == NULL) {
 		cli_error("proxy server: %s", err);
 		return 1;
 	}

@@ -3,8 +3,10 @@
  */
 #include "proxy_identity.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "keyring.h"
 
@@ -25,11 +27,13 @@ static const uint8_t *current_pub(const struct proxy_identity *id)
 }
 
 /*
- * Load the keys and the allowlist, and open the current key's replay
- * window.  NULL with err, naming the file or setting at fault.
+ * Load the keys and the allowlist, open the current key's replay window
+ * and set the load guard up.  NULL with err, naming the file or setting
+ * at fault.
  */
 struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *keys,
                                            const struct ns_replay_guard_config *replay,
+                                           const struct ns_load_guard_config *load,
                                            char *err, size_t errlen)
 {
 	struct proxy_identity *id = calloc(1, sizeof *id);
@@ -43,10 +47,33 @@ struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *k
 	ns_replay_guard_configure(replay, log_line);
 	if (ns_replay_guard_init(current_pub(id), err, errlen) != 0)
 		goto fail;
+	if (ns_load_guard_init(load, log_line) != 0) {
+		snprintf(err, errlen, "no memory for the load guard");
+		goto fail;
+	}
 	return id;
 fail:
 	proxy_identity_free(id);
 	return NULL;
+}
+
+/* The load guard's question: the proxy has the address from accept. */
+static int known_peer(void *arg, struct sockaddr_storage *peer)
+{
+	const struct sockaddr *sa = arg;
+	size_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+
+	memcpy(peer, sa, len);
+	return 0;
+}
+
+/*
+ * Whether a whole msg1 from peer may be decrypted: not while the proxy is
+ * under load and peer is above its rate.  Asked before any DH.
+ */
+int proxy_identity_admit_peer(const struct sockaddr *peer)
+{
+	return ns_load_guard_admit(known_peer, (void *)peer) == 0;
 }
 
 /* Re-read the key files and the allowlist if they changed; at most once a second. */
@@ -57,13 +84,9 @@ void proxy_identity_refresh(struct proxy_identity *id)
 		ns_server_keys_refresh(&id->keys, log_line);
 }
 
-/*
- * Decrypt msg1 (len bytes, in place) under each key and each suite until
- * one fits.  A new responder handshake in *hs and the payload's length, or
- * -1 when none fits.
- */
-long proxy_identity_read_msg1(const struct proxy_identity *id, uint8_t *msg, size_t len,
-                              const uint8_t **payload, struct ns_handshake **hs)
+/* Each key and suite in turn until one fits.  The handshake and the payload's length, or -1. */
+static long try_keys(const struct proxy_identity *id, uint8_t *msg, size_t len,
+                     const uint8_t **payload, struct ns_handshake **hs)
 {
 	static const enum ns_suite suites[] = { NS_SUITE_CHACHAPOLY, NS_SUITE_AESGCM };
 	const struct ns_keypair *key;
@@ -88,6 +111,23 @@ long proxy_identity_read_msg1(const struct proxy_identity *id, uint8_t *msg, siz
 		}
 	}
 	return -1;
+}
+
+/*
+ * Decrypt msg1 (len bytes, in place) under each key and each suite until
+ * one fits, counted by the load guard as a msg1 in progress.  A new
+ * responder handshake in *hs and the payload's length, or -1 when none
+ * fits.
+ */
+long proxy_identity_read_msg1(const struct proxy_identity *id, uint8_t *msg, size_t len,
+                              const uint8_t **payload, struct ns_handshake **hs)
+{
+	long n;
+
+	ns_load_guard_begin();
+	n = try_keys(id, msg, len, payload, hs);
+	ns_load_guard_end();
+	return n;
 }
 
 /*

@@ -4,9 +4,10 @@
  * (lib/server_keys.h) are re-read when their files change; its replay
  * windows (lib/replay_guard.h) are the accept shim's files, so that a
  * restart, a second proxy and an accept shim with the same key all refuse
- * a first flight one of them has accepted.  Every decision about who may
- * complete a handshake is made here, so that the rest of the proxy never
- * sees a key.
+ * a first flight one of them has accepted; its load guard
+ * (lib/load_guard.h) limits each address's first flights while it is
+ * under load.  Every decision about who may complete a handshake is made
+ * here, so that the rest of the proxy never sees a key.
  *
  * --key takes a comma-separated list of key files: the first is the
  * current key, the others are still accepted (a rotation in progress).
@@ -18,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
+#include "load_guard.h"
 #include "noise.h"
 #include "replay_guard.h"
 #include "server_keys.h"
@@ -25,20 +29,29 @@
 struct proxy_identity;
 
 /*
- * Load the keys and the allowlist, and open the current key's replay
- * window.  NULL with err, naming the file or setting at fault.
+ * Load the keys and the allowlist, open the current key's replay window
+ * and set the load guard up.  NULL with err, naming the file or setting
+ * at fault.
  */
 struct proxy_identity *proxy_identity_load(const struct ns_server_keys_config *keys,
                                            const struct ns_replay_guard_config *replay,
+                                           const struct ns_load_guard_config *load,
                                            char *err, size_t errlen);
+
+/*
+ * Whether a whole msg1 from peer may be decrypted: not while the proxy is
+ * under load and peer is above its rate.  Asked before any DH.
+ */
+int proxy_identity_admit_peer(const struct sockaddr *peer);
 
 /* Re-read the key files and the allowlist if they changed; at most once a second. */
 void proxy_identity_refresh(struct proxy_identity *id);
 
 /*
  * Decrypt msg1 (len bytes, in place) under each key and each suite until
- * one fits.  A new responder handshake in *hs and the payload's length, or
- * -1 when none fits.
+ * one fits, counted by the load guard as a msg1 in progress.  A new
+ * responder handshake in *hs and the payload's length, or -1 when none
+ * fits.
  */
 long proxy_identity_read_msg1(const struct proxy_identity *id, uint8_t *msg, size_t len,
                               const uint8_t **payload, struct ns_handshake **hs);

@@ -1,6 +1,6 @@
 /*
- * Server proxy handshake: the route prefix, msg1 under any of our keys and
- * either suite, the allowlist and the replay check, then the target
+ * Server proxy handshake: the route prefix, the load guard, msg1 under any
+ * of our keys and either suite, the allowlist and the replay check, then the target
  * connection (with an optional PROXY protocol v2 header) and msg2 at once:
  * a Go initiator holds its second write until msg2 arrives.
  */
@@ -219,6 +219,11 @@ static int read_msg1(struct proxy_pair *p)
 		break;
 	}
 	body = proxy_take_frame(p);
+	if (!proxy_identity_admit_peer((const struct sockaddr *)&p->peer_addr)) {
+		free(body);
+		return proxy_fail(p, "first flight refused before any DH: the server is under load "
+		                  "and this address is above NOISESHIM_RATE_LIMIT");
+	}
 	/* Files changed since the last look are in use for this client already. */
 	proxy_identity_refresh(cfg->identity);
 	n = proxy_identity_read_msg1(cfg->identity, body, len, &payload, &p->hs);
