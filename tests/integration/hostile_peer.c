@@ -220,6 +220,17 @@ finish_handshake(struct peer *p)
 	p->hs = NULL;
 }
 
+/* Connect to address and complete a handshake with an empty msg1 (the transport ciphers in p). */
+static void
+open_session(struct peer *p, const char *address, const uint8_t rs[NS_KEY_LEN])
+{
+	p->fd = connect_to(address);
+	ns_frame_reader_init(&p->reader, p->body, 0, 0);
+	make_flight(p, rs, NULL, 0);
+	write_all(p->fd, p->out, p->out_len);
+	finish_handshake(p);
+}
+
 static void
 free_peer(struct peer *p)
 {
@@ -280,11 +291,7 @@ partial_record(int argc, char **argv)
 		die(2, "--send must leave the record partial", required(argc, argv, "--send"));
 	if (strcmp(end, "fin") != 0 && strcmp(end, "rst") != 0)
 		die(2, "--end is fin or rst", end);
-	p.fd = connect_to(required(argc, argv, "--connect"));
-	ns_frame_reader_init(&p.reader, p.body, 0, 0);
-	make_flight(&p, rs, NULL, 0);
-	write_all(p.fd, p.out, p.out_len);
-	finish_handshake(&p);
+	open_session(&p, required(argc, argv, "--connect"), rs);
 
 	randombytes_buf(plaintext, sizeof(plaintext));
 	ns_frame_header_put(record, SEALED_PLAINTEXT_LEN + NS_TAG_LEN);
@@ -353,11 +360,7 @@ forged_record(int argc, char **argv)
 		die(2, "--valid and --size are at most 65535, and --size holds the marker", NULL);
 	if ((plaintext = malloc(NS_MAX_PLAINTEXT)) == NULL)
 		die(2, "out of memory", NULL);
-	p.fd = connect_to(required(argc, argv, "--connect"));
-	ns_frame_reader_init(&p.reader, p.body, 0, 0);
-	make_flight(&p, rs, NULL, 0);
-	write_all(p.fd, p.out, p.out_len);
-	finish_handshake(&p);
+	open_session(&p, required(argc, argv, "--connect"), rs);
 	memset(plaintext, 'v', valid);
 	if (has_flag(argc, argv, "--bad-header")) {
 		/* The server must drop the connection on its own: no FIN tells it to. */
@@ -477,11 +480,7 @@ records(int argc, char **argv)
 	got = malloc((size_t)count * 4 + RECORDS_LAST_LEN);
 	if (sent == NULL || out == NULL || got == NULL)
 		die(2, "out of memory", NULL);
-	p.fd = connect_to(required(argc, argv, "--connect"));
-	ns_frame_reader_init(&p.reader, p.body, 0, 0);
-	make_flight(&p, rs, NULL, 0);
-	write_all(p.fd, p.out, p.out_len);
-	finish_handshake(&p);
+	open_session(&p, required(argc, argv, "--connect"), rs);
 
 	for (long i = 0; i <= count; i++) {
 		len = i == count ? RECORDS_LAST_LEN : (size_t)(i % 5);
