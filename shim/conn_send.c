@@ -113,6 +113,31 @@ kernel_flags(int flags)
 	return flags & (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE);
 }
 
+/* Hand len bytes of buf to the kernel, retrying while it takes part.  Bytes it took. */
+static size_t
+send_all(int fd, const uint8_t *buf, size_t len, int flags)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < len && (n = ns_sock_send(fd, buf + off, len - off, kernel_flags(flags))) > 0)
+		off += (size_t)n;
+	return off;
+}
+
+/* The rest of a record the kernel took part of becomes the tail.  0, or -1 (the connection failed). */
+static int
+keep_tail_or_fail(struct ns_conn *c, int fd, const uint8_t *rest, size_t len, const uint8_t *plain,
+                  size_t plain_len)
+{
+	if (ns_keep_tail(c, rest, len, plain, plain_len) == 0)
+		return 0;
+	/* Part of a record is on the wire and the rest cannot be kept: the stream is lost. */
+	ns_conn_fail(c, fd, ENOMEM, "out of memory holding a partly sent record");
+	errno = ENOMEM;
+	return -1;
+}
+
 /*
  * Hand len bytes of buf (one record carrying plain) to the kernel.  1: all
  * of it left; 0: part left and the rest is now the tail; -1: none left
@@ -122,26 +147,13 @@ int
 ns_send_record(struct ns_conn *c, int fd, const uint8_t *buf, size_t len, const uint8_t *plain,
             size_t plain_len, int flags)
 {
-	size_t off = 0;
-	ssize_t n;
+	size_t off = send_all(fd, buf, len, flags);
 
-	while (off < len) {
-		n = ns_sock_send(fd, buf + off, len - off, kernel_flags(flags));
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
 	if (off == len)
 		return 1;
 	if (off == 0)
 		return -1;
-	if (ns_keep_tail(c, buf + off, len - off, plain, plain_len)) {
-		/* Part of a record is on the wire and the rest cannot be kept: the stream is lost. */
-		ns_conn_fail(c, fd, ENOMEM, "out of memory holding a partly sent record");
-		errno = ENOMEM;
-		return -1;
-	}
-	return 0;
+	return keep_tail_or_fail(c, fd, buf + off, len - off, plain, plain_len);
 }
 
 /* Push the tail out.  0 once it is gone, -1 with errno otherwise. */
@@ -332,18 +344,6 @@ batch_for_room(int fd)
 	return records < NS_SEND_BATCH ? records : NS_SEND_BATCH;
 }
 
-/* Hand len bytes of buf to the kernel, retrying while it takes part.  Bytes it took. */
-static size_t
-send_all(int fd, const uint8_t *buf, size_t len, int flags)
-{
-	size_t off = 0;
-	ssize_t n;
-
-	while (off < len && (n = ns_sock_send(fd, buf + off, len - off, kernel_flags(flags))) > 0)
-		off += (size_t)n;
-	return off;
-}
-
 /* One batch of sealed records, back to back in the thread's wire buffer. */
 struct batch {
 	size_t records;
@@ -405,13 +405,9 @@ settle_batch(struct ns_conn *c, int fd, struct ns_record_buffer *rb, const struc
 		return (ssize_t)plain_sent;
 	/* Record i went in part: the rest is the tail, and the program's retry starts with its plaintext. */
 	c->tx_nonce++;
-	if (ns_keep_tail(c, rb->wire + took, wire_at + NS_FRAME_HEADER_LEN + b->plain[i] + NS_TAG_LEN - took,
-	                 NULL, 0)) {
-		/* Part of a record is on the wire and the rest cannot be kept: the stream is lost. */
-		ns_conn_fail(c, fd, ENOMEM, "out of memory holding a partly sent record");
-		errno = ENOMEM;
+	if (keep_tail_or_fail(c, fd, rb->wire + took,
+	                      wire_at + NS_FRAME_HEADER_LEN + b->plain[i] + NS_TAG_LEN - took, NULL, 0))
 		return -1;
-	}
 	ns_iov_gather(iov, iovcnt, offset + plain_sent, tail_plain(c), b->plain[i]);
 	c->tail_plain_len = (uint32_t)b->plain[i];
 	return (ssize_t)plain_sent;
