@@ -7,6 +7,14 @@
 #   conn/s       wrk -t1 -c32, Connection: close, against nginx return 204
 #   memory       1,000 concurrent connections held open through the pair:
 #                each proxy's RSS growth divided by 1,000
+#   hop bound    the same iperf3 and wrk over plain TCP on 127.0.0.1 with
+#                both ends on the client's core: the loopback hop that each
+#                side of a proxy pair adds, whatever the proxy does.  A core
+#                that spends t_in a byte (or a connection) in-process and
+#                t_hop on that hop keeps about t_in / (t_in + t_hop) =
+#                hop / (hop + in-process) of the in-process rate through a
+#                proxy.  An estimate: the hop measured here includes the
+#                receiving program's own work, which a relay may do cheaper.
 #
 # In-process: iperf3 -c / wrk under the client shim, iperf3 -s / nginx under
 # the accept shim.  Proxied: the same programs unwrapped, the proxy client
@@ -40,7 +48,8 @@ held_connections=1000
 # (or NAME): the proxied path.  The namespaces are this run's own.
 declare -A port=([iperf-inproc]=5201 [iperf-plain]=5202 [iperf-pserver]=5203 [iperf-pclient]=5204
 	[http-inproc]=8001 [http-plain]=8002 [http-pserver]=8003 [http-pclient]=8004
-	[echo]=7001 [echo-pserver]=7002 [echo-pclient]=7003)
+	[echo]=7001 [echo-pserver]=7002 [echo-pclient]=7003
+	[iperf-hop]=5205 [http-hop]=8005)
 
 parse_args() {
 	while [ $# -gt 0 ]; do
@@ -112,6 +121,15 @@ start_servers() {
 		'keepalive_timeout 0; location / { return 204; }'
 	bench_nginx_start "$work/nginx-plain" "${port[http-plain]}" "$NETNS_SERVER" taskset -c "$server_cpu" || return 1
 	start_proxy_pair http || return 1
+
+	# The hop alone: plain TCP on 127.0.0.1, server and client on the client's core.
+	bench_spawn ip netns exec "$NETNS_CLIENT" taskset -c "$client_cpu" iperf3 -s -B "$local_addr" \
+		-p "${port[iperf-hop]}" >"$work/iperf-hop.log" 2>&1
+	bench_wait_port "${port[iperf-hop]}" "$bench_last_pid" "$NETNS_CLIENT" || return 1
+	bench_nginx_conf "$work/nginx-hop" "$local_addr:${port[http-hop]} backlog=4096" '' \
+		'keepalive_timeout 0; location / { return 204; }'
+	bench_nginx_start "$work/nginx-hop" "${port[http-hop]}" "$NETNS_CLIENT" taskset -c "$client_cpu" ||
+		return 1
 
 	# echo_server.py listens on 127.0.0.1: the echo pair's proxy server targets that.
 	bench_spawn ip netns exec "$NETNS_SERVER" python3 "$bench_root/tests/integration/echo_server.py" --port "${port[echo]}" \
@@ -202,10 +220,15 @@ verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
 	else if ((op == ">=" && v >= t) || (op == "<" && v < t)) print "met"
 	else print "missed" }'; }
 
+# hop_bound HOP INPROC: about the most a proxy pair keeps of INPROC on this layout.
+hop_bound() { awk -v h="$1" -v i="$2" 'BEGIN {
+	if (h == "-" || i == "-" || h + i == 0) print "-"; else printf "%.2f\n", h / (h + i) }'; }
+
 print_table() {
 	local m mode median inproc_tp proxy_tp inproc_cr proxy_cr tp_ratio cr_ratio client_kb server_kb
+	local tp_bound cr_bound
 	declare -A medians
-	for mode in tp-inproc tp-proxy cr-inproc cr-proxy; do
+	for mode in tp-inproc tp-proxy tp-hop cr-inproc cr-proxy cr-hop; do
 		medians[$mode]=$(bench_summary <"$work/rates-$mode" 2>/dev/null | awk '{ print $2 }')
 		[ -n "${medians[$mode]}" ] || medians[$mode]=-
 	done
@@ -213,6 +236,8 @@ print_table() {
 	inproc_cr=${medians[cr-inproc]} proxy_cr=${medians[cr-proxy]}
 	tp_ratio=$(bench_ratio "$proxy_tp" "$inproc_tp")
 	cr_ratio=$(bench_ratio "$proxy_cr" "$inproc_cr")
+	tp_bound=$(hop_bound "${medians[tp-hop]}" "$inproc_tp")
+	cr_bound=$(hop_bound "${medians[cr-hop]}" "$inproc_cr")
 	read -r client_kb server_kb <"$work/memory" 2>/dev/null || { client_kb=- server_kb=-; }
 	printf '\nProxy pair vs in-process shims, two namespaces without delay, ChaChaPoly, TFO,\n'
 	printf '%d rounds of %d s (median); server side on core %d, client side on core %d\n\n' \
@@ -225,8 +250,17 @@ print_table() {
 	m=$(awk -v a="$client_kb" -v b="$server_kb" 'BEGIN { print (a == "-" || b == "-") ? "-" : (a > b ? a : b) }')
 	printf '%-34s %12s %12s %7s  < 100 KB: %s\n' "KB per held connection (of 1,000)" - \
 		"$client_kb/$server_kb" - "$(verdict "$m" 100 '<')"
+	printf '\nThe loopback hop each side of a proxy pair adds: plain TCP, both ends on core %d\n' \
+		"$client_cpu"
+	printf '%-34s %12s %12s %7s\n' measure hop "hop bound" "proxy/bound"
+	printf '%-34s %12s %12s %7s\n' "iperf3 one stream, Gbit/s" "${medians[tp-hop]}" "${tp_bound}x" \
+		"$(bench_ratio "$tp_ratio" "$tp_bound")"
+	printf '%-34s %12s %12s %7s\n' "wrk new connections, conn/s" "${medians[cr-hop]}" "${cr_bound}x" \
+		"$(bench_ratio "$cr_ratio" "$cr_bound")"
 	printf '\n(memory: client proxy/server proxy RSS growth with %d connections open, / %d)\n' \
 		"$held_connections" "$held_connections"
+	printf '(hop bound: hop / (hop + in-process), about the most a proxy pair keeps of the\n'
+	printf ' in-process rate when the program and its proxy share one core on each side)\n'
 }
 
 main() {
@@ -249,6 +283,8 @@ main() {
 		iperf tp-proxy "$local_addr" "${port[iperf-pclient]}"
 		wrk_rate cr-inproc "$addr" "${port[http-inproc]}" "${shim[@]}"
 		wrk_rate cr-proxy "$local_addr" "${port[http-pclient]}"
+		iperf tp-hop "$local_addr" "${port[iperf-hop]}"
+		wrk_rate cr-hop "$local_addr" "${port[http-hop]}"
 	done
 	bench_say "holding $held_connections connections"
 	measure_memory

@@ -163,7 +163,8 @@ struct proxy_pair {
 	uint64_t deadline_us;  /* handshake deadline; the pair is pending until settled */
 	struct proxy_pair *prev, *next;  /* pending list, or the list of dead pairs */
 
-	struct sockaddr_storage peer_addr, local_addr;  /* of the accepted socket */
+	struct sockaddr_storage peer_addr;   /* of the accepted socket */
+	struct sockaddr_storage local_addr;  /* its own address, asked for only with --proxy-protocol */
 	char peer[PROXY_ADDR_TEXT_MAX];
 };
 

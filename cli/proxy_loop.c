@@ -83,11 +83,11 @@ static void pending_add(struct proxy_pair *p, uint64_t deadline_us)
 	p->deadline_us = deadline_us;
 }
 
-static void side_close(struct proxy_loop *l, struct proxy_side *s)
+/* The proxy never forks or duplicates a socket, so closing it leaves the epoll set too. */
+static void side_close(struct proxy_side *s)
 {
 	if (s->fd < 0)
 		return;
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
 	s->fd = -1;
 }
@@ -100,8 +100,8 @@ static void pair_close(struct proxy_pair *p)
 	if (p->dead)
 		return;
 	pending_remove(p);
-	side_close(l, &p->plain);
-	side_close(l, &p->noise);
+	side_close(&p->plain);
+	side_close(&p->noise);
 	p->dead = 1;
 	p->next = l->dead;
 	l->dead = p;
@@ -209,7 +209,6 @@ static void accept_one(struct proxy_loop *l, int fd, const struct sockaddr_stora
 	const struct proxy_config *cfg = l->cfg;
 	struct proxy_pair *p = calloc(1, sizeof *p);
 	socklen_t len = sizeof p->local_addr;
-	int one = 1;
 
 	if (p == NULL) {
 		fprintf(stderr, "noiseshim proxy: out of memory for a connection\n");
@@ -220,8 +219,9 @@ static void accept_one(struct proxy_loop *l, int fd, const struct sockaddr_stora
 	p->cfg = cfg;
 	p->peer_addr = *peer;
 	proxy_addr_text((const struct sockaddr *)peer, p->peer, sizeof p->peer);
-	getsockname(fd, (struct sockaddr *)&p->local_addr, &len);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	/* Only the PROXY header names the address the client reached. */
+	if (cfg->proxy_protocol)
+		getsockname(fd, (struct sockaddr *)&p->local_addr, &len);
 	p->plain = (struct proxy_side){ .fd = -1, .pair = p };
 	p->noise = (struct proxy_side){ .fd = -1, .pair = p };
 	if (cfg->role == PROXY_CLIENT) {
@@ -357,6 +357,8 @@ static int open_listener(struct proxy_loop *l)
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* Accepted sockets inherit it: small writes leave at once, with no call per connection. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	/* A client's msg1 may arrive in its SYN (the kernel wants bit 2 of net.ipv4.tcp_fastopen). */
 	if (cfg->role == PROXY_SERVER)
 		setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof qlen);

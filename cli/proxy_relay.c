@@ -155,12 +155,19 @@ static int read_side(struct proxy_pair *p, struct proxy_side *in, const struct i
 	return 1;
 }
 
-/* Pass a read EOF on as our FIN, once nothing is left to write to out. */
-static int pass_eof(struct proxy_side *out, const struct proxy_buf *queued)
+/*
+ * Pass a read EOF on as our FIN, once nothing is left to write to out.
+ * When the other direction is shut already, both sockets have read their
+ * EOF and hold nothing unread, so the close that follows sends this FIN
+ * (and not a reset): no shutdown call of its own.
+ */
+static int pass_eof(struct proxy_side *out, const struct proxy_side *in,
+                    const struct proxy_buf *queued)
 {
 	if (queued->data != NULL || out->shut || out->connecting)
 		return 0;
-	shutdown(out->fd, SHUT_WR);
+	if (!in->shut)
+		shutdown(out->fd, SHUT_WR);
 	out->shut = 1;
 	return 1;
 }
@@ -228,7 +235,7 @@ static int pump_to_noise(struct proxy_pair *p)
 	if (p->to_noise.data != NULL)
 		return 0;
 	if (p->plain.eof)
-		return pass_eof(&p->noise, &p->to_noise);
+		return pass_eof(&p->noise, &p->plain, &p->to_noise);
 	return p->passthrough ? pass_batch(p, &p->plain, &p->to_noise) : seal_batch(p);
 }
 
@@ -382,7 +389,7 @@ static int pump_to_plain(struct proxy_pair *p)
 	if (p->to_plain.data != NULL || p->opened.frame < p->opened.opened)
 		return 0;
 	if (p->noise.eof)
-		return pass_eof(&p->plain, &p->to_plain);
+		return pass_eof(&p->plain, &p->noise, &p->to_plain);
 	return p->passthrough ? pass_batch(p, &p->noise, &p->to_plain) : open_batch(p);
 }
 
