@@ -180,6 +180,13 @@ int proxy_fail(struct proxy_pair *p, const char *fmt, ...) __attribute__((format
 /* A non-blocking TCP socket connecting to the target (TFO deferred if tfo).  0 or -1 logged. */
 int proxy_connect_target(struct proxy_pair *p, int tfo);
 
+/*
+ * A read got less than it asked for, so it emptied the socket and the next
+ * arrival brings a new edge: no need to read again until then.  A FIN
+ * already queued brings none, so after one the side is read until EOF.
+ */
+void proxy_side_drained(struct proxy_side *s);
+
 /* Write what b holds to s.  >0 progress, 0 none, -1 closed. */
 int proxy_flush(struct proxy_pair *p, struct proxy_side *s, struct proxy_buf *b);
 

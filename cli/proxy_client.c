@@ -83,6 +83,8 @@ static int gather(struct proxy_pair *p)
 		s->eof = 1;
 		return send_msg1(p);
 	}
+	if ((size_t)n < NS_MAX_PLAINTEXT - p->flight_len)
+		proxy_side_drained(s);
 	p->flight_len += (size_t)n;
 	if (p->flight_len == NS_MAX_PLAINTEXT)
 		return send_msg1(p);

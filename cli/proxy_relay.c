@@ -50,12 +50,8 @@ int proxy_flush(struct proxy_pair *p, struct proxy_side *s, struct proxy_buf *b)
 	return 1;
 }
 
-/*
- * A short read emptied the socket, so the next arrival brings a new edge:
- * no need to read again until then.  A FIN already queued brings none, so
- * after one the side is read until EOF.
- */
-static void side_drained(struct proxy_side *s)
+/* A read got less than it asked for: see proxy.h. */
+void proxy_side_drained(struct proxy_side *s)
 {
 	if (!s->hup)
 		s->readable = 0;
@@ -108,7 +104,7 @@ enum proxy_frame proxy_read_frame(struct proxy_pair *p, size_t *len)
 			return FRAME_EOF;
 		}
 		if ((size_t)n < want)
-			side_drained(s);
+			proxy_side_drained(s);
 		if (ns_frame_reader_commit(r, (size_t)n) < 0) {
 			proxy_fail(p, "%s: bad frame: %s", s->name, ns_frame_strerror(r->error));
 			return FRAME_ERROR;
@@ -150,7 +146,7 @@ static int read_side(struct proxy_pair *p, struct proxy_side *in, const struct i
 	if (n == 0)
 		in->eof = 1;
 	else if ((size_t)n < room)
-		side_drained(in);
+		proxy_side_drained(in);
 	*got = (size_t)n;
 	return 1;
 }
