@@ -191,10 +191,10 @@ test-cli: $(CLI) $(STATS_WRITER) $(MAN_PAGE)
 test-install: all
 	tests/cli/test_install.sh $(BUILD)
 
-test-interop: $(INTEROP_C) $(GOPEER)
+test-interop: $(INTEROP_C) $(GOPEER) $(SERVER_SO)
 	cd $(GOPATH_DIR)/src/gopeer && GO111MODULE=off GOPROXY=off \
 	    GOPATH=/usr/share/gocode:$(GOPATH_DIR) GOCACHE=$(GOPATH_DIR)/cache go test .
-	tests/interop/run.sh $(INTEROP_C) $(GOPEER)
+	tests/interop/run.sh $(INTEROP_C) $(GOPEER) $(SERVER_SO)
 
 # Unmodified programs under the client shim against the independent Go peer.
 test-client: all $(GOPEER) $(CLIENT_MODES)

@@ -272,11 +272,16 @@ initiate(const char *connect_to, enum ns_suite suite, const uint8_t rs[NS_KEY_LE
 
 	if ((n = read_frame(&p, NS_MSG2_OVERHEAD, NS_MAX_MSG2_BODY)) < 0)
 		die("connection closed before msg2");
-	if (ns_handshake_read_msg2(hs, p.body, (size_t)n, &payload) < 0)
+	if ((n = ns_handshake_read_msg2(hs, p.body, (size_t)n, &payload)) < 0)
 		die(ns_handshake_error(hs));
 	if (ns_handshake_split(hs, &p.send, &p.recv))
 		die("split failed");
 	ns_handshake_free(hs);
+	/* A responder may answer in msg2 itself: its payload is the start of the echo. */
+	if ((size_t)n > first)
+		die("msg2 carries more than was sent");
+	memcpy(echo, payload, (size_t)n);
+	got = (size_t)n;
 
 	/* The rest goes from a second thread so that the echo is read meanwhile. */
 	s = (struct sender){&p, data + first, size - first};

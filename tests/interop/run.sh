@@ -1,11 +1,13 @@
 #!/bin/bash
 # Interop with an independent Noise implementation (Go, flynn/noise) over
 # real TCP on loopback: our initiator against their responder and the
-# reverse, both suites, 0-RTT first writes of several sizes.
+# reverse, both suites, 0-RTT first writes of several sizes; and our
+# initiator against an echo server under the accept shim, whose msg2
+# carries the first answer.
 #
-#   tests/interop/run.sh build/tests/interop_peer build/tests/gopeer
+#   tests/interop/run.sh build/tests/interop_peer build/tests/gopeer build/libnoiseshim-server.so
 set -u
-ours=$1 theirs=$2
+ours=$1 theirs=$2 accept_shim=$(realpath "$3")
 resp_priv=0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
 resp_pub=07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c
 sizes="0 1 65535 65536 1000000"
@@ -60,6 +62,23 @@ for suite in chachapoly aesgcm; do
 		check "flynn initiator -> our responder, $suite, $size bytes" \
 			"$theirs" initiate --connect 127.0.0.1:$port --remote-pub $resp_pub --suite $suite --size $size
 	done
+done
+
+# The accept shim answers in msg2 when the program has written by then: the
+# initiator must take msg2's payload as the first bytes of the echo.
+echo_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(umask 077 && echo "$resp_priv" >"$scratch/server.key")
+LD_PRELOAD=$accept_shim NOISESHIM_KEY=$scratch/server.key NOISESHIM_LISTEN=$echo_port \
+	NOISESHIM_LOG_FILE=$scratch/accept-shim.log \
+	python3 "$(dirname "$0")/../integration/echo_server.py" --port "$echo_port" &
+pids+=($!)
+for _ in $(seq 100); do
+	ss -Htln "sport = :$echo_port" | grep -q . && break
+	sleep 0.05
+done
+for size in 1 1000 65535 1000000; do
+	check "our initiator -> accept shim echo (answer in msg2), $size bytes" \
+		"$ours" initiate --connect 127.0.0.1:$echo_port --remote-pub $resp_pub --size $size
 done
 
 # A peer holding another key must be refused by both implementations.
