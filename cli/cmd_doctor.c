@@ -537,9 +537,10 @@ int cmd_doctor(int argc, char **argv)
 	if (args.program != NULL) {
 		check_program(&d, args.program);
 		fflush(stdout);
-		proxy_hint_client(args.program, args.cache_path);
-		if (args.key_list != NULL)
-			proxy_hint_server(args.program, args.key_list, NULL, NULL);
+		/* doctor cannot tell a client from a server: both commands. */
+		proxy_hint_client(args.program, args.cache_path != NULL ? args.cache_path
+		                                : config.cache[0] != '\0' ? config.cache : NULL);
+		proxy_hint_server(args.program, key_list, NULL, NULL);
 	}
 	return d.errors > 0 ? 1 : 0;
 }

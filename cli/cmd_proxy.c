@@ -122,6 +122,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args 
 	                          .handshake_timeout_ms = PROXY_DEFAULT_HANDSHAKE_TIMEOUT_MS };
 	while ((c = getopt_long(argc, argv, ":h", OPTIONS, NULL)) != -1) {
 		unsigned *number = NULL;
+		const char *option = NULL;
 		switch (c) {
 		case 'l': a->listen = optarg; break;
 		case 't': a->target = optarg; break;
@@ -131,9 +132,9 @@ static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args 
 		case 'R': a->replay_file = optarg; break;
 		case 'A': a->accept = optarg; break;
 		case 'P': a->proxy_protocol = 1; break;
-		case 'w': number = &a->first_wait_us; break;
-		case 'q': number = &a->first_quiet_us; break;
-		case 'T': number = &a->handshake_timeout_ms; break;
+		case 'w': number = &a->first_wait_us, option = "--first-wait-us"; break;
+		case 'q': number = &a->first_quiet_us, option = "--first-quiet-us"; break;
+		case 'T': number = &a->handshake_timeout_ms, option = "--handshake-timeout-ms"; break;
 		case 'h':
 			*done = cli_help(USAGE);
 			return -1;
@@ -143,7 +144,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args 
 		}
 		if (number != NULL && parse_number(optarg, number) < 0) {
 			*done = cli_usage_error(cmd, USAGE, "%s: expected a number from 1 to %u, not '%s'",
-			                        argv[optind - 1], NUMBER_MAX, optarg);
+			                        option, NUMBER_MAX, optarg);
 			return -1;
 		}
 	}
@@ -209,13 +210,38 @@ out:
 	return rc;
 }
 
+/*
+ * Which proxy is loading its configuration, and how many problems
+ * ns_config_load reported: its callback has no context.
+ */
+static const char *config_role;
+static unsigned config_problems;
+
+/* A proxy that cannot apply its configuration (a bad value, a name none of ours) must not run. */
+static void refuse_config(const char *where, const char *problem)
+{
+	cli_error("proxy %s: refusing to start: %s: %s", config_role, where, problem);
+	config_problems++;
+}
+
+/* NOISESHIM_* from the environment and NOISESHIM_CONFIG, as the shims read them.  0 or -1. */
+static int load_config(const char *role, struct ns_config *env)
+{
+	config_role = role;
+	ns_config_load(env, refuse_config);
+	return config_problems > 0 ? -1 : 0;
+}
+
 static int run_client(const struct proxy_args *a, struct proxy_config *cfg)
 {
+	struct ns_config env;
 	char err[1024];
 
 	if (a->accept != NULL || a->proxy_protocol || a->allow != NULL || a->replay_file != NULL)
 		return cli_usage_error("proxy client", USAGE, "--accept, --proxy-protocol, --allow "
 		                       "and --replay-file are server options");
+	if (load_config("client", &env) < 0)
+		return 1;
 	if (proxy_lookup_target(a->cache, cfg, err, sizeof err) < 0) {
 		cli_error("proxy client: refusing to start: %s", err);
 		return EXIT_USAGE;
@@ -227,15 +253,6 @@ static int run_client(const struct proxy_args *a, struct proxy_config *cfg)
 	return proxy_run(cfg);
 }
 
-/* How many configuration problems ns_config_load reported: its callback has no context. */
-static unsigned config_problems;
-
-/* A server that cannot apply its configuration must not serve. */
-static void refuse_config(const char *where, const char *problem)
-{
-	cli_error("proxy server: refusing to start: %s: %s", where, problem);
-	config_problems++;
-}
 
 /*
  * The replay guard's settings: --replay-file over NOISESHIM_REPLAY_FILE
@@ -268,8 +285,7 @@ static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
 		return cli_usage_error("proxy server", USAGE, "--cache is a client option");
 	if (a->key == NULL)
 		return cli_usage_error("proxy server", USAGE, "--key is required");
-	ns_config_load(&env, refuse_config);
-	if (config_problems > 0)
+	if (load_config("server", &env) < 0)
 		return 1;
 	/* The option wins over the variable, and messages name whichever was used. */
 	keys = (struct ns_server_keys_config){

@@ -54,12 +54,16 @@ void proxy_hint_client(const char *program, const char *cache_path)
 		return;
 	if (cache_path == NULL && cachefile_default_path(path, sizeof path) == 0)
 		cache_path = path;
-	if (cache_path == NULL || cachefile_read(cache_path, 1, &f) < 0)
-		return;
-	if (realpath(cache_path, absolute) != NULL)
-		cache_path = absolute;
 	fprintf(stderr, "noiseshim: instead, run a client proxy per server and point %s at its "
 	        "--listen address:\n", program);
+	if (cache_path == NULL || cachefile_read(cache_path, 1, &f) < 0) {
+		fprintf(stderr, "  noiseshim proxy client --listen 127.0.0.1:%u --target HOST:PORT "
+		        "--cache FILE   (FILE holding HOST:PORT's NodeURL: 'noiseshim cache add')\n",
+		        free_loopback_port());
+		return;
+	}
+	if (realpath(cache_path, absolute) != NULL)
+		cache_path = absolute;
 	while (cachefile_next_line(f.text, f.len, &line) && shown < PROXY_HINT_ENTRIES_MAX) {
 		if (line.entry_len == 0 || ns_nodeurl_parse(line.entry, line.entry_len, &u) != NS_NODEURL_OK ||
 		    u.family == NS_ADDR_NAME || u.port == 0)
@@ -88,13 +92,16 @@ void proxy_hint_server(const char *program, const char *key_path, const char *li
 
 	if (!refused(program))
 		return;
-	if (realpath(key_path, key) == NULL)
+	if (key_path == NULL)
+		snprintf(key, sizeof key, "KEYFILE");
+	else if (realpath(key_path, key) == NULL)
 		snprintf(key, sizeof key, "%s", key_path);
 	fprintf(stderr, "noiseshim: instead, start %s listening on the loopback port shown and "
 	        "run, per port:\n", program);
 	if (listen == NULL) {
-		fprintf(stderr, "  noiseshim proxy server --key %s --listen PORT --target 127.0.0.1:%u\n",
-		        key, free_loopback_port());
+		fprintf(stderr, "  noiseshim proxy server --key %s --listen PORT --target 127.0.0.1:%u%s\n",
+		        key, free_loopback_port(),
+		        key_path == NULL ? "   (KEYFILE from 'noiseshim keygen')" : "");
 		return;
 	}
 	while (listen_next(&cursor, &e, err, sizeof err) > 0) {

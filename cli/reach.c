@@ -135,10 +135,9 @@ static enum reach_verdict check_elf(int fd, const char *path, const struct stat 
 	if (info.go) {
 		snprintf(why, cap,
 		         "%s is a Go program: Go makes its socket calls as raw system calls, not "
-		         "through libc, so the shim cannot see them; run a libc-linked relay (such as "
-		         "socat) under the shim and point the program at it, or give the program a Go "
-		         "Noise library (github.com/jtolio/noiseconn over github.com/flynn/noise "
-		         "speaks this wire)",
+		         "through libc, so the shim cannot see them; put it behind noiseshim proxy, "
+		         "or give the program a Go Noise library (github.com/jtolio/noiseconn over "
+		         "github.com/flynn/noise speaks this wire)",
 		         path);
 		return REACH_REFUSED;
 	}
@@ -146,8 +145,7 @@ static enum reach_verdict check_elf(int fd, const char *path, const struct stat 
 		snprintf(why, cap,
 		         "%s is statically linked: LD_PRELOAD cannot reach a static binary, because "
 		         "no dynamic loader runs to load the shim; use a dynamically linked build, or "
-		         "run a libc-linked relay (such as socat) under the shim and point the "
-		         "program at it",
+		         "put it behind noiseshim proxy",
 		         path);
 		return REACH_REFUSED;
 	}

@@ -174,6 +174,22 @@ test_refusals() {
 	rc=$?
 	[ "$rc" = 1 ] && printf '%s' "$out" | grep -q "nokey" && pass refuse-missing-key ||
 		fail refuse-missing-key "exit $rc: $out"
+	# The client proxy checks NOISESHIM_* as the server proxy does: a bad value or
+	# an unknown name refuses to start, naming the variable (and a likely meant one).
+	out=$(NOISESHIM_LOG=verbose "$cli" proxy client --listen 127.0.0.1:0 --target 127.0.0.1:9 \
+		--cache "$work/empty-cache" 2>&1)
+	rc=$?
+	[ "$rc" = 1 ] && printf '%s' "$out" | grep -q 'refusing to start: NOISESHIM_LOG: bad value "verbose"' &&
+		pass refuse-client-bad-variable || fail refuse-client-bad-variable "exit $rc: $out"
+	out=$(NOISESHIM_LISTN=8000 "$cli" proxy client --listen 127.0.0.1:0 --target 127.0.0.1:9 \
+		--cache "$work/empty-cache" 2>&1)
+	rc=$?
+	[ "$rc" = 1 ] && printf '%s' "$out" | grep -q 'refusing to start: .*NOISESHIM_LISTN.*did you mean NOISESHIM_LISTEN' &&
+		pass refuse-client-unknown-variable || fail refuse-client-unknown-variable "exit $rc: $out"
+	out=$("$cli" proxy client --listen 127.0.0.1:0 --target 127.0.0.1:9 --first-quiet-us 0 2>&1)
+	rc=$?
+	[ "$rc" = 2 ] && printf '%s' "$out" | grep -q -- "--first-quiet-us: expected a number" &&
+		pass refuse-bad-number-names-option || fail refuse-bad-number-names-option "exit $rc: $out"
 	"$cli" proxy client --help | grep -q -- "--first-wait-us" && pass help ||
 		fail help "proxy --help lacks the client options"
 	out=$("$cli" proxy server --help)
@@ -410,6 +426,15 @@ test_hints() {
 	out=$("$cli" doctor --cache "$work/hint-cache" "$goserver" 2>&1)
 	printf '%s' "$out" | grep -q "^  noiseshim proxy client --listen 127.0.0.1:[0-9]* --target 127.0.0.1:$proxy_go_port" &&
 		pass hint-doctor || fail hint-doctor "$out"
+	# With no cache to read and no key, doctor still shows both commands, to fill in.
+	out=$(NOISESHIM_CACHE="$work/no-such-cache" NOISESHIM_KEY= "$cli" doctor "$goserver" 2>&1)
+	if printf '%s' "$out" | grep -q "^  noiseshim proxy client --listen 127.0.0.1:[0-9]* --target HOST:PORT" &&
+		printf '%s' "$out" | grep -q "^  noiseshim proxy server --key KEYFILE --listen PORT --target 127.0.0.1:[0-9]*" &&
+		printf '%s' "$out" | grep -q "put it behind noiseshim proxy"; then
+		pass hint-doctor-without-cache-or-key
+	else
+		fail hint-doctor-without-cache-or-key "$out"
+	fi
 	# A program the shim reaches gets no proxy suggestion.
 	out=$("$cli" doctor --cache "$work/hint-cache" "$(command -v true)" 2>&1)
 	printf '%s' "$out" | grep -q "noiseshim proxy" && fail hint-none-for-reachable "$out" ||
