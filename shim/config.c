@@ -350,8 +350,13 @@ apply(struct ns_config *c, const struct variable *var, const char *value, const 
 
 	if (var->parse(c, value) == 0)
 		return;
-	snprintf(problem, sizeof(problem), "bad value \"%.64s\" for %s: expected %s", value,
-	         var->name, var->expect);
+	/* From the environment, where is the name already. */
+	if (strcmp(where, var->name) == 0)
+		snprintf(problem, sizeof(problem), "bad value \"%.64s\": expected %s", value,
+		         var->expect);
+	else
+		snprintf(problem, sizeof(problem), "bad value \"%.64s\" for %s: expected %s", value,
+		         var->name, var->expect);
 	report(where, problem);
 }
 

@@ -259,7 +259,7 @@ handshake_cut(struct ns_conn *c, int fd, enum ns_pull r)
 	}
 	snprintf(why, sizeof(why), "Noise handshake failed: %s",
 	         r == NS_PULL_EOF ? "the server closed the connection instead of answering "
-	                         "(wrong key or suite?)"
+	                         "(wrong key or suite, or a key its allowlist lacks?)"
 	                       : strerror(err));
 	ns_conn_fail(c, fd, err, why);
 	errno = c->error;
