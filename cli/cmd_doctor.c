@@ -225,8 +225,10 @@ static void canonical_address(const char *addr, char out[INET6_ADDRSTRLEN])
 
 /*
  * Hold one entry against the sockets listening now: the accept shim wraps a
- * socket bound to exactly ADDR:PORT, or any socket on PORT for a bare port.
- * A socket on the port but another address is the likely mistake.
+ * socket bound to exactly ADDR:PORT, or any socket on PORT for a bare port,
+ * and a socket bound to every address whose port an entry names with one
+ * address on every address (with a warning).  A socket on the port but
+ * another single address is the likely mistake.
  */
 static void check_listen_entry(struct doctor *d, const struct listen_entry *e,
                                const struct listening_list *now)
@@ -249,6 +251,12 @@ static void check_listen_entry(struct doctor *d, const struct listen_entry *e,
 		if (e->addr[0] == '\0' || strcmp(s->addr, want) == 0) {
 			finding(d, LEVEL_OK, "listen: NOISESHIM_LISTEN entry %s matches the socket "
 			        "listening on %s port %u", entry, s->addr, s->port);
+			return;
+		}
+		if (strcmp(s->addr, "0.0.0.0") == 0 || strcmp(s->addr, "::") == 0) {
+			finding(d, LEVEL_WARN, "listen: NOISESHIM_LISTEN entry %s: the socket on port %u "
+			        "is bound to every address (%s), so the shim wraps it on every address; "
+			        "write %u to say so", entry, e->port, s->addr, e->port);
 			return;
 		}
 		other = s->addr;
@@ -540,7 +548,8 @@ int cmd_doctor(int argc, char **argv)
 		/* doctor cannot tell a client from a server: both commands. */
 		proxy_hint_client(args.program, args.cache_path != NULL ? args.cache_path
 		                                : config.cache[0] != '\0' ? config.cache : NULL);
-		proxy_hint_server(args.program, key_list, NULL, NULL);
+		proxy_hint_server(args.program, key_list, config.listen[0] != '\0' ? config.listen : NULL,
+		                  NULL);
 	}
 	return d.errors > 0 ? 1 : 0;
 }

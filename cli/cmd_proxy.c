@@ -94,6 +94,7 @@ enum { NUMBER_MAX = 3600 * 1000 * 1000U };
 struct proxy_args {
 	const char *listen, *target, *cache, *key, *accept, *allow, *replay_file;
 	int proxy_protocol;
+	int first_flight_set;  /* --first-wait-us or --first-quiet-us given */
 	unsigned first_wait_us, first_quiet_us, handshake_timeout_ms;
 };
 
@@ -132,8 +133,14 @@ static int parse_args(const char *cmd, int argc, char **argv, struct proxy_args 
 		case 'R': a->replay_file = optarg; break;
 		case 'A': a->accept = optarg; break;
 		case 'P': a->proxy_protocol = 1; break;
-		case 'w': number = &a->first_wait_us, option = "--first-wait-us"; break;
-		case 'q': number = &a->first_quiet_us, option = "--first-quiet-us"; break;
+		case 'w':
+			number = &a->first_wait_us, option = "--first-wait-us";
+			a->first_flight_set = 1;
+			break;
+		case 'q':
+			number = &a->first_quiet_us, option = "--first-quiet-us";
+			a->first_flight_set = 1;
+			break;
 		case 'T': number = &a->handshake_timeout_ms, option = "--handshake-timeout-ms"; break;
 		case 'h':
 			*done = cli_help(USAGE);
@@ -281,8 +288,9 @@ static int run_server(const struct proxy_args *a, struct proxy_config *cfg)
 	struct ns_load_guard_config load;
 	char err[NS_REPLAY_REASON_MAX + 128];
 
-	if (a->cache != NULL)
-		return cli_usage_error("proxy server", USAGE, "--cache is a client option");
+	if (a->cache != NULL || a->first_flight_set)
+		return cli_usage_error("proxy server", USAGE, "--cache, --first-wait-us and "
+		                       "--first-quiet-us are client options");
 	if (a->key == NULL)
 		return cli_usage_error("proxy server", USAGE, "--key is required");
 	if (load_config("server", &env) < 0)

@@ -567,7 +567,7 @@ expect_err "--addr 'no-such-host.invalid' does not resolve" "serve says the name
 
 stats_dir=$dir/stats
 mkdir "$stats_dir"
-mkfifo "$dir/hold" "$dir/hold-listen"
+mkfifo "$dir/hold" "$dir/hold-listen" "$dir/hold-listen-any"
 # start_writer: a stats_writer holding its counters until fd 3 closes; sets writer, parent_pid, worker_pid.
 start_writer() {
 	: >"$dir/writer.out"
@@ -729,6 +729,32 @@ if grep -q "^warn: listen: NOISESHIM_LISTEN entry 0.0.0.0:$lport matches no sock
 	pass
 else
 	fail "doctor warns about an entry whose port listens on another address (got: $(grep listen "$dir/out"))"
+fi
+exec 4>&-
+wait "$listener"
+# A socket bound to every address: an entry naming one address of it is
+# wrapped on all of them, as the accept shim does, and doctor says so.
+python3 -c '
+import socket, sys
+s = socket.socket()
+s.bind(("0.0.0.0", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()' <"$dir/hold-listen-any" >"$dir/listen-any-port" &
+listener=$!
+exec 4>"$dir/hold-listen-any"
+tries=100
+until [ -s "$dir/listen-any-port" ] || [ "$tries" -eq 0 ]; do
+	sleep 0.05
+	tries=$((tries - 1))
+done
+lport=$(cat "$dir/listen-any-port")
+NOISESHIM_LISTEN="127.0.0.2:$lport" run doctor
+if grep -q "^warn: listen: NOISESHIM_LISTEN entry 127.0.0.2:$lport: the socket on port $lport is bound to every address (0.0.0.0), so the shim wraps it on every address" "$dir/out" &&
+	! grep -q "matches no socket" "$dir/out"; then
+	pass
+else
+	fail "doctor says a wildcard socket is wrapped for an entry naming one address (got: $(grep listen "$dir/out"))"
 fi
 exec 4>&-
 wait "$listener"

@@ -190,6 +190,11 @@ test_refusals() {
 	rc=$?
 	[ "$rc" = 2 ] && printf '%s' "$out" | grep -q -- "--first-quiet-us: expected a number" &&
 		pass refuse-bad-number-names-option || fail refuse-bad-number-names-option "exit $rc: $out"
+	out=$("$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 --target 127.0.0.1:9 \
+		--first-wait-us 5 2>&1)
+	rc=$?
+	[ "$rc" = 2 ] && printf '%s' "$out" | grep -q -- "--first-quiet-us are client options" &&
+		pass refuse-server-client-option || fail refuse-server-client-option "exit $rc: $out"
 	"$cli" proxy client --help | grep -q -- "--first-wait-us" && pass help ||
 		fail help "proxy --help lacks the client options"
 	out=$("$cli" proxy server --help)
