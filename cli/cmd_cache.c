@@ -145,7 +145,7 @@ static int parse_new_entry(const char *url, struct ns_nodeurl *u)
 	entries = ns_cache_table_count(table);
 	ns_cache_table_free(table);
 	if (problem.found) {
-		cli_error("not a usable cache entry: %s", problem.reason);
+		cli_error("not added (the cache is unchanged): %s", problem.reason);
 		return -1;
 	}
 	if (entries != 1) {

@@ -134,6 +134,11 @@ expect_rc 1 "cache add of the same address as IPv4-mapped IPv6"
 
 run cache add "127.0.0.1:7779" --cache "$cache"
 expect_rc 1 "cache add without noise_pub"
+before=$(sha256sum <"$cache")
+run cache add "127.0.0.1:7780?noise_pub=xyz" --cache "$cache"
+expect_rc 1 "cache add with a bad key"
+expect_err "not added (the cache is unchanged): bad noise_pub" "a refused add says nothing was added, and why"
+if [ "$(sha256sum <"$cache")" = "$before" ]; then pass; else fail "a refused cache add changed the cache"; fi
 run cache add "not a url" --cache "$cache"
 expect_rc 1 "cache add of a malformed URL"
 
