@@ -65,6 +65,8 @@ enum {
 	 * end of one read always fits in the next.
 	 */
 	PROXY_OPEN_MAX = 2 * (NS_FRAME_HEADER_LEN + NS_MAX_TRANSPORT_BODY),
+	/* Free heap the proxy keeps rather than returning it to the kernel between batches. */
+	PROXY_HEAP_KEEP = 4 << 20,
 	/* Accept queue of the listener, also the TFO queue of a server proxy. */
 	PROXY_LISTEN_BACKLOG = 4096,
 };
