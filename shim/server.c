@@ -225,6 +225,9 @@ classify(int fd)
 		if (naming == PORT_ONLY)
 			ns_log(NS_LOG_ERROR, "fd %d: %s is not wrapped: NOISESHIM_LISTEN names its port "
 			       "with another address", fd, where);
+		else
+			ns_log(NS_LOG_INFO, "fd %d: listening on %s in plaintext: NOISESHIM_LISTEN does "
+			       "not name its port", fd, where);
 		ns_fd_set_listener(fd, NS_LISTENER_PLAIN);
 		return 0;
 	}
