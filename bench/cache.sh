@@ -145,6 +145,7 @@ main() {
 	[ -x "$probe" ] || { bench_say "no $probe: run make bench-cache"; exit 1; }
 	[ -x /usr/bin/time ] || { bench_say "/usr/bin/time is missing (apt-get install time)"; exit 1; }
 	work=$(mktemp -d /tmp/bench-cache.XXXXXX) || exit 1
+	bench_keep_state_in "$work"
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM

@@ -43,6 +43,13 @@ bench_need() {
 	return "$missing"
 }
 
+# bench_keep_state_in DIR: the replay windows and counters files of every
+# program started from here on go in DIR (the work directory, removed at
+# exit), not in /run/noiseshim, where each new key's 32 MiB window would stay.
+bench_keep_state_in() {
+	export NOISESHIM_REPLAY_FILE=$1/replay.map NOISESHIM_STATS_DIR=$1/stats
+}
+
 # bench_spawn COMMAND...: start COMMAND in the background, remember its PID.
 # Its output goes wherever the caller redirected bench_spawn's.
 bench_spawn() {

@@ -133,6 +133,7 @@ main() {
 	bench_need nginx wrk openssl taskset || exit 1
 	build=$(bench_build_dir "$build") || exit 1
 	work=$(mktemp -d /tmp/bench-handshake.XXXXXX) || exit 1
+	bench_keep_state_in "$work"
 	netns_up 0 || exit 1
 	trap cleanup EXIT
 	make_files || { bench_say "could not make the key, cache or certificate"; exit 1; }

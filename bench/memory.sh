@@ -256,6 +256,7 @@ main() {
 	# One fd per connection on each side, and the programs' own.
 	ulimit -n 20000 || { bench_say "cannot raise the open-file limit to 20000"; exit 1; }
 	work=$(mktemp -d /tmp/bench-memory.XXXXXX) || exit 1
+	bench_keep_state_in "$work"
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM

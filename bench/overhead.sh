@@ -134,6 +134,7 @@ main() {
 	bench_need redis-server redis-benchmark taskset || exit 1
 	build=$(bench_build_dir "$build") || exit 1
 	work=$(mktemp -d /tmp/bench-overhead.XXXXXX) || exit 1
+	bench_keep_state_in "$work"
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM

@@ -269,6 +269,7 @@ main() {
 	bench_need iperf3 nginx wrk taskset python3 || exit 1
 	build=$(bench_build_dir "$build") || exit 1
 	work=$(mktemp -d /tmp/bench-proxy.XXXXXX) || exit 1
+	bench_keep_state_in "$work"
 	netns_up 0 || exit 1
 	addr=$NETNS_SERVER_ADDR
 	trap cleanup EXIT

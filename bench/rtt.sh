@@ -372,6 +372,7 @@ main() {
 	fi
 	[ -n "$results" ] && : >"$results"
 	work=$(mktemp -d /tmp/bench-rtt.XXXXXX) || exit 1
+	bench_keep_state_in "$work"
 	netns_up "$delay_ms" || exit 1
 	trap cleanup EXIT
 	make_files || { bench_say "could not make the key, cache or certificate"; exit 1; }

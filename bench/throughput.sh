@@ -196,6 +196,7 @@ main() {
 	bench_need iperf3 stunnel openssl python3 taskset || exit 1
 	build=$(bench_build_dir "$build") || exit 1
 	work=$(mktemp -d /tmp/bench-throughput.XXXXXX) || exit 1
+	bench_keep_state_in "$work"
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM

@@ -7,6 +7,9 @@
 set -eu
 build=$(cd "${1:-build}" && pwd)
 scratch=$(mktemp -d)
+# The shims' counters files go in the scratch directory, removed at exit,
+# rather than in /run/noiseshim/stats.
+export NOISESHIM_STATS_DIR=$scratch/stats
 server_pid=
 cleanup() {
 	if [ -n "$server_pid" ]; then
@@ -31,8 +34,11 @@ url=$("$build/noiseshim" nodeurl --key "$scratch/server.key" --addr "127.0.0.1:$
 echo "$url" >"$scratch/cache"
 
 echo "1. server: python3 -m http.server on port $port, under the accept shim"
+# The key is new on every run: its replay window (32 MiB) goes in the scratch
+# directory too, not in /run/noiseshim/replay-KEYID.map, where it would stay.
 (cd "$scratch/www" && NOISESHIM_KEY="$scratch/server.key" NOISESHIM_LISTEN="$port" \
 	NOISESHIM_LOG_FILE="$scratch/server.log" NOISESHIM_LOG=info \
+	NOISESHIM_REPLAY_FILE="$scratch/replay.map" \
 	LD_PRELOAD="$build/libnoiseshim-server.so" \
 	exec python3 -m http.server "$port" --bind 127.0.0.1 >/dev/null 2>&1) &
 server_pid=$!

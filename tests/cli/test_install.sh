@@ -18,6 +18,10 @@ cleanup() {
 trap cleanup EXIT
 umask 022
 unset NOISESHIM_CACHE NOISESHIM_KEY NOISESHIM_LISTEN NOISESHIM_CONFIG
+# The counters files of the programs run here stay in the scratch directory,
+# not in /run/noiseshim/stats; so does the server's replay window (below).
+NOISESHIM_STATS_DIR=$dir/stats
+export NOISESHIM_STATS_DIR
 HOME=$dir/home
 export HOME
 
@@ -91,7 +95,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 mkdir "$dir/www"
 head -c 300000 /dev/urandom >"$dir/www/file.bin"
 "$ns" keygen "$dir/server.key" >/dev/null
-"$ns" serve --key "$dir/server.key" --listen "$port" -- \
+NOISESHIM_REPLAY_FILE=$dir/replay.map "$ns" serve --key "$dir/server.key" --listen "$port" -- \
 	python3 -m http.server "$port" --bind 127.0.0.1 --directory "$dir/www" \
 	>"$dir/server.out" 2>"$dir/server.err" &
 server_pid=$!

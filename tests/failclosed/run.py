@@ -226,6 +226,10 @@ class Matrix:
         self.procs = []
         self.base_env = {k: v for k, v in os.environ.items()
                          if k != "LD_PRELOAD" and not k.startswith("NOISESHIM_")}
+        # The shims' counters files and the accept shim's replay window stay
+        # in the work directory rather than in /run/noiseshim.
+        self.stats_dir = self.path("stats")
+        self.replay_file = self.path("replay.map")
         asan = self.asan_runtime()
         if asan:
             # The ASan runtime must come first in LD_PRELOAD; programs built
@@ -381,7 +385,7 @@ class Matrix:
     # --- environments ------------------------------------------------------------
 
     def client_env(self, **extra):
-        env = dict(self.base_env, NOISESHIM_CACHE=self.cache)
+        env = dict(self.base_env, NOISESHIM_CACHE=self.cache, NOISESHIM_STATS_DIR=self.stats_dir)
         if self.client_preload:
             env["LD_PRELOAD"] = self.client_preload
         env.update(extra)
@@ -389,7 +393,8 @@ class Matrix:
 
     def server_env(self, port, **extra):
         env = dict(self.base_env, NOISESHIM_KEY=self.server_key, NOISESHIM_LISTEN=str(port),
-                   NOISESHIM_HANDSHAKE_TIMEOUT_MS=SHORT_HANDSHAKE_MS)
+                   NOISESHIM_HANDSHAKE_TIMEOUT_MS=SHORT_HANDSHAKE_MS,
+                   NOISESHIM_REPLAY_FILE=self.replay_file, NOISESHIM_STATS_DIR=self.stats_dir)
         if self.server_preload:
             env["LD_PRELOAD"] = self.server_preload
         env.update(extra)
@@ -624,7 +629,7 @@ class Matrix:
                          plain_marker.hex(), PROBE_WAIT], self.base_env)
             if probe.rc != 0:
                 problems.append("a plaintext client via %s was answered: %s" % (host, probe.line()))
-        ask_env = dict(self.base_env, NOISESHIM_CACHE=self.cache)
+        ask_env = dict(self.base_env, NOISESHIM_CACHE=self.cache, NOISESHIM_STATS_DIR=self.stats_dir)
         if self.client_preload:
             ask_env["LD_PRELOAD"] = self.client_preload
         ask = run([sys.executable, os.path.join(HERE, "fc_peer.py"), "ask", ask_host, str(port),

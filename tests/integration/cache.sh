@@ -36,6 +36,9 @@ preload=(LD_PRELOAD="${shim_asan:+$shim_asan }$shim" ASAN_OPTIONS="${ASAN_OPTION
 unset LD_PRELOAD NOISESHIM_CACHE NOISESHIM_LOG NOISESHIM_LOG_FILE XDG_RUNTIME_DIR
 
 scratch=$(mktemp -d) || exit 1
+# The counters files of the programs run here stay in the scratch directory,
+# not in /run/noiseshim/stats.
+export NOISESHIM_STATS_DIR=$scratch/stats
 passed=0 failed=0
 trap 'rm -rf "$scratch"' EXIT
 trap 'exit 1' INT TERM HUP

@@ -59,6 +59,9 @@ fi
 unset LD_PRELOAD NOISESHIM_CACHE
 
 scratch=$(mktemp -d) || exit 1
+# The counters files of the programs run here stay in the scratch directory,
+# not in /run/noiseshim/stats.
+export NOISESHIM_STATS_DIR=$scratch/stats
 pids=()
 passed=0 failed=0
 

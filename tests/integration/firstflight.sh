@@ -130,6 +130,9 @@ unset LD_PRELOAD NOISESHIM_CACHE NOISESHIM_TRANSPORT NOISESHIM_TFO NOISESHIM_HAN
 	NOISESHIM_FIRST_FLIGHT_US
 
 work=$(mktemp -d) || exit 1
+# The servers' replay window and the shims' counters files stay in the work
+# directory rather than in /run/noiseshim, so that a run leaves nothing behind.
+export NOISESHIM_REPLAY_FILE=$work/replay.map NOISESHIM_STATS_DIR=$work/stats
 pids=()
 umask 077
 printf '%s\n' "$server_priv" >"$work/server.key"

@@ -86,6 +86,10 @@ export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 passed=0 failed=0
 background_pids=()
 work=$(mktemp -d /tmp/noiseshim-handoff.XXXXXX)
+# The replay window and the counters files of the programs started here stay
+# in the work directory rather than in /run/noiseshim, so that a run leaves
+# nothing behind (a window there is 32 MiB per server key).
+export NOISESHIM_REPLAY_FILE=$work/replay.map NOISESHIM_STATS_DIR=$work/stats
 
 # Every process still running is ours, started below; stop each by PID.
 cleanup() {

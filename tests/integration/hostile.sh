@@ -82,6 +82,10 @@ done
 passed=0 failed=0
 background_pids=()
 work=$(mktemp -d /tmp/noiseshim-hostile.XXXXXX)
+# The replay window and the counters files of the programs started here stay
+# in the work directory rather than in /run/noiseshim, so that a run leaves
+# nothing behind (a window there is 32 MiB per server key).
+export NOISESHIM_REPLAY_FILE=$work/replay.map NOISESHIM_STATS_DIR=$work/stats
 
 cleanup() {
 	for pid in "${background_pids[@]}"; do

@@ -152,6 +152,12 @@ preload_client="${asan_runtime:+$asan_runtime }$client_shim"
 preload_server="${asan_runtime:+$asan_runtime }$server_shim"
 stats_dir=$work/stats
 mkdir "$stats_dir"
+# Every shim's counters file, and every server's replay window, stay in the
+# work directory rather than in /run/noiseshim, where a 32 MiB window per new
+# key would outlive every run.  The window file is set per server, not
+# exported: the doctor checks here see only the settings they name.
+export NOISESHIM_STATS_DIR=$stats_dir
+replay_file=$work/replay.map
 
 check_sanitizer_reports() {
 	local report
@@ -171,7 +177,7 @@ start_server() {
 	shift 3
 	start_background "$work/$name.server.out" env LD_PRELOAD="$preload_server" \
 		NOISESHIM_KEY="$keys" NOISESHIM_LISTEN="$port" NOISESHIM_LOG_FILE="$work/$name.shim.log" \
-		NOISESHIM_STATS_DIR="$stats_dir" "${sanitizer_env[@]}" "$@" \
+		NOISESHIM_STATS_DIR="$stats_dir" NOISESHIM_REPLAY_FILE="$replay_file" "${sanitizer_env[@]}" "$@" \
 		"$python" "$here/echo_server.py" --port "$port" --model threads --log "$work/$name.program"
 	server_pid=$started_pid
 	if ! wait_listening "$port" "$server_pid"; then
@@ -323,7 +329,8 @@ expect_listen_refused() {
 	local name=$1 expected=$2 pid errors
 	shift 2
 	start_background "$work/$name.server.out" env LD_PRELOAD="$preload_server" \
-		NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port_bad" "$@" \
+		NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port_bad" \
+		NOISESHIM_REPLAY_FILE="$replay_file" "$@" \
 		NOISESHIM_LOG_FILE="$work/$name.shim.log" "${sanitizer_env[@]}" \
 		"$python" "$here/echo_server.py" --port "$port_bad" --log "$work/$name.program"
 	pid=$started_pid
@@ -536,7 +543,8 @@ test_syn_data() {
 	"$cli" nodeurl --key "$work/new.key" --addr "127.0.0.1:$port" --tfo >"$work/tfo.cache"
 	start_background "$work/tfo.server.out" ip netns exec "$netns" env LD_PRELOAD="$preload_server" \
 		NOISESHIM_KEY="$work/new.key" NOISESHIM_LISTEN="$port" NOISESHIM_LOG=info \
-		NOISESHIM_LOG_FILE="$work/tfo.shim.log" NOISESHIM_STATS_DIR="$stats_dir" "${sanitizer_env[@]}" \
+		NOISESHIM_LOG_FILE="$work/tfo.shim.log" NOISESHIM_STATS_DIR="$stats_dir" \
+		NOISESHIM_REPLAY_FILE="$replay_file" "${sanitizer_env[@]}" \
 		"$python" "$here/echo_server.py" --port "$port" --model threads --log "$work/tfo.program"
 	pid=$started_pid
 	for _ in $(seq 100); do

@@ -34,10 +34,21 @@ background_pids=()
 work=$(mktemp -d "/tmp/noiseshim-$(basename "$0" .sh).XXXXXX")
 printf '%s\n' "$server_priv" >"$work/server.key"
 chmod 600 "$work/server.key"
+# The counters files stay in the work directory rather than in
+# /run/noiseshim/stats, and so do the replay windows: every server that opens
+# one is given its file there, except in tests of the default path, which
+# list the files they make under /run/noiseshim in made_default_windows.
+export NOISESHIM_STATS_DIR=$work/stats
+made_default_windows=()
 
 cleanup() {
 	for pid in "${background_pids[@]}"; do
 		stop_process "$pid"
+	done
+	local file
+	# Made outside the work directory: removed whether checks failed or not.
+	for file in "${made_default_windows[@]}"; do
+		rm -f -- "$file"
 	done
 	if [ "$failed" -eq 0 ]; then
 		rm -rf "$work"

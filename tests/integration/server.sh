@@ -74,6 +74,10 @@ background_pids=()
 work=$(mktemp -d /tmp/noiseshim-server.XXXXXX)
 # nginx workers drop to an unprivileged user and must read the files served.
 chmod 755 "$work"
+# The replay window and the counters files of the programs started here stay
+# in the work directory rather than in /run/noiseshim, so that a run leaves
+# nothing behind (a window there is 32 MiB per server key).
+export NOISESHIM_REPLAY_FILE=$work/replay.map NOISESHIM_STATS_DIR=$work/stats
 
 # Every process still running is ours, started below; stop each by PID.
 cleanup() {

@@ -33,6 +33,8 @@ preload() {
 }
 
 work=$(mktemp -d)
+# The shims' counters files stay in the work directory, not in /run/noiseshim.
+export NOISESHIM_STATS_DIR=$work/stats
 server=
 cleanup() {
 	[ -n "$server" ] && kill "$server" 2>/dev/null
@@ -50,8 +52,10 @@ chmod 600 "$work/server.key"
 echo "$NETNS_SERVER_ADDR:$port?f=1&noise_pub=14N7s89T436KFPmWgbYtPSNergNUhPRDfDhudzwhrgSfzNFjvy" \
 	>"$work/cache"
 
+# Its replay window stays in the work directory too.
 in_server env NOISESHIM_KEY="$work/server.key" NOISESHIM_LISTEN="$port" \
 	NOISESHIM_LOG=info NOISESHIM_LOG_FILE="$work/server-shim.log" ASAN_OPTIONS=detect_leaks=0 \
+	NOISESHIM_REPLAY_FILE="$work/replay.map" \
 	LD_PRELOAD="$(preload "$build/libnoiseshim-server.so")" \
 	python3 "$probe" serve "$NETNS_SERVER_ADDR" "$port" >"$work/server.log" 2>&1 &
 server=$!

@@ -68,8 +68,10 @@ done
 # initiator must take msg2's payload as the first bytes of the echo.
 echo_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (umask 077 && echo "$resp_priv" >"$scratch/server.key")
+# Its replay window and counters stay in the scratch directory, not in /run/noiseshim.
 LD_PRELOAD=$accept_shim NOISESHIM_KEY=$scratch/server.key NOISESHIM_LISTEN=$echo_port \
-	NOISESHIM_LOG_FILE=$scratch/accept-shim.log \
+	NOISESHIM_LOG_FILE=$scratch/accept-shim.log NOISESHIM_REPLAY_FILE=$scratch/replay.map \
+	NOISESHIM_STATS_DIR=$scratch/stats \
 	python3 "$(dirname "$0")/../integration/echo_server.py" --port "$echo_port" &
 pids+=($!)
 for _ in $(seq 100); do

@@ -41,8 +41,11 @@ for name in $(compgen -e); do
 done
 
 work=$(mktemp -d) || exit 1
-# The replay windows of the proxies and shims started here stay in the work directory.
-export NOISESHIM_REPLAY_FILE=$work/replay.map
+# The replay windows of the proxies and shims started here, and their
+# counters files, stay in the work directory.  The test of the default path
+# lists the window it makes under /run/noiseshim in made_default_windows.
+export NOISESHIM_REPLAY_FILE=$work/replay.map NOISESHIM_STATS_DIR=$work/stats
+made_default_windows=()
 pids=()
 passed=0 failed=0
 
@@ -55,6 +58,8 @@ cleanup() {
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
 	wait 2>/dev/null
 	[ "$(type -t netns_down)" = function ] && netns_down
+	local file
+	for file in "${made_default_windows[@]}"; do rm -f -- "$file"; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -817,6 +822,8 @@ test_replay_window() {
 	# Without a file named, the accept shim's default path, named by the key.
 	id=$("$python" -c 'import hashlib, sys
 print(hashlib.blake2b(bytes.fromhex(sys.argv[1]), digest_size=16).hexdigest())' "$server_pub_hex")
+	# A window this test makes there is removed at exit; one that was there is left alone.
+	[ -e "/run/noiseshim/replay-$id.map" ] || made_default_windows+=("/run/noiseshim/replay-$id.map")
 	start proxy-window-default env -u NOISESHIM_REPLAY_FILE "$cli" proxy server \
 		--key "$work/server.key" --listen 127.0.0.1:0 --target "127.0.0.1:$echo_port"
 	expect_line replay-default-path-is-the-shims proxy-window-default.log \
