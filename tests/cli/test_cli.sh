@@ -572,7 +572,7 @@ expect_err "--addr 'no-such-host.invalid' does not resolve" "serve says the name
 
 stats_dir=$dir/stats
 mkdir "$stats_dir"
-mkfifo "$dir/hold" "$dir/hold-listen" "$dir/hold-listen-any"
+mkfifo "$dir/hold" "$dir/hold-listen"
 # start_writer: a stats_writer holding its counters until fd 3 closes; sets writer, parent_pid, worker_pid.
 start_writer() {
 	: >"$dir/writer.out"
@@ -706,22 +706,32 @@ if grep -q "^ok: listen: NOISESHIM_LISTEN=7801,\[::1\]:7802: 2 entries" "$dir/ou
 else
 	fail "doctor counts good NOISESHIM_LISTEN entries (got: $(grep listen "$dir/out"))"
 fi
-# Held against a socket that listens now: one on 127.0.0.1 only.
-python3 -c '
-import socket, sys, time
+# hold_listener ADDR: a socket listening on ADDR and a free port until
+# release_listener; sets lport.
+hold_listener() {
+	: >"$dir/listen-port"
+	python3 -c '
+import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
+s.bind((sys.argv[1], 0))
 s.listen()
 print(s.getsockname()[1], flush=True)
-sys.stdin.read()' <"$dir/hold-listen" >"$dir/listen-port" &
-listener=$!
-exec 4>"$dir/hold-listen"
-tries=100
-until [ -s "$dir/listen-port" ] || [ "$tries" -eq 0 ]; do
-	sleep 0.05
-	tries=$((tries - 1))
-done
-lport=$(cat "$dir/listen-port")
+sys.stdin.read()' "$1" <"$dir/hold-listen" >"$dir/listen-port" &
+	listener=$!
+	exec 4>"$dir/hold-listen"
+	local tries=100
+	until [ -s "$dir/listen-port" ] || [ "$tries" -eq 0 ]; do
+		sleep 0.05
+		tries=$((tries - 1))
+	done
+	lport=$(cat "$dir/listen-port")
+}
+release_listener() {
+	exec 4>&-
+	wait "$listener"
+}
+# Held against a socket that listens now: one on 127.0.0.1 only.
+hold_listener 127.0.0.1
 NOISESHIM_LISTEN="$lport,127.0.0.1:$lport,0.0.0.0:$lport,[::1]:$lport" run doctor
 if grep -qxF "ok: listen: NOISESHIM_LISTEN entry $lport matches the socket listening on 127.0.0.1 port $lport" "$dir/out" &&
 	grep -qxF "ok: listen: NOISESHIM_LISTEN entry 127.0.0.1:$lport matches the socket listening on 127.0.0.1 port $lport" "$dir/out"; then
@@ -735,25 +745,10 @@ if grep -q "^warn: listen: NOISESHIM_LISTEN entry 0.0.0.0:$lport matches no sock
 else
 	fail "doctor warns about an entry whose port listens on another address (got: $(grep listen "$dir/out"))"
 fi
-exec 4>&-
-wait "$listener"
+release_listener
 # A socket bound to every address: an entry naming one address of it is
 # wrapped on all of them, as the accept shim does, and doctor says so.
-python3 -c '
-import socket, sys
-s = socket.socket()
-s.bind(("0.0.0.0", 0))
-s.listen()
-print(s.getsockname()[1], flush=True)
-sys.stdin.read()' <"$dir/hold-listen-any" >"$dir/listen-any-port" &
-listener=$!
-exec 4>"$dir/hold-listen-any"
-tries=100
-until [ -s "$dir/listen-any-port" ] || [ "$tries" -eq 0 ]; do
-	sleep 0.05
-	tries=$((tries - 1))
-done
-lport=$(cat "$dir/listen-any-port")
+hold_listener 0.0.0.0
 NOISESHIM_LISTEN="127.0.0.2:$lport" run doctor
 if grep -q "^warn: listen: NOISESHIM_LISTEN entry 127.0.0.2:$lport: the socket on port $lport is bound to every address (0.0.0.0), so the shim wraps it on every address" "$dir/out" &&
 	! grep -q "matches no socket" "$dir/out"; then
@@ -761,8 +756,7 @@ if grep -q "^warn: listen: NOISESHIM_LISTEN entry 127.0.0.2:$lport: the socket o
 else
 	fail "doctor says a wildcard socket is wrapped for an entry naming one address (got: $(grep listen "$dir/out"))"
 fi
-exec 4>&-
-wait "$listener"
+release_listener
 
 # Cookie-less TCP Fast Open, in a network namespace of our own (the sysctl is per namespace).
 tfo_ns=nscli-$$-$(od -An -tx1 -N3 /dev/urandom | tr -d ' \n')
