@@ -86,7 +86,8 @@ struct proxy_config {
 	uint8_t remote_pub[NS_KEY_LEN];
 	int tfo;
 	struct ns_keypair static_key;
-	unsigned first_wait_us;   /* no byte from the program by then: msg1 goes empty */
+	unsigned first_wait_us;   /* no byte from the program by then: msg1 goes empty; and
+	                           * msg1 goes at most this long after the first byte */
 	unsigned first_quiet_us;  /* no new byte for this long: msg1 goes */
 
 	/* Server proxy. */
@@ -157,6 +158,7 @@ struct proxy_pair {
 	uint8_t *flight;
 	size_t flight_len;
 	uint64_t flight_due_us;
+	uint64_t flight_last_us;  /* msg1 goes by then whatever the program keeps writing */
 
 	/* Server: the route prefix read so far. */
 	uint8_t prefix[NS_ROUTE_PREFIX_LEN];

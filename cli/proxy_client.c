@@ -62,6 +62,7 @@ static int send_msg1(struct proxy_pair *p)
 static int gather(struct proxy_pair *p)
 {
 	struct proxy_side *s = &p->plain;
+	uint64_t now;
 	ssize_t n;
 
 	if (!s->readable)
@@ -85,10 +86,16 @@ static int gather(struct proxy_pair *p)
 	}
 	if ((size_t)n < NS_MAX_PLAINTEXT - p->flight_len)
 		proxy_side_drained(s);
+	now = proxy_now_us();
+	/* A program that keeps writing small pieces does not hold msg1 back for long. */
+	if (p->flight_len == 0)
+		p->flight_last_us = now + p->cfg->first_wait_us;
 	p->flight_len += (size_t)n;
-	if (p->flight_len == NS_MAX_PLAINTEXT)
+	if (p->flight_len == NS_MAX_PLAINTEXT || now >= p->flight_last_us)
 		return send_msg1(p);
-	p->flight_due_us = proxy_now_us() + p->cfg->first_quiet_us;
+	p->flight_due_us = now + p->cfg->first_quiet_us;
+	if (p->flight_due_us > p->flight_last_us)
+		p->flight_due_us = p->flight_last_us;
 	return 1;
 }
 

@@ -25,6 +25,8 @@ struct proxy_loop {
 	const struct proxy_config *cfg;
 	int epfd;
 	struct proxy_side listener;
+	int out_of_fds;              /* accept ran out of fds; the queue not yet drained since */
+	int fds_freed;               /* a pair closed since accept last ran out of fds */
 	struct proxy_pair *pending;  /* pairs still in their handshake */
 	struct proxy_pair *dead;     /* closed in this batch, freed after it */
 };
@@ -93,6 +95,18 @@ static void side_close(struct proxy_side *s)
 	s->fd = -1;
 }
 
+/*
+ * A failed pair's sockets end with a reset, not a FIN: a peer that got
+ * part of a stream must not take its end for the end of the data.
+ */
+static void side_reset(struct proxy_side *s)
+{
+	const struct linger now = { .l_onoff = 1, .l_linger = 0 };
+
+	if (s->fd >= 0)
+		setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+}
+
 /* Close p's sockets now, free its memory after the current batch of events. */
 static void pair_close(struct proxy_pair *p)
 {
@@ -103,6 +117,7 @@ static void pair_close(struct proxy_pair *p)
 	pending_remove(p);
 	side_close(&p->plain);
 	side_close(&p->noise);
+	l->fds_freed = 1;
 	p->dead = 1;
 	p->next = l->dead;
 	l->dead = p;
@@ -141,6 +156,10 @@ int proxy_fail(struct proxy_pair *p, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	if (!p->dead) {
+		side_reset(&p->plain);
+		side_reset(&p->noise);
+	}
 	pair_close(p);
 	return -1;
 }
@@ -257,8 +276,24 @@ static void accept_all(struct proxy_loop *l)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			/*
+			 * The listener is edge-triggered: connections left in the queue
+			 * bring no new event, so accept runs again when a pair closes.
+			 */
+			if (errno == EMFILE || errno == ENFILE) {
+				if (!l->out_of_fds)
+					fprintf(stderr, "noiseshim proxy: accept: %s: new connections wait "
+					        "until a connection closes\n", strerror(errno));
+				l->out_of_fds = 1;
+				l->fds_freed = 0;
+			} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				if (l->out_of_fds)
+					fprintf(stderr, "noiseshim proxy: accept: every waiting connection "
+					        "is accepted again\n");
+				l->out_of_fds = 0;
+			} else {
 				fprintf(stderr, "noiseshim proxy: accept: %s\n", strerror(errno));
+			}
 			return;
 		}
 		accept_one(l, fd, &peer);
@@ -406,6 +441,10 @@ int proxy_run(const struct proxy_config *cfg)
 		return 1;
 	for (;;) {
 		wait_us = run_timers(&l);
+		if (l.out_of_fds && l.fds_freed) {
+			accept_all(&l);
+			wait_us = run_timers(&l);
+		}
 		ts.tv_sec = wait_us / 1000000;
 		ts.tv_nsec = (wait_us % 1000000) * 1000;
 		n = epoll_pwait2(l.epfd, events, EVENTS_PER_WAIT, wait_us < 0 ? NULL : &ts, NULL);

@@ -6,6 +6,8 @@ usage: clients.py whoami HOST PORT
        clients.py await-close HOST PORT HEX [--fin] [--timeout S]
        clients.py first-response HOST PORT PATH
        clients.py push|idle HOST PORT SECONDS
+       clients.py trickle HOST PORT SECONDS
+       clients.py idle-many HOST PORT COUNT SECONDS
 
 whoami      connects, sends a line, prints "local ADDR:PORT" and the
             server's one-line answer (targets.py pp2).
@@ -14,8 +16,8 @@ halfclose   sends SIZE random bytes, shuts its sending side, and checks
             those bytes: "ok SIZE" or the mismatch.
 await-close sends the bytes given in HEX (with --fin, then shuts its
             sending side) and waits for the server to close: prints
-            "closed BYTES SECONDS" (bytes received, time taken) or
-            "open BYTES" after the timeout.
+            "closed BYTES SECONDS" (bytes received, time taken; "reset"
+            for a reset) or "open BYTES" after the timeout.
 first-response  sends an HTTP GET for PATH in one write and prints the
             milliseconds from the start of connect to the first byte of
             the response (curl's time_starttransfer).
@@ -23,6 +25,11 @@ push        writes as fast as the connection takes it for SECONDS, then
             prints "pushed BYTES" and holds the connection as long again.
 idle        sends one byte, then holds the connection for SECONDS without
             reading.
+idle-many   opens COUNT connections that send nothing, waits SECONDS and
+            prints "open N of COUNT": how many the server has not closed.
+trickle     writes one byte every 0.2 ms for SECONDS (TCP_NODELAY, never
+            quiet for 1 ms), then shuts its sending side and checks that
+            the echo is every byte: "ok BYTES", or what went wrong.
 """
 
 import hashlib
@@ -79,7 +86,8 @@ def await_close(host, port, hexdata, fin, timeout):
                     break
                 received += len(chunk)
         except ConnectionResetError:
-            pass
+            print("reset %d %.2f" % (received, time.monotonic() - start))
+            return
         except socket.timeout:
             print("open %d" % received)
             return
@@ -116,6 +124,44 @@ def idle(host, port, seconds):
         time.sleep(float(seconds))
 
 
+def idle_many(host, port, count, seconds):
+    socks = [connect(host, port) for _ in range(int(count))]
+    time.sleep(float(seconds))
+    still = 0
+    for sock in socks:
+        sock.settimeout(0.05)
+        try:
+            if sock.recv(1):
+                still += 1
+        except socket.timeout:
+            still += 1
+        except OSError:
+            pass
+        sock.close()
+    print("open %d of %d" % (still, len(socks)))
+
+
+def trickle(host, port, seconds):
+    sent = 0
+    try:
+        with connect(host, port) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            end = time.monotonic() + float(seconds)
+            while time.monotonic() < end:
+                sock.sendall(bytes([sent % 251]))
+                sent += 1
+                pause = time.perf_counter() + 0.0002
+                while time.perf_counter() < pause:
+                    pass
+            sock.shutdown(socket.SHUT_WR)
+            echo = read_all(sock)
+    except OSError as e:
+        print("error after %d bytes: %s" % (sent, e))
+        return
+    want = bytes(i % 251 for i in range(sent))
+    print("ok %d" % sent if echo == want else "echo of %d bytes differs (got %d)" % (sent, len(echo)))
+
+
 def main():
     args = sys.argv[1:]
     if len(args) == 3 and args[0] == "whoami":
@@ -127,6 +173,10 @@ def main():
         await_close(args[1], args[2], args[3], "--fin" in args, timeout)
     elif len(args) == 4 and args[0] in ("push", "idle"):
         (push if args[0] == "push" else idle)(*args[1:])
+    elif len(args) == 5 and args[0] == "idle-many":
+        idle_many(*args[1:])
+    elif len(args) == 4 and args[0] == "trickle":
+        trickle(*args[1:])
     elif len(args) == 4 and args[0] == "first-response":
         first_response(*args[1:])
     else:

@@ -307,6 +307,40 @@ test_stream_features() {
 		--remote-pub "$server_pub_hex" --count 20000 2>&1)
 	[ "$out" = "ok records 80000" ] && pass tiny-and-empty-records || fail tiny-and-empty-records "$out"
 
+	# A program that never pauses for --first-quiet-us still gets msg1 out
+	# within --first-wait-us of its first byte, far inside the handshake
+	# deadline, and its stream flows.
+	start_echo trickle
+	start proxy-trickle "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$echo_port"
+	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
+	start client-trickle "$cli" proxy client --listen 127.0.0.1:0 --target "127.0.0.1:$port" \
+		--cache "$work/cache" --handshake-timeout-ms 500
+	out=$(timeout 30 "$python" "$here/clients.py" trickle 127.0.0.1 "$port" 1.5 2>&1)
+	if [[ $out == "ok "* ]] && ! grep -q "handshake not done" "$work/client-trickle.log"; then
+		pass trickling-program-not-held
+	else
+		fail trickling-program-not-held "$out; $(tail_of "$work/client-trickle.log")"
+	fi
+
+	# A target that refuses after msg2 has gone: the failure reaches the
+	# program as a reset, never as a clean end of an empty answer.
+	local closed_port
+	read -r closed_port < <(free_ports 1)
+	start proxy-refused "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
+		--target "127.0.0.1:$closed_port"
+	add_cache "$work/cache" "127.0.0.1:$port" "$work/server.key"
+	start client-refused "$cli" proxy client --listen 127.0.0.1:0 --target "127.0.0.1:$port" \
+		--cache "$work/cache"
+	out=$(timeout 10 "$python" "$here/clients.py" await-close 127.0.0.1 "$port" \
+		"$(printf 'GET / HTTP/1.0\r\n\r\n' | od -An -v -tx1 | tr -d ' \n')" 2>&1)
+	if [[ $out == "reset 0 "* ]] && grep -q "connect: Connection refused" "$work/proxy-refused.log" &&
+		grep -q "target: .*Connection reset by peer" "$work/client-refused.log"; then
+		pass refused-target-resets-program
+	else
+		fail refused-target-resets-program "$out; $(tail_of "$work/client-refused.log")"
+	fi
+
 	start pp2 "$python" "$here/targets.py" pp2
 	pp2_port=$port
 	start proxy-pp2 "$cli" proxy server --key "$work/server.key" --listen 127.0.0.1:0 \
@@ -523,12 +557,12 @@ test_hostile() {
 		pass hostile-nothing-delivered
 	out=$(timeout 10 "$python" "$here/clients.py" await-close 127.0.0.1 "$hostile_port" \
 		"$(printf 'DRPC' | od -An -v -tx1 | tr -d ' \n')" --fin 2>&1)
-	case $out in "closed 0 "*) pass hostile-partial-prefix-fin ;; *) fail hostile-partial-prefix-fin "$out" ;; esac
+	case $out in "closed 0 "* | "reset 0 "*) pass hostile-partial-prefix-fin ;; *) fail hostile-partial-prefix-fin "$out" ;; esac
 	# Half a msg1 frame, then silence: the handshake deadline closes it.
 	out=$(timeout 10 "$python" "$here/clients.py" await-close 127.0.0.1 "$hostile_port" \
 		"$(printf 'DRPC!N!1\x80\x00\x00\x70' | od -An -v -tx1 | tr -d ' \n')$(head -c 40 /dev/zero | od -An -v -tx1 | tr -d ' \n')" \
 		--timeout 5 2>&1)
-	n=$(printf '%s' "$out" | awk '$1 == "closed" && $2 == 0 { print $3 }')
+	n=$(printf '%s' "$out" | awk '($1 == "closed" || $1 == "reset") && $2 == 0 { print $3 }')
 	if [ -n "$n" ] && awk -v t="$n" 'BEGIN { exit !(t >= 1.3 && t <= 3) }' &&
 		grep -q "handshake not done within 1500 ms" "$work/proxy-hostile.log"; then
 		pass hostile-stalled-half-frame
@@ -562,6 +596,19 @@ test_hostile() {
 	[ "$after" -le "$before" ] && pass hostile-fds-back-to-baseline ||
 		fail hostile-fds-back-to-baseline "$before before, $after after"
 	kill -0 "$hostile_pid" 2>/dev/null && pass hostile-proxy-alive || fail hostile-proxy-alive "the proxy died"
+
+	# Out of fds: the connections left in the queue wait, and are accepted
+	# (and here time out) as soon as earlier ones close, with no new arrival.
+	start proxy-fdlimit prlimit --nofile=40:40 "$cli" proxy server --key "$work/server.key" \
+		--listen 127.0.0.1:0 --target 127.0.0.1:9 --handshake-timeout-ms 1000
+	out=$(timeout 30 "$python" "$here/clients.py" idle-many 127.0.0.1 "$port" 60 5 2>&1)
+	if [ "$out" = "open 0 of 60" ] &&
+		grep -q "new connections wait until a connection closes" "$work/proxy-fdlimit.log" &&
+		grep -q "every waiting connection is accepted again" "$work/proxy-fdlimit.log"; then
+		pass hostile-out-of-fds-queue-served
+	else
+		fail hostile-out-of-fds-queue-served "$out; $(grep -v 'handshake not done' "$work/proxy-fdlimit.log" | tr '\n' ' ')"
+	fi
 }
 
 # --- 8. the accept shim's rules: allowlist, key files re-read, one replay window
