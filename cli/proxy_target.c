@@ -54,23 +54,55 @@ int proxy_parse_addr(const char *text, int listener, struct sockaddr_storage *sa
 	return 0;
 }
 
-/* What the cache loader complained about, kept for the refusal message. */
+/*
+ * What the cache loader complained about, kept for the refusal message:
+ * the first problem with a line that names the target's host if there is
+ * one (a line missing its port, say), else the first problem.
+ */
 struct problems {
 	char text[512];
 	unsigned count;
+	int names_host;       /* text is about a line naming host */
+	char host[NS_NODEURL_HOST_MAX + 2];  /* as a NodeURL writes it: IPv6 in brackets */
 };
+
+/* Whether reason quotes a line whose address is host: "HOST or @HOST, then ':', '?' or '"'. */
+static int quotes_host(const char *reason, const char *host)
+{
+	size_t n = strlen(host);
+
+	for (const char *at = strstr(reason, host); at != NULL; at = strstr(at + 1, host))
+		if (at > reason && (at[-1] == '"' || at[-1] == '@') && strchr(":?\"", at[n]) != NULL &&
+		    at[n] != '\0')
+			return 1;
+	return 0;
+}
 
 static void note_problem(void *ctx, enum ns_cache_level level, const char *file, unsigned line,
                          const char *reason)
 {
 	struct problems *pr = ctx;
+	int names_host;
 
-	if (level != NS_CACHE_ERROR || pr->count++ > 0)
+	if (level != NS_CACHE_ERROR)
 		return;
+	names_host = pr->host[0] != '\0' && quotes_host(reason, pr->host);
+	if (pr->count++ > 0 && (pr->names_host || !names_host))
+		return;
+	pr->names_host = names_host;
 	if (line > 0)
 		snprintf(pr->text, sizeof pr->text, "%s:%u: %s", file, line, reason);
 	else
 		snprintf(pr->text, sizeof pr->text, "%s: %s", file, reason);
+}
+
+/* The host part of "HOST:PORT" or "[V6]:PORT", brackets kept. */
+static void host_of(const char *target, char *out, size_t cap)
+{
+	const char *colon = strrchr(target, ':');
+	size_t n = colon != NULL ? (size_t)(colon - target) : strlen(target);
+
+	snprintf(out, cap, "%.*s", (int)n, target);
 }
 
 /* Find cfg's target in the cache at path and fill in what the entry says.  0 or -1 with err. */
@@ -90,6 +122,7 @@ int proxy_lookup_target(const char *path, struct proxy_config *cfg, char *err, s
 		}
 		path = default_path;
 	}
+	host_of(cfg->target_text, pr.host, sizeof pr.host);
 	t = ns_cache_table_load(path, note_problem, &pr);
 	if (t == NULL) {
 		snprintf(err, errlen, "cache %s: %s", path, pr.count > 0 ? pr.text : "cannot be read");
@@ -106,7 +139,8 @@ int proxy_lookup_target(const char *path, struct proxy_config *cfg, char *err, s
 		goto out;
 	default:
 		snprintf(err, errlen, "no usable entry for %s in the cache %s%s%s", cfg->target_text, path,
-		         pr.count > 0 ? "; first problem: " : " (add one with 'noiseshim cache add URL')",
+		         pr.names_host ? "; a line for its host: "
+		         : pr.count > 0 ? "; first problem: " : " (add one with 'noiseshim cache add URL')",
 		         pr.count > 0 ? pr.text : "");
 		goto out;
 	}

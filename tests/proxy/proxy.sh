@@ -171,6 +171,14 @@ test_refusals() {
 	else
 		fail refuse-broken-entry "exit $rc: $out"
 	fi
+	# No entry, but a broken line for the target's host (no port): that line is
+	# named, not the first broken line of the file.
+	printf '127.0.0.2:81?noise_pub=notbase58!\n127.0.0.40:9?noise_pub=notbase58!\n127.0.0.4?noise_pub=%s\n' \
+		"$("$cli" pubkey "$work/server.key")" >"$work/portless-cache"
+	out=$("$cli" proxy client --listen 127.0.0.1:0 --target 127.0.0.4:9 --cache "$work/portless-cache" 2>&1)
+	rc=$?
+	[ "$rc" = 2 ] && printf '%s' "$out" | grep -q "a line for its host: .*portless-cache:3: no port" &&
+		pass refuse-names-host-line || fail refuse-names-host-line "exit $rc: $out"
 	out=$("$cli" proxy client --listen 127.0.0.1:0 --target 127.0.0.1:9 --cache "$work/missing" 2>&1)
 	rc=$?
 	[ "$rc" = 2 ] && printf '%s' "$out" | grep -q "missing" && pass refuse-missing-cache ||
