@@ -328,7 +328,7 @@ closest_name(const char *name)
 	return closest;
 }
 
-/* Say that name, set to value, is ignored, and which name of ours it may mean. */
+/* Say that name, set to value, is none of ours, and which name of ours it may mean. */
 static void
 report_unknown(const char *where, const char *name, const char *value,
                ns_config_report_fn *report)
@@ -336,7 +336,7 @@ report_unknown(const char *where, const char *name, const char *value,
 	char problem[2 * NAME_TEXT_MAX + 128];
 	const char *guess = closest_name(name);
 
-	snprintf(problem, sizeof(problem), "unknown variable %.*s=\"%.64s\", ignored%s%s%s",
+	snprintf(problem, sizeof(problem), "unknown variable %.*s=\"%.64s\"%s%s%s",
 	         NAME_TEXT_MAX, name, value, guess != NULL ? "; did you mean " : "",
 	         guess != NULL ? guess : "", guess != NULL ? "?" : "");
 	report(where, problem);
