@@ -17,7 +17,9 @@
  * so a slow reader holds its sender back through the kernel's TCP window.
  * A read EOF is passed on as shutdown(SHUT_WR) once the last record has
  * left; the pair closes when both directions are shut.  Any error closes
- * that pair alone, with one log line naming the accepted peer's address.
+ * that pair alone, with a reset on both sockets (a peer must not take a
+ * failure for the end of the data) and one log line naming the accepted
+ * peer's address.
  */
 #ifndef NOISESHIM_CLI_PROXY_H
 #define NOISESHIM_CLI_PROXY_H
