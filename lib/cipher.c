@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 
@@ -183,6 +184,13 @@ ns_cipher_warm(enum ns_suite suite)
 
 	if (ns_suite_from_proto((int)suite) != 0)
 		ns_cipher_free(ns_cipher_new(suite, key));
+}
+
+/* Read OpenSSL's configuration file now, in the calling thread. */
+void
+ns_cipher_load_config(void)
+{
+	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 }
 
 /* Free the cipher and wipe its key; NULL is a no-op. */

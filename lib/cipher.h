@@ -64,9 +64,18 @@ void ns_cipher_set_nonce(struct ns_cipher *c, uint64_t n);
 
 /*
  * Set up OpenSSL's implementation of suite now: a process's first cipher
- * otherwise takes about a millisecond, in whatever call needs it.
+ * otherwise takes about a millisecond, in whatever call needs it.  Opens
+ * no file once ns_cipher_load_config has run.
  */
 void ns_cipher_warm(enum ns_suite suite);
+
+/*
+ * Read OpenSSL's configuration file now, in the calling thread (about half
+ * a millisecond, once per process).  It is the one file OpenSSL opens: read
+ * from another thread, it could take the fd number that the program has
+ * just closed and expects its next socket or file to get.
+ */
+void ns_cipher_load_config(void);
 
 /* Free the cipher and wipe its key; NULL is a no-op. */
 void ns_cipher_free(struct ns_cipher *c);

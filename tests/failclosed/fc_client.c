@@ -628,8 +628,17 @@ static void run_fclose_fdopen(const struct job *job, const char *host)
 		finish(EXIT_SETUP, "setup-error: fclose-fdopen needs --plain-port");
 	resolve(host, job->opt.plain_port, &plain);
 	int again = new_socket(&plain);
-	if (again != fd)
-		finish(EXIT_SETUP, "setup-error: the new socket is fd %d, not %d", again, fd);
+	if (again != fd) {
+		/* Name what took the number: an fd opened behind the program's back. */
+		char link[64], held[256] = "?";
+		ssize_t n;
+
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		if ((n = readlink(link, held, sizeof held - 1)) > 0)
+			held[n] = '\0';
+		finish(EXIT_SETUP, "setup-error: the new socket is fd %d, not %d, which is %s", again, fd,
+		       held);
+	}
 	connect_step(again, &plain);
 	write_step(again, &plain, connect_step_len(&plain));
 }

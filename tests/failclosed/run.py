@@ -385,10 +385,7 @@ class Matrix:
     # --- environments ------------------------------------------------------------
 
     def client_env(self, **extra):
-        # The client keeps the default counters directory: with one of its
-        # own, the fclose-fdopen checks under ASan found the fd number they
-        # had just freed taken when they made their next socket.
-        env = dict(self.base_env, NOISESHIM_CACHE=self.cache)
+        env = dict(self.base_env, NOISESHIM_CACHE=self.cache, NOISESHIM_STATS_DIR=self.stats_dir)
         if self.client_preload:
             env["LD_PRELOAD"] = self.client_preload
         env.update(extra)
